@@ -1,0 +1,146 @@
+"""Job and step states, transitions, ids, queue messages and result locations.
+
+Everything here is pure: no AWS calls. ``jobstore`` does the DynamoDB I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+MESSAGE_KIND = "gpu-pipeline.step"
+MESSAGE_VERSION = 1
+DEFAULT_TTL_DAYS = 30
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# running -> pending is the release on SIGTERM or the reclaim of an expired lease.
+STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
+    StepState.PENDING: frozenset({StepState.RUNNING}),
+    StepState.RUNNING: frozenset({StepState.DONE, StepState.FAILED, StepState.PENDING}),
+    StepState.DONE: frozenset(),
+    StepState.FAILED: frozenset(),
+}
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+
+
+def can_transition(old: StepState, new: StepState) -> bool:
+    """Whether a step may move from ``old`` to ``new``."""
+    return new in STEP_TRANSITIONS[old]
+
+
+def job_status_for(step_names: Sequence[str], states: Mapping[str, StepState]) -> JobStatus:
+    """The job status implied by its steps' states (steps run in order)."""
+    values = [states[name] for name in step_names]
+    if StepState.FAILED in values:
+        return JobStatus.FAILED
+    if all(value == StepState.DONE for value in values):
+        return JobStatus.SUCCEEDED
+    if all(value == StepState.PENDING for value in values):
+        return JobStatus.PENDING
+    return JobStatus.RUNNING
+
+
+def next_step(step_names: Sequence[str], done_step: str) -> str | None:
+    """The step after ``done_step``, or None when it was the last."""
+    index = list(step_names).index(done_step)
+    return step_names[index + 1] if index + 1 < len(step_names) else None
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One uploaded object version: the unit a job is made for."""
+
+    bucket: str
+    key: str
+    version: str  # the S3 version id, or the ETag when versioning is off
+    size: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return job_id_for(self.bucket, self.key, self.version)
+
+
+def job_id_for(bucket: str, key: str, version: str) -> str:
+    """A stable id, so a duplicate event for the same object version maps to the same job."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
+    return digest[:32]
+
+
+def new_job_item(obj: ObjectRef, step_names: Sequence[str], now: float, ttl_days: int = DEFAULT_TTL_DAYS) -> dict[str, Any]:
+    """The DynamoDB item for a new job: every step pending, in order."""
+    if not step_names:
+        raise ValueError("a job needs at least one step")
+    if len(set(step_names)) != len(step_names):
+        raise ValueError(f"step names must be unique: {list(step_names)}")
+    return {
+        "job_id": obj.job_id,
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "version": obj.version,
+        "size": obj.size,
+        "step_names": list(step_names),
+        "steps": {name: {"state": StepState.PENDING.value, "attempts": 0} for name in step_names},
+        "status": JobStatus.PENDING.value,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": int(now + ttl_days * 86400),
+    }
+
+
+def result_prefix(results_prefix: str, key: str, step: str) -> str:
+    """Where a step's outputs for an input key go: deterministic, so a retry overwrites."""
+    return f"{results_prefix}{key}/{step}/"
+
+
+def result_key(results_prefix: str, key: str, step: str) -> str:
+    return result_prefix(results_prefix, key, step) + "result.json"
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    """The body of a message on a step's queue: do ``step`` for ``job_id``."""
+
+    job_id: str
+    step: str
+    bucket: str
+    key: str
+    version: str
+
+    @classmethod
+    def for_job(cls, obj: ObjectRef, step: str) -> WorkMessage:
+        return cls(job_id=obj.job_id, step=step, bucket=obj.bucket, key=obj.key, version=obj.version)
+
+    @property
+    def object_ref(self) -> ObjectRef:
+        return ObjectRef(bucket=self.bucket, key=self.key, version=self.version)
+
+    def to_body(self) -> str:
+        return json.dumps({"kind": MESSAGE_KIND, "v": MESSAGE_VERSION, **asdict(self)}, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> WorkMessage:
+        if body.get("kind") != MESSAGE_KIND:
+            raise ValueError(f"not a {MESSAGE_KIND} message")
+        missing = [name for name in ("job_id", "step", "bucket", "key", "version") if not isinstance(body.get(name), str)]
+        if missing:
+            raise ValueError(f"step message lacks {', '.join(missing)}")
+        return cls(body["job_id"], body["step"], body["bucket"], body["key"], body["version"])
