@@ -1,0 +1,58 @@
+"""Entry point: configure from the environment, install signal handlers, run the loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import boto3
+from botocore.config import Config
+
+from pipeline_core.jobstore import JobStore
+from worker import logs
+from worker.config import ConfigError, WorkerConfig
+from worker.keepalive import TaskProtection
+from worker.processors import load_processor
+from worker.runtime import Worker
+
+
+def main() -> int:
+    logs.configure()
+    log = logging.getLogger("worker")
+    try:
+        config = WorkerConfig.from_env()
+        processor = load_processor(config.processor, config.processor_options)
+        protection = TaskProtection(config.ecs_agent_uri, config.protection_minutes)
+    except (ConfigError, ValueError, ImportError, AttributeError) as error:
+        log.error("cannot start", extra={"reason": str(error)})
+        return 2
+    logs.configure(worker_id=config.worker_id)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    # The long poll must outlast its WaitTimeSeconds; standard retries with backoff ride out throttling.
+    boto_config = Config(read_timeout=config.wait_time_seconds + 10, retries={"mode": "standard", "max_attempts": 5})
+    session = boto3.session.Session()
+    worker = Worker(
+        config,
+        sqs=session.client("sqs", config=boto_config),
+        s3=session.client("s3", config=boto_config),
+        store=JobStore(session.resource("dynamodb", config=boto_config).Table(config.jobs_table)),
+        processor=processor,
+        stop=stop,
+        protection=protection,
+    )
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
