@@ -1,0 +1,134 @@
+"""The resources one pipeline step uses, created in a moto server with boto3."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clients(endpoint: str) -> dict[str, Any]:
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    return {
+        "s3": session.client("s3", endpoint_url=endpoint),
+        "sqs": session.client("sqs", endpoint_url=endpoint),
+        "dynamodb": session.resource("dynamodb", endpoint_url=endpoint),
+    }
+
+
+@dataclass
+class StepStack:
+    """A bucket, a jobs table, and one step's queue with its DLQ."""
+
+    endpoint: str
+    bucket: str
+    table_name: str
+    queue_url: str
+    dlq_url: str
+    max_receive_count: int
+    visibility_timeout: int
+    aws: dict[str, Any]
+
+    @classmethod
+    def create(cls, endpoint: str, *, visibility_timeout: int = 30, max_receive_count: int = 3) -> StepStack:
+        aws = clients(endpoint)
+        suffix = uuid.uuid4().hex[:8]
+        bucket, table_name = f"media-{suffix}", f"jobs-{suffix}"
+        aws["s3"].create_bucket(Bucket=bucket)
+        aws["dynamodb"].create_table(
+            TableName=table_name,
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = aws["sqs"]
+        dlq_url = sqs.create_queue(QueueName=f"step-{suffix}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=f"step-{suffix}",
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+            },
+        )["QueueUrl"]
+        return cls(endpoint, bucket, table_name, queue_url, dlq_url, max_receive_count, visibility_timeout, aws)
+
+    @property
+    def table(self) -> Any:
+        return self.aws["dynamodb"].Table(self.table_name)
+
+    def put(self, key: str, body: bytes) -> dict[str, Any]:
+        return self.aws["s3"].put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def s3_event(self, *keys: str, encode: bool = True) -> dict[str, Any]:
+        """The notification S3 sends for these keys, keys encoded as S3 encodes them."""
+        from urllib.parse import quote_plus
+
+        records = []
+        for key in keys:
+            head = self.aws["s3"].head_object(Bucket=self.bucket, Key=key)
+            records.append(
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": REGION,
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "bucket": {"name": self.bucket, "arn": f"arn:aws:s3:::{self.bucket}"},
+                        "object": {
+                            "key": quote_plus(key, safe="/") if encode else key,
+                            "size": head["ContentLength"],
+                            "eTag": head["ETag"].strip('"'),
+                            "sequencer": "0055AED6DCD90281E5",
+                        },
+                    },
+                }
+            )
+        return {"Records": records}
+
+    def send(self, body: dict[str, Any] | str) -> str:
+        text = body if isinstance(body, str) else json.dumps(body)
+        return self.aws["sqs"].send_message(QueueUrl=self.queue_url, MessageBody=text)["MessageId"]
+
+    def counts(self, queue_url: str | None = None) -> tuple[int, int]:
+        """(visible, in flight) messages on a queue."""
+        attrs = self.aws["sqs"].get_queue_attributes(
+            QueueUrl=queue_url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def result(self, key: str) -> dict[str, Any]:
+        body = self.aws["s3"].get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return json.loads(body)
+
+    def worker_env(self, step: str = "detect", **overrides: Any) -> dict[str, str]:
+        env = {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "QUEUE_URL": self.queue_url,
+            "JOBS_TABLE": self.table_name,
+            "STEP_NAME": step,
+            "RESULTS_BUCKET": self.bucket,
+            "RESULTS_PREFIX": "results/",
+            "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "MAX_RECEIVE_COUNT": str(self.max_receive_count),
+            "WAIT_TIME_SECONDS": "1",
+            "RETRY_DELAY_SECONDS": "0",
+        }
+        env.update({name: str(value) for name, value in overrides.items()})
+        return env

@@ -1,0 +1,104 @@
+"""Every step transition is a conditional DynamoDB update: checked against moto."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_core.jobs import ObjectRef
+from pipeline_core.jobstore import ClaimLost, ClaimRefused, JobStore, Unclaimable
+from tests.support.aws import StepStack
+
+OBJ = ObjectRef("bucket", "uploads/a b.jpg", "v1", 10)
+
+
+@pytest.fixture
+def store(stack: StepStack) -> JobStore:
+    store = JobStore(stack.table)
+    assert store.create_job(OBJ, ["people", "faces"], now=1000.0)
+    return store
+
+
+def test_duplicate_create_makes_no_second_job(store: JobStore) -> None:
+    assert not store.create_job(OBJ, ["people", "faces"], now=2000.0)
+    assert store.get_job(OBJ.job_id)["created_at"] == 1000.0
+
+
+def test_claim_marks_step_and_job_running(store: JobStore) -> None:
+    claim = store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    assert (claim.attempt, claim.step_names, claim.is_last_step) == (1, ("people", "faces"), False)
+    job = store.get_job(OBJ.job_id)
+    assert job["status"] == "running"
+    assert job["steps"]["people"] == {
+        "state": "running",
+        "attempts": 1,
+        "worker_id": "w1",
+        "message_id": "m1",
+        "lease_expires_at": 1030.0,
+        "started_at": 1000.0,
+    }
+
+
+def test_a_held_step_cannot_be_claimed_until_its_lease_expires(store: JobStore) -> None:
+    store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "people", "w2", "m2", now=1010.0, lease_seconds=30)
+    assert refused.value.reason == Unclaimable.HELD_BY_OTHER_MESSAGE
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "people", "w2", "m1", now=1010.0, lease_seconds=30)
+    assert refused.value.reason == Unclaimable.HELD_BY_THIS_MESSAGE
+    reclaimed = store.claim(OBJ.job_id, "people", "w2", "m1", now=1031.0, lease_seconds=30)
+    assert reclaimed.attempt == 2
+
+
+def test_only_the_current_holder_can_finish(store: JobStore) -> None:
+    stale = store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    current = store.claim(OBJ.job_id, "people", "w2", "m1", now=1031.0, lease_seconds=30)
+    with pytest.raises(ClaimLost):
+        store.mark_done(stale, now=1040.0, result_file="s3://x", timings={})
+    with pytest.raises(ClaimLost):
+        store.extend_lease(stale, until=2000.0)
+    store.mark_done(current, now=1040.0, result_file="s3://x", timings={"process": 1.5})
+    job = store.get_job(OBJ.job_id)
+    assert job["steps"]["people"]["state"] == "done"
+    assert job["steps"]["people"]["timings"] == {"process": 1.5}
+    assert "lease_expires_at" not in job["steps"]["people"]
+    assert job["status"] == "running"  # the next step is still to come
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "people", "w3", "m9", now=1050.0, lease_seconds=30)
+    assert refused.value.reason == Unclaimable.FINISHED
+
+
+def test_last_step_done_succeeds_the_job(store: JobStore) -> None:
+    store.mark_done(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "s3://a", {})
+    store.mark_done(store.claim(OBJ.job_id, "faces", "w1", "m2", 1002.0, 30), 1003.0, "s3://b", {})
+    assert store.get_job(OBJ.job_id)["status"] == "succeeded"
+
+
+def test_failed_step_fails_the_job_and_blocks_later_steps(store: JobStore) -> None:
+    store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "PermanentError: corrupt")
+    job = store.get_job(OBJ.job_id)
+    assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == (
+        "failed",
+        "failed",
+        "PermanentError: corrupt",
+    )
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "faces", "w1", "m2", 1002.0, 30)
+    assert refused.value.reason == Unclaimable.FINISHED
+
+
+def test_release_puts_the_step_back_to_pending_for_anyone(store: JobStore) -> None:
+    claim = store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 300)
+    store.release(claim, 1001.0)
+    step = store.get_job(OBJ.job_id)["steps"]["people"]
+    assert step["state"] == "pending" and "worker_id" not in step
+    assert store.claim(OBJ.job_id, "people", "w2", "m1", 1002.0, 300).attempt == 2
+
+
+def test_unknown_job_or_step_is_refused(store: JobStore) -> None:
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim("no-such-job", "people", "w1", "m1", 1000.0, 30)
+    assert refused.value.reason == Unclaimable.NO_JOB
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "nope", "w1", "m1", 1000.0, 30)
+    assert refused.value.reason == Unclaimable.NO_STEP
