@@ -127,6 +127,24 @@ class JobStore:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item is not None else None
 
+    def set_status(self, job_id: str, status: JobStatus, now: float) -> bool:
+        """Move a job to a final status unless it already has one. True when this call changed it."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET #status = :status, updated_at = :now",
+                ConditionExpression="attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_dynamo(
+                    {":status": status.value, ":now": now, ":succeeded": JobStatus.SUCCEEDED.value, ":failed": JobStatus.FAILED.value}
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     # --- the claim's life -----------------------------------------------------
 
     def claim(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:

@@ -1,0 +1,131 @@
+"""The pipeline definition: ordered steps, their queues, services and scaling tables.
+
+Terraform renders it once as JSON into the ``PIPELINE_CONFIG`` environment
+variable of both Lambdas (and the local runtime reads the same document), so
+the step list and queue names live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline definition is missing or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """Exact-capacity steps: a backlog of at least ``threshold`` messages wants ``tasks`` tasks."""
+
+    table: tuple[tuple[int, int], ...] = ((1, 1), (100, 2))
+    min_tasks: int = 0
+    max_tasks: int = 2
+    idle_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        thresholds = [threshold for threshold, _ in self.table]
+        tasks = [count for _, count in self.table]
+        if not self.table:
+            raise PipelineConfigError("the scaling table needs at least one step")
+        if thresholds != sorted(set(thresholds)) or thresholds[0] < 1:
+            raise PipelineConfigError(f"scaling thresholds must be >= 1 and strictly increasing: {thresholds}")
+        if tasks != sorted(tasks) or tasks[0] < 1:
+            raise PipelineConfigError(f"scaling task counts must be >= 1 and non-decreasing: {tasks}")
+        if not 0 <= self.min_tasks <= self.max_tasks:
+            raise PipelineConfigError(f"need 0 <= min_tasks ({self.min_tasks}) <= max_tasks ({self.max_tasks})")
+        if self.idle_seconds < 0:
+            raise PipelineConfigError("idle_seconds must be >= 0")
+
+    def tasks_for(self, backlog: int) -> int:
+        """The table's answer for a backlog: the last step whose threshold it reaches, 0 below the first."""
+        wanted = 0
+        for threshold, tasks in self.table:
+            if backlog >= threshold:
+                wanted = tasks
+        return wanted
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    name: str
+    queue_url: str
+    service: str = ""
+    scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    steps: tuple[StepConfig, ...]
+    jobs_table: str
+    cluster: str = ""
+    scaler_state_table: str = ""
+    input_prefix: str = ""
+    allowed_suffixes: tuple[str, ...] = ()
+    scaler_function: str = ""
+    notify_topic_arn: str = ""
+    task_protection_api: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise PipelineConfigError("the pipeline needs at least one step")
+        names = [step.name for step in self.steps]
+        if len(set(names)) != len(names):
+            raise PipelineConfigError(f"step names must be unique: {names}")
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    def step(self, name: str) -> StepConfig:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"no step named {name!r}; steps are {self.step_names}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineConfig:
+        try:
+            steps = tuple(
+                StepConfig(
+                    name=step["name"],
+                    queue_url=step["queue_url"],
+                    service=step.get("service", ""),
+                    scaling=ScalingPolicy(
+                        table=tuple((int(t), int(n)) for t, n in step.get("scaling_table", ((1, 1), (100, 2)))),
+                        min_tasks=int(step.get("min_tasks", 0)),
+                        max_tasks=int(step.get("max_tasks", 2)),
+                        idle_seconds=float(step.get("idle_seconds", 600)),
+                    ),
+                )
+                for step in data["steps"]
+            )
+            return cls(
+                steps=steps,
+                jobs_table=data["jobs_table"],
+                cluster=data.get("cluster", ""),
+                scaler_state_table=data.get("scaler_state_table", ""),
+                input_prefix=data.get("input_prefix", ""),
+                allowed_suffixes=tuple(suffix.lower() for suffix in data.get("allowed_suffixes", ())),
+                scaler_function=data.get("scaler_function", ""),
+                notify_topic_arn=data.get("notify_topic_arn", ""),
+                task_protection_api=bool(data.get("task_protection_api", True)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, PipelineConfigError):
+                raise
+            raise PipelineConfigError(f"invalid pipeline definition: {error!r}") from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
+        raw = (os.environ if env is None else env).get("PIPELINE_CONFIG")
+        if not raw:
+            raise PipelineConfigError("PIPELINE_CONFIG is not set")
+        try:
+            return cls.from_dict(json.loads(raw))
+        except json.JSONDecodeError as error:
+            raise PipelineConfigError(f"PIPELINE_CONFIG is not JSON: {error}") from None

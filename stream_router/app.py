@@ -1,0 +1,117 @@
+"""The stream router Lambda: two handlers from one package.
+
+``intake_handler`` gets S3 notifications and creates one job item per new
+object version. ``stream_handler`` gets the jobs table's DynamoDB stream and
+sends each job to its next step's queue, or finishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline_core.jobs import JobStatus, WorkMessage
+from pipeline_core.jobstore import JobStore, from_dynamo
+from pipeline_core.pipeline import PipelineConfig
+from pipeline_core.s3events import created_objects, is_test_event
+from stream_router.routing import Enqueue, Finish, intake_refusal, route
+
+logger = Logger(service="stream-router")
+metrics = Metrics(namespace="GpuPipeline", service="stream-router")
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@cache
+def pipeline() -> PipelineConfig:
+    return PipelineConfig.from_env()
+
+
+@cache
+def aws(service: str) -> Any:
+    return boto3.client(service)
+
+
+@cache
+def job_store() -> JobStore:
+    return JobStore(boto3.resource("dynamodb").Table(pipeline().jobs_table))
+
+
+# --- intake: S3 -> job items -------------------------------------------------------
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def intake_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    """One job per created object version; a duplicate event creates nothing."""
+    if is_test_event(event):
+        logger.info("s3 test event ignored")
+        return {"created": 0, "duplicates": 0, "ignored": 0}
+    config, counts = pipeline(), {"created": 0, "duplicates": 0, "ignored": 0}
+    for obj in created_objects(event):
+        refusal = intake_refusal(obj.key, config.input_prefix, config.allowed_suffixes)
+        if refusal:
+            logger.info("upload ignored", extra={"key": obj.key, "reason": refusal})
+            counts["ignored"] += 1
+        elif job_store().create_job(obj, config.step_names, time.time()):
+            logger.info("job created", extra={"job_id": obj.job_id, "key": obj.key, "steps": config.step_names})
+            counts["created"] += 1
+        else:
+            logger.info("duplicate event: job exists", extra={"job_id": obj.job_id, "key": obj.key})
+            counts["duplicates"] += 1
+    metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=counts["created"])
+    return counts
+
+
+# --- routing: DynamoDB stream -> step queues ----------------------------------------
+
+
+def route_record(record: DynamoDBRecord) -> None:
+    """Apply what one job-item change sets off. Raising marks only this record failed."""
+    change = record.dynamodb
+    old = from_dynamo(change.old_image) if change and change.old_image else None
+    new = from_dynamo(change.new_image) if change and change.new_image else None
+    for action in route(str(record.event_name.name if record.event_name else ""), old, new):
+        if isinstance(action, Enqueue):
+            enqueue(new, action.step)
+        elif isinstance(action, Finish):
+            finish(new, action)
+
+
+def enqueue(job: dict[str, Any], step: str) -> None:
+    config = pipeline()
+    message = WorkMessage(job["job_id"], step, job["bucket"], job["key"], job["version"])
+    aws("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
+    logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
+    metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
+    if config.scaler_function:
+        aws("lambda").invoke(FunctionName=config.scaler_function, InvocationType="Event", Payload=json.dumps({"step": step}).encode())
+
+
+def finish(job: dict[str, Any], action: Finish) -> None:
+    """Record the final status (the worker usually has already) and notify."""
+    job_store().set_status(job["job_id"], action.status, time.time())
+    fields = {"job_id": job["job_id"], "key": job["key"], "status": action.status.value, "reason": action.reason}
+    logger.info("job finished", extra=fields)
+    metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
+    topic = pipeline().notify_topic_arn
+    if topic:
+        aws("sns").publish(
+            TopicArn=topic,
+            Subject=f"gpu-pipeline job {action.status.value}",
+            Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
+        )
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=route_record, processor=processor, context=context)
