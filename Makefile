@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TERRAFORM ?= terraform
 
-.PHONY: help venv test lint format tf-fmt pytest demo clean
+.PHONY: help venv test lint format tf-fmt pytest package simulate demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ tf-fmt: ## terraform fmt -check over terraform/
 
 pytest: venv ## The test suite, moto-backed integration tests included
 	$(BIN)/pytest
+
+package: venv ## Build the Lambda zips reproducibly into build/
+	$(BIN)/python tools/package_lambdas.py --out build
+
+simulate: venv ## Compare this scaler with the original guide's policy over three traces
+	$(BIN)/python -m bench.scaling_sim
 
 demo: ## The whole pipeline on this machine (not built yet: see issue 5)
 	@echo "make demo is not built yet: it lands with issue 5 (the local runtime on a moto server)." >&2; exit 1

@@ -22,10 +22,10 @@ class PipelineConfigError(ValueError):
 class ScalingPolicy:
     """Exact-capacity steps: a backlog of at least ``threshold`` messages wants ``tasks`` tasks."""
 
-    table: tuple[tuple[int, int], ...] = ((1, 1), (100, 2))
+    table: tuple[tuple[int, int], ...] = ((1, 1), (25, 2), (50, 3), (100, 4))
     min_tasks: int = 0
-    max_tasks: int = 2
-    idle_seconds: float = 600.0
+    max_tasks: int = 4
+    idle_seconds: float = 180.0
 
     def __post_init__(self) -> None:
         thresholds = [threshold for threshold, _ in self.table]
@@ -48,6 +48,9 @@ class ScalingPolicy:
             if backlog >= threshold:
                 wanted = tasks
         return wanted
+
+
+DEFAULT_SCALING = ScalingPolicy()  # the module's default; terraform/variables.tf mirrors it
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,10 @@ class PipelineConfig:
                     queue_url=step["queue_url"],
                     service=step.get("service", ""),
                     scaling=ScalingPolicy(
-                        table=tuple((int(t), int(n)) for t, n in step.get("scaling_table", ((1, 1), (100, 2)))),
-                        min_tasks=int(step.get("min_tasks", 0)),
-                        max_tasks=int(step.get("max_tasks", 2)),
-                        idle_seconds=float(step.get("idle_seconds", 600)),
+                        table=tuple((int(t), int(n)) for t, n in step.get("scaling_table", DEFAULT_SCALING.table)),
+                        min_tasks=int(step.get("min_tasks", DEFAULT_SCALING.min_tasks)),
+                        max_tasks=int(step.get("max_tasks", DEFAULT_SCALING.max_tasks)),
+                        idle_seconds=float(step.get("idle_seconds", DEFAULT_SCALING.idle_seconds)),
                     ),
                 )
                 for step in data["steps"]
