@@ -367,7 +367,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         compare(DEFAULT_SCALING, aws, args.seed),
         False,
     )
-    print("\n".join(equal + [""] + module))
+    print("\n".join([*equal, "", *module]))
     return 0
 
 
