@@ -1,7 +1,7 @@
 """The stream router Lambda: two handlers from one package.
 
-``intake_handler`` gets S3 notifications and creates one job item per new
-object version. ``stream_handler`` gets the jobs table's DynamoDB stream and
+``intake_handler`` reads the intake queue, where S3 sends its notifications,
+and creates one job item per new object version. ``stream_handler`` gets the jobs table's DynamoDB stream and
 sends each job to its next step's queue, or finishes it.
 """
 
@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_core.jobs import JobStatus, WorkMessage
@@ -27,7 +28,8 @@ from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
 logger = Logger(service="stream-router")
 metrics = Metrics(namespace="GpuPipeline", service="stream-router")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+intake_processor = BatchProcessor(event_type=EventType.SQS)
+stream_processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @cache
@@ -45,30 +47,39 @@ def job_store() -> JobStore:
     return JobStore(boto3.resource("dynamodb").Table(pipeline().jobs_table))
 
 
-# --- intake: S3 -> job items -------------------------------------------------------
+# --- intake: S3 -> intake queue -> job items -------------------------------------------
+
+
+def intake_record(record: SQSRecord) -> None:
+    """One intake-queue message holds one S3 notification: a job per created object version.
+
+    A duplicate event creates nothing (conditional put); the test event and keys
+    outside the prefix or suffixes are logged and dropped. Raising leaves only
+    this message for redelivery.
+    """
+    event = json.loads(record.body)
+    if is_test_event(event):
+        logger.info("s3 test event ignored")
+        return
+    config = pipeline()
+    for obj in created_objects(event):
+        fields = {"job_id": obj.job_id, "key": obj.key}
+        refusal = intake_refusal(obj.key, config.input_prefix, config.allowed_suffixes)
+        if refusal:
+            logger.info("upload ignored", extra={**fields, "reason": refusal})
+            metrics.add_metric(name="UploadsIgnored", unit=MetricUnit.Count, value=1)
+        elif job_store().create_job(obj, config.step_names, time.time()):
+            logger.info("job created", extra={**fields, "steps": config.step_names})
+            metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
+        else:
+            logger.info("duplicate event: job exists", extra=fields)
+            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def intake_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    """One job per created object version; a duplicate event creates nothing."""
-    if is_test_event(event):
-        logger.info("s3 test event ignored")
-        return {"created": 0, "duplicates": 0, "ignored": 0}
-    config, counts = pipeline(), {"created": 0, "duplicates": 0, "ignored": 0}
-    for obj in created_objects(event):
-        refusal = intake_refusal(obj.key, config.input_prefix, config.allowed_suffixes)
-        if refusal:
-            logger.info("upload ignored", extra={"key": obj.key, "reason": refusal})
-            counts["ignored"] += 1
-        elif job_store().create_job(obj, config.step_names, time.time()):
-            logger.info("job created", extra={"job_id": obj.job_id, "key": obj.key, "steps": config.step_names})
-            counts["created"] += 1
-        else:
-            logger.info("duplicate event: job exists", extra={"job_id": obj.job_id, "key": obj.key})
-            counts["duplicates"] += 1
-    metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=counts["created"])
-    return counts
+def intake_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=intake_record, processor=intake_processor, context=context)
 
 
 # --- routing: DynamoDB stream -> step queues ----------------------------------------
@@ -114,4 +125,4 @@ def finish(job: dict[str, Any], action: Finish) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=route_record, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)

@@ -14,7 +14,7 @@ from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from scaler import app as scaler_app
 from stream_router import app as router_app
-from tests.support.lambdas import LambdaContext
+from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import PipelineStack
 
 EVENTS = Path(__file__).parent / "fixtures" / "events"
@@ -61,27 +61,40 @@ def route_new_records(stack: PipelineStack) -> dict:
 # --- intake ---------------------------------------------------------------------------
 
 
+def job_keys(stack: PipelineStack) -> list[str]:
+    return sorted(item["key"] for item in boto3.resource("dynamodb").Table(stack.config["jobs_table"]).scan()["Items"])
+
+
 def test_intake_ignores_the_s3_test_event(pipeline: PipelineStack) -> None:
-    assert router_app.intake_handler(load_event("s3_test_event.json"), LambdaContext()) == {"created": 0, "duplicates": 0, "ignored": 0}
+    response = router_app.intake_handler(sqs_event(load_event("s3_test_event.json")), LambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert job_keys(pipeline) == []
 
 
 def test_intake_creates_one_job_per_object_and_none_for_a_duplicate_event(pipeline: PipelineStack) -> None:
     event = s3_event(pipeline, "uploads/holiday photos/a+b.jpg", "uploads/日本/clip.mp4", "uploads/notes.txt")
-    assert router_app.intake_handler(event, LambdaContext()) == {"created": 2, "duplicates": 0, "ignored": 1}
-    assert router_app.intake_handler(event, LambdaContext()) == {"created": 0, "duplicates": 2, "ignored": 1}
+    assert router_app.intake_handler(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
+    assert router_app.intake_handler(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
+    assert job_keys(pipeline) == ["uploads/holiday photos/a+b.jpg", "uploads/日本/clip.mp4"]
     etag = event["Records"][0]["s3"]["object"]["eTag"]
     job = jobs(pipeline).get_job(ObjectRef(pipeline.bucket, "uploads/holiday photos/a+b.jpg", etag.strip('"')).job_id)
-    assert job["key"] == "uploads/holiday photos/a+b.jpg"
     assert job["step_names"] == ["people", "faces"]
     assert {name: step["state"] for name, step in job["steps"].items()} == {"people": "pending", "faces": "pending"}
     assert job["expires_at"] > job["created_at"]
+
+
+def test_a_poison_intake_message_fails_alone(pipeline: PipelineStack) -> None:
+    good = s3_event(pipeline, "uploads/good.png")
+    response = router_app.intake_handler(sqs_event("not json at all", good), LambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert job_keys(pipeline) == ["uploads/good.png"]
 
 
 # --- routing on the stream --------------------------------------------------------------
 
 
 def test_a_job_walks_its_steps_and_succeeds(pipeline: PipelineStack) -> None:
-    router_app.intake_handler(s3_event(pipeline, "uploads/a.jpg"), LambdaContext())
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/a.jpg")), LambdaContext())
     assert route_new_records(pipeline) == {"batchItemFailures": []}
     [message] = pipeline.drain("people")
     assert (message["step"], message["key"]) == ("people", "uploads/a.jpg")
@@ -100,7 +113,7 @@ def test_a_job_walks_its_steps_and_succeeds(pipeline: PipelineStack) -> None:
 
 
 def test_a_failed_step_fails_the_job_and_sends_nothing_more(pipeline: PipelineStack) -> None:
-    router_app.intake_handler(s3_event(pipeline, "uploads/bad.jpg"), LambdaContext())
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/bad.jpg")), LambdaContext())
     route_new_records(pipeline)
     [message] = pipeline.drain("people")
     store = jobs(pipeline)
@@ -111,7 +124,7 @@ def test_a_failed_step_fails_the_job_and_sends_nothing_more(pipeline: PipelineSt
 
 
 def test_a_poison_record_fails_alone_and_removals_are_ignored(pipeline: PipelineStack) -> None:
-    router_app.intake_handler(s3_event(pipeline, "uploads/ok.jpg"), LambdaContext())
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/ok.jpg")), LambdaContext())
     event = pipeline.new_stream_event()
     [insert] = event["Records"]
     poison = load_event("stream_poison_record.json")  # names a step this pipeline no longer has

@@ -32,3 +32,23 @@ def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
             record["eventSourceARN"] = stream_arn
             records.append(record)
     return records
+
+
+def sqs_event(*bodies: dict[str, Any] | str, queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:intake") -> dict[str, Any]:
+    """An SQS event source mapping batch holding these message bodies."""
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{index}",
+                "receiptHandle": f"handle-{index}",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795437320000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
