@@ -1,0 +1,51 @@
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      Project   = "gpu-pipeline"
+      ManagedBy = "terraform"
+    }
+  }
+}
+
+################################################################################
+# Pipeline: people on a GPU, then faces on a GPU
+################################################################################
+
+module "pipeline" {
+  source = "../.."
+
+  name       = var.name
+  gpu_ami_id = var.gpu_ami_id
+
+  steps = [
+    {
+      name              = "people"
+      image             = var.worker_image
+      processor         = "media-info"
+      gpus              = 1
+      instance_types    = ["g4dn.xlarge", "g5.xlarge"]
+      max_tasks         = 4
+      scaling_table     = [[1, 1], [25, 2], [50, 3], [100, 4]]
+      idle_seconds      = 180
+      processor_options = {}
+    },
+    {
+      name           = "faces"
+      image          = var.worker_image
+      processor      = "media-info"
+      gpus           = 1
+      instance_types = ["g4dn.xlarge"]
+      spot           = true
+      max_tasks      = 2
+      scaling_table  = [[1, 1], [100, 2]]
+    },
+  ]
+
+  notifications = true
+
+  tags = {
+    Example = "complete"
+  }
+}

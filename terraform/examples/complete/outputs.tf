@@ -1,0 +1,43 @@
+################################################################################
+# Example: complete
+################################################################################
+
+output "bucket_name" {
+  description = "Upload media under uploads/ in this bucket"
+  value       = module.pipeline.bucket_name
+}
+
+output "input_prefix" {
+  description = "Uploads under this prefix start jobs"
+  value       = module.pipeline.input_prefix
+}
+
+output "results_prefix" {
+  description = "Results land under this prefix"
+  value       = module.pipeline.results_prefix
+}
+
+output "jobs_table_name" {
+  description = "DynamoDB table of jobs"
+  value       = module.pipeline.jobs_table_name
+}
+
+output "ecr_repository_url" {
+  description = "Push the worker image here"
+  value       = module.pipeline.ecr_repository_url
+}
+
+output "steps" {
+  description = "Queues, services and groups per step"
+  value       = module.pipeline.steps
+}
+
+output "pipeline_config" {
+  description = "Pipeline definition for the gpupipe CLI"
+  value       = module.pipeline.pipeline_config
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard"
+  value       = module.pipeline.dashboard_name
+}

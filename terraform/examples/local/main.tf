@@ -1,0 +1,73 @@
+provider "aws" {
+  region                      = "us-east-1"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  s3_use_path_style           = true
+  # A gap in the emulator should fail fast, not retry for minutes.
+  max_retries = 1
+
+  endpoints {
+    autoscaling = var.endpoint
+    cloudwatch  = var.endpoint
+    dynamodb    = var.endpoint
+    ec2         = var.endpoint
+    ecr         = var.endpoint
+    ecs         = var.endpoint
+    events      = var.endpoint
+    iam         = var.endpoint
+    lambda      = var.endpoint
+    logs        = var.endpoint
+    s3          = var.endpoint
+    sns         = var.endpoint
+    sqs         = var.endpoint
+    ssm         = var.endpoint
+    sts         = var.endpoint
+  }
+}
+
+################################################################################
+# Pipeline: the same module, with the emulator's gaps turned off
+################################################################################
+
+module "pipeline" {
+  source = "../.."
+
+  name           = var.name
+  lambda_zip_dir = var.lambda_zip_dir
+  force_destroy  = true
+
+  steps = [
+    {
+      name           = "detect"
+      image          = "gpu-pipeline-worker:local"
+      processor      = "media-info"
+      gpus           = 0
+      cpu            = 1024
+      memory         = 2048
+      instance_types = ["c5.large"]
+      max_tasks      = 2
+      scaling_table  = [[1, 1], [100, 2]]
+      idle_seconds   = var.idle_seconds
+    },
+  ]
+
+  gpu_ami_id = "ami-12c6146b" # an image moto knows; nothing boots locally
+  cpu_ami_id = "ami-12c6146b"
+
+  # The provider crashes reading bridge-mode services from moto; awsvpc works.
+  task_network_mode = "awsvpc"
+  create_capacity   = var.create_capacity
+  # Moto cannot invoke functions (no container runtime): the local runtime plays the triggers.
+  create_lambda_triggers = false
+
+  network = {
+    availability_zones = ["us-east-1a", "us-east-1b"]
+  }
+
+  tags = {
+    Example = "local"
+  }
+}

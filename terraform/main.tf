@@ -1,0 +1,235 @@
+data "aws_region" "current" {}
+
+locals {
+  steps          = { for step in var.steps : step.name => step }
+  any_gpu        = anytrue([for step in var.steps : step.gpus > 0])
+  any_cpu        = anytrue([for step in var.steps : step.gpus == 0])
+  lambda_zip_dir = coalesce(var.lambda_zip_dir, "${path.module}/../build")
+
+  subnet_ids         = var.network.create_vpc ? module.network[0].worker_subnet_ids : var.network.subnet_ids
+  security_group_ids = var.network.create_vpc ? [module.network[0].worker_security_group_id] : var.network.security_group_ids
+  public_ip          = var.network.create_vpc ? module.network[0].workers_need_public_ip : var.network.public_ip
+
+  gpu_ami_id = var.gpu_ami_id != null ? var.gpu_ami_id : try(nonsensitive(data.aws_ssm_parameter.gpu_ami[0].value), "")
+  cpu_ami_id = var.cpu_ami_id != null ? var.cpu_ami_id : try(nonsensitive(data.aws_ssm_parameter.cpu_ami[0].value), "")
+
+  # The pipeline definition both Lambdas and the local runtime read (pipeline_core/pipeline.py).
+  pipeline_config = {
+    steps = [for step in var.steps : {
+      name          = step.name
+      queue_url     = module.step[step.name].queue_url
+      service       = module.service[step.name].service_name
+      scaling_table = step.scaling_table
+      min_tasks     = step.min_tasks
+      max_tasks     = step.max_tasks
+      idle_seconds  = step.idle_seconds
+    }]
+    jobs_table          = module.storage.jobs_table_name
+    cluster             = aws_ecs_cluster.this.name
+    scaler_state_table  = module.storage.scaler_state_table_name
+    input_prefix        = var.input_prefix
+    allowed_suffixes    = [for suffix in var.allowed_suffixes : lower(suffix)]
+    task_protection_api = var.create_capacity
+  }
+}
+
+################################################################################
+# Network
+################################################################################
+
+module "network" {
+  source = "./modules/network"
+  count  = var.network.create_vpc ? 1 : 0
+
+  name               = var.name
+  cidr               = var.network.cidr
+  az_count           = var.network.az_count
+  availability_zones = var.network.availability_zones
+  nat_gateway        = var.network.nat_gateway
+  tags               = var.tags
+}
+
+################################################################################
+# Storage: media bucket, intake queue, jobs table
+################################################################################
+
+module "storage" {
+  source = "./modules/storage"
+
+  name             = var.name
+  bucket_name      = var.bucket_name
+  force_destroy    = var.force_destroy
+  input_prefix     = var.input_prefix
+  results_prefix   = var.results_prefix
+  allowed_suffixes = var.allowed_suffixes
+  kms_key_arn      = var.kms_key_arn
+  tags             = var.tags
+}
+
+################################################################################
+# Worker image repository
+################################################################################
+
+resource "aws_ecr_repository" "this" {
+  name                 = "${var.name}-worker"
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = var.force_destroy
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = var.kms_key_arn == null ? "AES256" : "KMS"
+    kms_key         = var.kms_key_arn
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  repository = aws_ecr_repository.this.name
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the 20 most recent images"
+      selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 20 }
+      action       = { type = "expire" }
+    }]
+  })
+}
+
+################################################################################
+# Cluster and steps
+################################################################################
+
+data "aws_ssm_parameter" "gpu_ami" {
+  count = var.create_capacity && local.any_gpu && var.gpu_ami_id == null ? 1 : 0
+  name  = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+}
+
+data "aws_ssm_parameter" "cpu_ami" {
+  count = var.create_capacity && local.any_cpu && var.cpu_ami_id == null ? 1 : 0
+  name  = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = var.container_insights ? "enabled" : "disabled"
+  }
+
+  tags = var.tags
+}
+
+module "step" {
+  source   = "./modules/step"
+  for_each = local.steps
+
+  name                = var.name
+  step                = each.value
+  ami_id              = each.value.gpus > 0 ? local.gpu_ami_id : local.cpu_ami_id
+  cluster_name        = aws_ecs_cluster.this.name
+  cluster_arn         = aws_ecs_cluster.this.arn
+  create_capacity     = var.create_capacity
+  subnet_ids          = local.subnet_ids
+  security_group_ids  = local.security_group_ids
+  associate_public_ip = local.public_ip
+  task_network_mode   = var.task_network_mode
+  bucket_name         = module.storage.bucket_name
+  bucket_arn          = module.storage.bucket_arn
+  input_prefix        = var.input_prefix
+  results_prefix      = var.results_prefix
+  jobs_table_name     = module.storage.jobs_table_name
+  jobs_table_arn      = module.storage.jobs_table_arn
+  ecr_repository_arn  = aws_ecr_repository.this.arn
+  log_retention_days  = var.log_retention_days
+  kms_key_arn         = var.kms_key_arn
+  warm_pool           = var.warm_pool
+  tags                = var.tags
+}
+
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  count = var.create_capacity ? 1 : 0
+
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = [for step in var.steps : module.step[step.name].capacity_provider_name]
+}
+
+# Services are their own module: each waits for the cluster's capacity provider association,
+# which needs every step's capacity provider first.
+module "service" {
+  source   = "./modules/service"
+  for_each = local.steps
+
+  name                       = "${var.name}-${each.key}"
+  cluster_arn                = aws_ecs_cluster.this.arn
+  task_definition_arn        = module.step[each.key].task_definition_arn
+  capacity_provider_name     = module.step[each.key].capacity_provider_name
+  cluster_capacity_providers = try(aws_ecs_cluster_capacity_providers.this[0].capacity_providers, [])
+  network_mode               = var.task_network_mode
+  subnet_ids                 = local.subnet_ids
+  security_group_ids         = local.security_group_ids
+  tags                       = var.tags
+}
+
+################################################################################
+# Lambdas: intake, router, scaler
+################################################################################
+
+resource "aws_sns_topic" "jobs" {
+  count = var.notifications ? 1 : 0
+
+  name              = "${var.name}-jobs"
+  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+
+  tags = var.tags
+}
+
+module "lambdas" {
+  source = "./modules/lambdas"
+
+  name                   = var.name
+  lambda_zip_dir         = local.lambda_zip_dir
+  pipeline_config        = local.pipeline_config
+  jobs_table_arn         = module.storage.jobs_table_arn
+  jobs_table_stream_arn  = module.storage.jobs_table_stream_arn
+  scaler_state_table_arn = module.storage.scaler_state_table_arn
+  intake_queue_arn       = module.storage.intake_queue_arn
+  step_queue_arns        = [for step in var.steps : module.step[step.name].queue_arn]
+  cluster_name           = aws_ecs_cluster.this.name
+  service_arns           = [for step in var.steps : module.service[step.name].service_arn]
+  notify_topic_arn       = try(aws_sns_topic.jobs[0].arn, null)
+  create_triggers        = var.create_lambda_triggers
+  scaler_schedule        = var.scaler_schedule
+  log_retention_days     = var.log_retention_days
+  kms_key_arn            = var.kms_key_arn
+  tags                   = var.tags
+}
+
+################################################################################
+# Observability: alarms and dashboard
+################################################################################
+
+module "observability" {
+  source = "./modules/observability"
+
+  name = var.name
+  steps = [for step in var.steps : {
+    name                   = step.name
+    queue_name             = module.step[step.name].queue_name
+    dlq_name               = module.step[step.name].dlq_name
+    service_name           = module.service[step.name].service_name
+    autoscaling_group_name = module.step[step.name].autoscaling_group_name
+  }]
+  dead_letter_queue_names = {
+    intake          = basename(module.storage.intake_dlq_url)
+    router-failures = basename(module.lambdas.router_failures_queue_url)
+  }
+  function_names             = module.lambdas.function_names
+  oldest_message_age_seconds = var.oldest_message_age_seconds
+  alarm_actions              = var.alarm_actions
+  tags                       = var.tags
+}

@@ -1,0 +1,317 @@
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  arn_prefix = "arn:${data.aws_partition.current.partition}"
+  region     = data.aws_region.current.name
+  account    = data.aws_caller_identity.current.account_id
+
+  scaler_name = "${var.name}-scaler"
+  pipeline_config = jsonencode(merge(var.pipeline_config, {
+    scaler_function  = local.scaler_name
+    notify_topic_arn = var.notify_topic_arn == null ? "" : var.notify_topic_arn
+  }))
+
+  functions = {
+    intake = {
+      zip         = "stream_router.zip"
+      handler     = "stream_router.app.intake_handler"
+      description = "S3 notifications from the intake queue -> one job item per object version"
+      concurrency = -1
+    }
+    router = {
+      zip         = "stream_router.zip"
+      handler     = "stream_router.app.stream_handler"
+      description = "Jobs table stream -> next step's queue, or the job's final status"
+      concurrency = -1
+    }
+    scaler = {
+      zip         = "scaler.zip"
+      handler     = "scaler.app.handler"
+      description = "Step queue backlogs -> ECS desired counts"
+      concurrency = 1 # one decision at a time per pipeline
+    }
+  }
+}
+
+################################################################################
+# Functions
+################################################################################
+
+resource "aws_cloudwatch_log_group" "this" {
+  for_each = local.functions
+
+  # checkov:skip=CKV_AWS_158:Encrypted with CloudWatch Logs' own keys unless kms_key_arn is given; checkov cannot see the variable.
+  # checkov:skip=CKV_AWS_338:Retention is the log_retention_days input (default 30 days): a year of worker logs is the user's choice, not a default.
+  name              = "/aws/lambda/${var.name}-${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  for_each = local.functions
+
+  name               = "${var.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+
+  tags = var.tags
+}
+
+resource "aws_lambda_function" "this" {
+  # checkov:skip=CKV_AWS_116:intake and router run from event source mappings with their own failure handling (intake DLQ, router-failures queue); the scaler is re-run every minute.
+  # checkov:skip=CKV_AWS_117:The functions call only AWS APIs; a VPC would add a NAT gateway's hourly cost for nothing.
+  # checkov:skip=CKV_AWS_272:The zips are built reproducibly from this repository (make package); code signing needs an account-specific signing profile.
+  # checkov:skip=CKV_AWS_173:The environment holds the pipeline definition only, no secrets; Lambda encrypts it at rest with an AWS-managed key.
+  for_each = local.functions
+
+  function_name                  = "${var.name}-${each.key}"
+  description                    = each.value.description
+  role                           = aws_iam_role.this[each.key].arn
+  runtime                        = var.runtime
+  architectures                  = ["x86_64"]
+  handler                        = each.value.handler
+  filename                       = "${var.lambda_zip_dir}/${each.value.zip}"
+  source_code_hash               = filebase64sha256("${var.lambda_zip_dir}/${each.value.zip}")
+  timeout                        = 60
+  memory_size                    = 256
+  reserved_concurrent_executions = each.value.concurrency
+
+  environment {
+    variables = {
+      PIPELINE_CONFIG              = local.pipeline_config
+      POWERTOOLS_SERVICE_NAME      = each.key
+      POWERTOOLS_METRICS_NAMESPACE = "GpuPipeline"
+      POWERTOOLS_LOG_LEVEL         = "INFO"
+    }
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.this[each.key].name
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_iam_role_policy.this]
+}
+
+################################################################################
+# Permissions: each function reaches exactly what it touches
+################################################################################
+
+data "aws_iam_policy_document" "this" {
+  for_each = local.functions
+
+  statement {
+    sid       = "OwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.this[each.key].arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "intake" ? [1] : []
+
+    content {
+      sid       = "ReadIntakeQueue"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+      resources = [var.intake_queue_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "intake" ? [1] : []
+
+    content {
+      sid       = "CreateJobs"
+      actions   = ["dynamodb:PutItem"]
+      resources = [var.jobs_table_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" ? [1] : []
+
+    content {
+      sid       = "ReadJobsStream"
+      actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+      resources = [var.jobs_table_stream_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" ? [1] : []
+
+    content {
+      sid       = "FinishJobs"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [var.jobs_table_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" ? [1] : []
+
+    content {
+      sid       = "SendToSteps"
+      actions   = ["sqs:SendMessage"]
+      resources = concat(var.step_queue_arns, [aws_sqs_queue.router_failures.arn])
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" ? [1] : []
+
+    content {
+      sid       = "WakeScaler"
+      actions   = ["lambda:InvokeFunction"]
+      resources = ["${local.arn_prefix}:lambda:${local.region}:${local.account}:function:${local.scaler_name}"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" && var.notify_topic_arn != null ? [var.notify_topic_arn] : []
+
+    content {
+      sid       = "NotifyJobs"
+      actions   = ["sns:Publish"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "scaler" ? [1] : []
+
+    content {
+      sid       = "ReadStepQueues"
+      actions   = ["sqs:GetQueueAttributes"]
+      resources = var.step_queue_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "scaler" ? [1] : []
+
+    content {
+      sid       = "SetStepServices"
+      actions   = ["ecs:DescribeServices", "ecs:UpdateService"]
+      resources = var.service_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "scaler" ? [1] : []
+
+    content {
+      sid     = "CountProtectedTasks"
+      actions = ["ecs:ListTasks", "ecs:GetTaskProtection"]
+      resources = [
+        "${local.arn_prefix}:ecs:${local.region}:${local.account}:container-instance/${var.cluster_name}/*",
+        "${local.arn_prefix}:ecs:${local.region}:${local.account}:task/${var.cluster_name}/*",
+      ]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "scaler" ? [1] : []
+
+    content {
+      sid       = "ScalerState"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      resources = [var.scaler_state_table_arn]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "this" {
+  for_each = local.functions
+
+  name   = "function"
+  role   = aws_iam_role.this[each.key].id
+  policy = data.aws_iam_policy_document.this[each.key].json
+}
+
+################################################################################
+# Triggers: intake queue, jobs stream, schedule
+################################################################################
+
+resource "aws_sqs_queue" "router_failures" {
+  name                      = "${var.name}-router-failures"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
+  kms_master_key_id         = var.kms_key_arn
+
+  tags = var.tags
+}
+
+resource "aws_lambda_event_source_mapping" "intake" {
+  count = var.create_triggers ? 1 : 0
+
+  event_source_arn                   = var.intake_queue_arn
+  function_name                      = aws_lambda_function.this["intake"].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+}
+
+resource "aws_lambda_event_source_mapping" "stream" {
+  count = var.create_triggers ? 1 : 0
+
+  event_source_arn               = var.jobs_table_stream_arn
+  function_name                  = aws_lambda_function.this["router"].arn
+  starting_position              = "TRIM_HORIZON"
+  batch_size                     = 100
+  bisect_batch_on_function_error = true
+  maximum_retry_attempts         = 10
+  function_response_types        = ["ReportBatchItemFailures"]
+
+  destination_config {
+    on_failure {
+      destination_arn = aws_sqs_queue.router_failures.arn
+    }
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "scaler" {
+  count = var.create_triggers ? 1 : 0
+
+  name                = local.scaler_name
+  description         = "Run the GPU pipeline scaler"
+  schedule_expression = var.scaler_schedule
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "scaler" {
+  count = var.create_triggers ? 1 : 0
+
+  rule = aws_cloudwatch_event_rule.scaler[0].name
+  arn  = aws_lambda_function.this["scaler"].arn
+}
+
+resource "aws_lambda_permission" "scaler_schedule" {
+  count = var.create_triggers ? 1 : 0
+
+  statement_id  = "AllowSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["scaler"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.scaler[0].arn
+}

@@ -1,0 +1,140 @@
+data "aws_region" "current" {}
+
+locals {
+  dlq_names = merge({ for step in var.steps : "step-${step.name}" => step.dlq_name }, var.dead_letter_queue_names)
+}
+
+################################################################################
+# Alarms
+################################################################################
+
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  for_each = local.dlq_names
+
+  alarm_name          = "${each.value}-not-empty"
+  alarm_description   = "Messages reached ${each.value}: work that failed every attempt. Inspect, fix, then redrive."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "oldest_message" {
+  for_each = { for step in var.steps : step.name => step }
+
+  alarm_name          = "${each.value.queue_name}-oldest-message"
+  alarm_description   = "Work on step ${each.key} has waited over ${var.oldest_message_age_seconds}s: capacity cannot keep up or workers cannot start."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = each.value.queue_name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.oldest_message_age_seconds
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
+  for_each = var.function_names
+
+  alarm_name          = "${each.value}-errors"
+  alarm_description   = "Function ${each.value} raised errors."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
+################################################################################
+# Dashboard
+################################################################################
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = concat(
+      flatten([for index, step in var.steps : [
+        {
+          type   = "metric"
+          x      = 0
+          y      = index * 6
+          width  = 8
+          height = 6
+          properties = {
+            title  = "${step.name}: queue (visible, in flight, DLQ)"
+            region = data.aws_region.current.name
+            stat   = "Maximum"
+            period = 60
+            metrics = [
+              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", step.queue_name],
+              [".", "ApproximateNumberOfMessagesNotVisible", ".", "."],
+              [".", "ApproximateNumberOfMessagesVisible", ".", step.dlq_name],
+            ]
+          }
+        },
+        {
+          type   = "metric"
+          x      = 8
+          y      = index * 6
+          width  = 8
+          height = 6
+          properties = {
+            title  = "${step.name}: tasks (desired, running, busy) and instances"
+            region = data.aws_region.current.name
+            stat   = "Maximum"
+            period = 60
+            metrics = concat(
+              [
+                ["GpuPipeline", "DesiredTasks", "Step", step.name, "service", "scaler"],
+                [".", "RunningTasks", ".", ".", ".", "."],
+                [".", "BusyTasks", ".", ".", ".", "."],
+              ],
+              step.autoscaling_group_name == null ? [] : [["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", step.autoscaling_group_name]],
+            )
+          }
+        },
+      ]]),
+      [{
+        type   = "metric"
+        x      = 16
+        y      = 0
+        width  = 8
+        height = 6
+        properties = {
+          title  = "Jobs created, succeeded and failed"
+          region = data.aws_region.current.name
+          stat   = "Sum"
+          period = 300
+          metrics = [
+            ["GpuPipeline", "JobsCreated", "service", "intake"],
+            [".", "JobsSucceeded", ".", "router"],
+            [".", "JobsFailed", ".", "router"],
+          ]
+        }
+      }],
+    )
+  })
+}

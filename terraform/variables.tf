@@ -1,0 +1,274 @@
+################################################################################
+# Pipeline
+################################################################################
+
+variable "name" {
+  description = "Name prefix for every resource (lowercase letters, digits and hyphens)"
+  type        = string
+  default     = "gpu-pipeline"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name))
+    error_message = "name must start with a letter and hold 2 to 24 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "tags" {
+  description = "Tags for every resource"
+  type        = map(string)
+  default     = {}
+}
+
+variable "steps" {
+  description = <<-EOT
+    The pipeline's ordered steps. Each runs its own queue, DLQ, ECS service and Auto Scaling group.
+    name: step name; image: worker image; command: container command override; processor and
+    processor_options: what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
+    task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
+    min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
+    to zero; visibility_timeout and max_receive_count of the queue; grace_seconds a worker may finish
+    a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
+  EOT
+  type = list(object({
+    name               = string
+    image              = string
+    command            = optional(list(string), [])
+    processor          = optional(string, "media-info")
+    processor_options  = optional(map(any), {})
+    cpu                = optional(number, 3584)
+    memory             = optional(number, 14336)
+    gpus               = optional(number, 1)
+    instance_types     = optional(list(string), ["g4dn.xlarge"])
+    spot               = optional(bool, false)
+    root_volume_gib    = optional(number, 100)
+    min_tasks          = optional(number, 0)
+    max_tasks          = optional(number, 4)
+    scaling_table      = optional(list(list(number)), [[1, 1], [25, 2], [50, 3], [100, 4]])
+    idle_seconds       = optional(number, 180)
+    visibility_timeout = optional(number, 300)
+    max_receive_count  = optional(number, 5)
+    grace_seconds      = optional(number, 25)
+    stop_timeout       = optional(number, 120)
+    environment        = optional(map(string), {})
+  }))
+
+  validation {
+    condition     = length(var.steps) >= 1 && length(distinct([for step in var.steps : step.name])) == length(var.steps)
+    error_message = "steps needs at least one step, and step names must be unique."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : can(regex("^[a-z][a-z0-9-]{0,19}$", step.name))])
+    error_message = "Step names must start with a letter and hold up to 20 lowercase letters, digits or hyphens."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.min_tasks >= 0 && step.min_tasks <= step.max_tasks && step.max_tasks >= 1])
+    error_message = "Each step needs 0 <= min_tasks <= max_tasks and max_tasks >= 1."
+  }
+
+  validation {
+    condition = alltrue([for step in var.steps : length(step.scaling_table) >= 1 && alltrue([
+      for index, row in step.scaling_table : length(row) == 2 && row[0] >= 1 && row[1] >= 1 && (index == 0 || (row[0] > step.scaling_table[max(index - 1, 0)][0] && row[1] >= step.scaling_table[max(index - 1, 0)][1]))
+    ])])
+    error_message = "Each scaling_table row is [min backlog >= 1, tasks >= 1], thresholds strictly increasing and task counts non-decreasing."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.visibility_timeout >= 30 && step.visibility_timeout <= 43200 && step.max_receive_count >= 1 && step.max_receive_count <= 1000])
+    error_message = "visibility_timeout must be 30..43200 seconds and max_receive_count 1..1000."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.stop_timeout >= step.grace_seconds + 25 && step.stop_timeout <= 120 && step.gpus >= 0 && step.idle_seconds >= 0])
+    error_message = "stop_timeout must cover grace_seconds plus a 20-second long poll (grace_seconds + 25 <= stop_timeout <= 120); gpus and idle_seconds must be >= 0."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : length(step.instance_types) >= 1])
+    error_message = "Each step needs at least one instance type."
+  }
+}
+
+################################################################################
+# Storage
+################################################################################
+
+variable "bucket_name" {
+  description = "Name of the media bucket; null generates one from the name prefix"
+  type        = string
+  default     = null
+}
+
+variable "force_destroy" {
+  description = "Allow terraform destroy to delete the bucket with its objects"
+  type        = bool
+  default     = false
+}
+
+variable "input_prefix" {
+  description = "Uploads under this prefix start jobs"
+  type        = string
+  default     = "uploads/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.input_prefix))
+    error_message = "input_prefix must not start with / and must end with /."
+  }
+}
+
+variable "results_prefix" {
+  description = "Results are written under this prefix: <results_prefix><input key>/<step>/result.json"
+  type        = string
+  default     = "results/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.results_prefix))
+    error_message = "results_prefix must not start with / and must end with /."
+  }
+}
+
+variable "allowed_suffixes" {
+  description = "File suffixes that start jobs, matched case-insensitively"
+  type        = list(string)
+  default     = [".jpg", ".jpeg", ".png", ".webp", ".mp4", ".mov", ".avi", ".mkv"]
+
+  validation {
+    condition     = length(var.allowed_suffixes) >= 1 && alltrue([for suffix in var.allowed_suffixes : can(regex("^\\.[A-Za-z0-9]{1,8}$", suffix))])
+    error_message = "allowed_suffixes must be a non-empty list like [\".jpg\", \".mp4\"]."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for the bucket, tables, queues and volumes; null uses AWS-managed encryption"
+  type        = string
+  default     = null
+}
+
+################################################################################
+# Compute
+################################################################################
+
+variable "gpu_ami_id" {
+  description = "AMI of GPU steps: the one ami/ builds (worker image pre-pulled); null takes the ECS GPU-optimised AMI from its public SSM parameter"
+  type        = string
+  default     = null
+}
+
+variable "cpu_ami_id" {
+  description = "AMI of CPU-only steps; null takes the ECS-optimised Amazon Linux 2023 AMI from its public SSM parameter"
+  type        = string
+  default     = null
+}
+
+variable "task_network_mode" {
+  description = "Task network mode: bridge (works in public subnets; IMDS hop limit 1 keeps containers off the instance role) or awsvpc (needs network.nat_gateway)"
+  type        = string
+  default     = "bridge"
+
+  validation {
+    condition     = contains(["bridge", "awsvpc"], var.task_network_mode)
+    error_message = "task_network_mode must be bridge or awsvpc."
+  }
+}
+
+variable "create_capacity" {
+  description = "Create launch templates, Auto Scaling groups and capacity providers (turn off only against an emulator)"
+  type        = bool
+  default     = true
+}
+
+variable "warm_pool" {
+  description = "Stopped, pre-initialised instances per step to cut cold starts; they cost only their EBS volumes while stopped"
+  type = object({
+    enabled  = optional(bool, false)
+    min_size = optional(number, 1)
+  })
+  default = {}
+}
+
+variable "container_insights" {
+  description = "Enable ECS Container Insights on the cluster (billed per metric)"
+  type        = bool
+  default     = true
+}
+
+################################################################################
+# Network
+################################################################################
+
+variable "network" {
+  description = "create_vpc: build a VPC (cidr, az_count, availability_zones, nat_gateway); otherwise give vpc_id, subnet_ids, security_group_ids and whether instances need a public_ip"
+  type = object({
+    create_vpc         = optional(bool, true)
+    cidr               = optional(string, "10.42.0.0/16")
+    az_count           = optional(number, 2)
+    availability_zones = optional(list(string), [])
+    nat_gateway        = optional(bool, false)
+    vpc_id             = optional(string)
+    subnet_ids         = optional(list(string), [])
+    public_ip          = optional(bool, false)
+    security_group_ids = optional(list(string), [])
+  })
+  default = {}
+
+  validation {
+    condition     = var.network.create_vpc || (var.network.vpc_id != null && length(var.network.subnet_ids) >= 1 && length(var.network.security_group_ids) >= 1)
+    error_message = "Without create_vpc, give network.vpc_id, network.subnet_ids and network.security_group_ids (with no inbound rules)."
+  }
+}
+
+################################################################################
+# Lambdas
+################################################################################
+
+variable "lambda_zip_dir" {
+  description = "Folder with stream_router.zip and scaler.zip; run make package first. Null means build/ at the repository root"
+  type        = string
+  default     = null
+}
+
+variable "create_lambda_triggers" {
+  description = "Create the event source mappings and the scaler schedule (turn off only against an emulator)"
+  type        = bool
+  default     = true
+}
+
+variable "scaler_schedule" {
+  description = "Schedule expression of the scaler; the router also wakes it on new work"
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+variable "notifications" {
+  description = "Create an SNS topic that gets one message per finished or failed job"
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Observability
+################################################################################
+
+variable "log_retention_days" {
+  description = "Retention of every log group the module creates"
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics) notified when an alarm fires or recovers"
+  type        = list(string)
+  default     = []
+}
+
+variable "oldest_message_age_seconds" {
+  description = "Alarm when a step's oldest message waited longer than this"
+  type        = number
+  default     = 3600
+}
