@@ -1,0 +1,103 @@
+# Offline plans of the root module against a mocked AWS provider: secure defaults and wiring.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  name           = "unit"
+  lambda_zip_dir = "../build"
+  steps = [
+    { name = "people", image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/w:1", gpus = 1, max_receive_count = 4, visibility_timeout = 600 },
+    { name = "faces", image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/w:1", gpus = 0, instance_types = ["c6i.large"] },
+  ]
+}
+
+run "one_queue_dlq_service_and_group_per_step" {
+  command = apply
+
+  assert {
+    condition     = length(module.step) == 2 && length(module.service) == 2
+    error_message = "every step gets a step module and a service"
+  }
+
+  assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).steps[0].name == "people" && jsondecode(module.lambdas.pipeline_config).steps[1].name == "faces"
+    error_message = "the pipeline definition keeps the steps in order"
+  }
+
+  assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).scaler_function == "unit-scaler"
+    error_message = "the router is told which scaler to wake"
+  }
+
+  assert {
+    condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_RECEIVE_COUNT == "4" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600"
+    error_message = "the worker's environment matches its queue"
+  }
+
+  assert {
+    condition     = length(aws_ecs_cluster_capacity_providers.this) == 1
+    error_message = "the cluster is associated with the steps' capacity providers"
+  }
+
+  assert {
+    condition     = aws_ecr_repository.this.image_tag_mutability == "IMMUTABLE" && aws_ecr_repository.this.image_scanning_configuration[0].scan_on_push
+    error_message = "worker images are immutable and scanned"
+  }
+
+  assert {
+    condition     = length(module.network) == 1 && length(aws_sns_topic.jobs) == 0
+    error_message = "a VPC is created by default, and no topic unless notifications are on"
+  }
+}
+
+run "existing_network_needs_security_groups" {
+  command = plan
+
+  variables {
+    network = { create_vpc = false, vpc_id = "vpc-123", subnet_ids = ["subnet-1"] }
+  }
+
+  expect_failures = [var.network]
+}
+
+run "step_names_must_be_unique" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x" }, { name = "a", image = "y" }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "scaling_table_thresholds_must_increase" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", scaling_table = [[100, 2], [1, 1]] }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "stop_timeout_must_cover_the_grace_period" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", grace_seconds = 110, stop_timeout = 120 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "name_is_validated" {
+  command = plan
+
+  variables {
+    name = "Bad_Name"
+  }
+
+  expect_failures = [var.name]
+}
