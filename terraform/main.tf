@@ -59,6 +59,7 @@ module "storage" {
   name             = var.name
   bucket_name      = var.bucket_name
   force_destroy    = var.force_destroy
+  tls_only         = var.bucket_tls_only
   input_prefix     = var.input_prefix
   results_prefix   = var.results_prefix
   allowed_suffixes = var.allowed_suffixes

@@ -106,6 +106,12 @@ variable "force_destroy" {
   default     = false
 }
 
+variable "bucket_tls_only" {
+  description = "Deny every request to the media bucket that does not use TLS (turn off only for an emulator on plain HTTP)"
+  type        = bool
+  default     = true
+}
+
 variable "input_prefix" {
   description = "Uploads under this prefix start jobs"
   type        = string

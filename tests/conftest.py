@@ -18,6 +18,8 @@ from tests.support.workers import WorkerProcess
 def moto_endpoint() -> Iterator[str]:
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
+    # Terraform attaches AWS-managed policies (the ECS instance role); moto serves them only when asked.
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

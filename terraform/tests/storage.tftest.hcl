@@ -29,6 +29,11 @@ run "secure_bucket_and_jobs_table" {
   }
 
   assert {
+    condition     = length(aws_s3_bucket_policy.this) == 1
+    error_message = "the TLS-only bucket policy is on by default"
+  }
+
+  assert {
     condition     = one(aws_s3_bucket_versioning.this.versioning_configuration).status == "Enabled"
     error_message = "versioning is on"
   }

@@ -38,6 +38,8 @@ module "pipeline" {
   name           = var.name
   lambda_zip_dir = var.lambda_zip_dir
   force_destroy  = true
+  # The emulator listens on plain HTTP on loopback, where a TLS-only bucket policy denies every request.
+  bucket_tls_only = false
 
   steps = [
     {

@@ -92,6 +92,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 }
 
 data "aws_iam_policy_document" "bucket" {
+  count = var.tls_only ? 1 : 0
+
   statement {
     sid     = "DenyInsecureTransport"
     effect  = "Deny"
@@ -115,8 +117,10 @@ data "aws_iam_policy_document" "bucket" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
+  count = var.tls_only ? 1 : 0
+
   bucket = aws_s3_bucket.this.id
-  policy = data.aws_iam_policy_document.bucket.json
+  policy = data.aws_iam_policy_document.bucket[0].json
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }

@@ -13,6 +13,12 @@ variable "bucket_name" {
   default     = null
 }
 
+variable "tls_only" {
+  description = "Deny every request to the bucket that does not use TLS"
+  type        = bool
+  default     = true
+}
+
 variable "force_destroy" {
   description = "Allow destroying the bucket while it still holds objects"
   type        = bool

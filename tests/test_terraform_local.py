@@ -1,0 +1,159 @@
+"""Apply terraform/examples/local to a moto server and check the wiring a user relies on, then destroy it.
+
+Run through `make test` (which points Terraform at the provider mirror when
+TF_PLUGIN_MIRROR is set); it needs Terraform and the Lambda zips (make package).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from pipeline_core.pipeline import PipelineConfig
+from pipeline_core.s3events import created_objects
+from tests.support.aws import REGION
+from tools.package_lambdas import build
+from worker.config import WorkerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "terraform" / "examples" / "local"
+
+
+class Terraform:
+    def __init__(self, workdir: Path, variables: dict[str, str]):
+        self.workdir, self.variables = workdir, variables
+        self.env = {**os.environ, "TF_DATA_DIR": str(workdir / ".terraform"), "TF_IN_AUTOMATION": "1"}
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        var_args = [f"-var={key}={value}" for key, value in self.variables.items()] if args[0] in ("apply", "destroy") else []
+        command = ["terraform", f"-chdir={EXAMPLE}", *args, *var_args]
+        result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(args[:1])} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result.stdout
+
+    def outputs(self) -> dict[str, Any]:
+        raw = json.loads(self.run("output", "-json", f"-state={self.workdir / 'terraform.tfstate'}"))
+        return {name: value["value"] for name, value in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def deployed(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any], dict[str, Any]]]:
+    assert shutil.which("terraform"), "Terraform 1.5+ is required for this test (see README prerequisites)"
+    workdir = tmp_path_factory.mktemp("tf-local")
+    zips = workdir / "lambda"
+    build(zips)
+    name = f"tf{uuid.uuid4().hex[:6]}"
+    terraform = Terraform(workdir, {"endpoint": moto_endpoint, "name": name, "lambda_zip_dir": str(zips)})
+    terraform.run("init", "-backend=false", "-input=false")
+    started = time.monotonic()
+    terraform.run("apply", "-auto-approve", "-input=false", f"-state={workdir / 'terraform.tfstate'}")
+    print(f"\napply against moto took {time.monotonic() - started:.0f}s")
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    aws = {
+        service: session.client(service, endpoint_url=moto_endpoint) for service in ("s3", "sqs", "ecs", "iam", "lambda", "ec2", "dynamodb")
+    }
+    yield terraform, terraform.outputs(), aws | {"name": name}
+    started = time.monotonic()
+    terraform.run("destroy", "-auto-approve", "-input=false", f"-state={workdir / 'terraform.tfstate'}")
+    print(f"destroy against moto took {time.monotonic() - started:.0f}s")
+    buckets = [bucket["Name"] for bucket in aws["s3"].list_buckets()["Buckets"]]
+    assert not [bucket for bucket in buckets if bucket.startswith(name)], "destroy left the bucket behind"
+    assert name + "-jobs" not in aws["dynamodb"].list_tables()["TableNames"]
+
+
+def receive_all(sqs: Any, queue_url: str, wait: float = 5) -> list[dict[str, Any]]:
+    deadline, bodies = time.monotonic() + wait, []
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if bodies:
+            time.sleep(0.5)
+    return bodies
+
+
+def test_an_upload_under_the_input_prefix_produces_intake_work(deployed) -> None:
+    _, outputs, aws = deployed
+    bucket, intake = outputs["bucket_name"], outputs["intake_queue_url"]
+    aws["s3"].put_object(Bucket=bucket, Key="uploads/street scene.JPG", Body=b"\xff\xd8\xff")
+    aws["s3"].put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"not media")
+    aws["s3"].put_object(Bucket=bucket, Key="elsewhere/a.jpg", Body=b"\xff\xd8\xff")
+    # S3 may send a test event first; the router's own parser reads what arrived.
+    keys = [obj.key for body in receive_all(aws["sqs"], intake) for obj in created_objects(body)]
+    assert keys == ["uploads/street scene.JPG"]
+
+
+def test_every_queue_has_its_dead_letter_queue(deployed) -> None:
+    _, outputs, aws = deployed
+    queues = [outputs["intake_queue_url"]] + [step["queue_url"] for step in outputs["steps"].values()]
+    for queue_url in queues:
+        attributes = aws["sqs"].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "QueueArn"])["Attributes"]
+        redrive = json.loads(attributes["RedrivePolicy"])
+        dlq_name = redrive["deadLetterTargetArn"].rsplit(":", 1)[1]
+        assert dlq_name == attributes["QueueArn"].rsplit(":", 1)[1] + "-dlq"
+        assert aws["sqs"].get_queue_url(QueueName=dlq_name)["QueueUrl"]
+        assert int(redrive["maxReceiveCount"]) >= 1
+
+
+def test_task_definitions_carry_the_environment_the_worker_reads(deployed) -> None:
+    _, outputs, aws = deployed
+    for step_name, step in outputs["steps"].items():
+        task = aws["ecs"].describe_task_definition(taskDefinition=step["task_definition_arn"])["taskDefinition"]
+        [container] = task["containerDefinitions"]
+        env = {item["name"]: item["value"] for item in container["environment"]}
+        config = WorkerConfig.from_env(env)  # the worker would start with exactly this
+        assert (config.queue_url, config.step_name, config.jobs_table) == (step["queue_url"], step_name, outputs["jobs_table_name"])
+        assert config.results_bucket == outputs["bucket_name"]
+        assert container["stopTimeout"] >= config.grace_seconds + config.wait_time_seconds
+        service = aws["ecs"].describe_services(cluster=outputs["cluster_name"], services=[step["service_name"]])["services"][0]
+        assert service["desiredCount"] == 0, "a fresh pipeline runs no tasks"
+
+
+def test_lambdas_read_one_pipeline_definition_naming_the_deployed_queues(deployed) -> None:
+    _, outputs, aws = deployed
+    for function_name in outputs["function_names"].values():
+        env = aws["lambda"].get_function_configuration(FunctionName=function_name)["Environment"]["Variables"]
+        config = PipelineConfig.from_env(env)
+        assert [step.queue_url for step in config.steps] == [step["queue_url"] for step in outputs["steps"].values()]
+        assert config.jobs_table == outputs["jobs_table_name"]
+
+
+def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
+    _, outputs, aws = deployed
+    name, iam = aws["name"], aws["iam"]
+    roles = [role["RoleName"] for role in iam.list_roles()["Roles"] if role["RoleName"].startswith(name + "-")]
+    assert len(roles) >= 5
+    # AWS requires "*" for this action alone; every other statement names a resource of this deployment.
+    wildcard_ok = {"ecr:GetAuthorizationToken"}
+    for role in roles:
+        for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+            document = json.loads(document) if isinstance(document, str) else document
+            for statement in document["Statement"]:
+                resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+                actions = {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+                for resource in resources:
+                    if resource == "*":
+                        assert actions <= wildcard_ok, f"{role}/{policy_name} grants {actions} on *"
+                    else:
+                        assert name in resource, f"{role}/{policy_name} names {resource}, not a resource of {name}"
+
+
+def test_no_security_group_accepts_inbound_traffic(deployed) -> None:
+    _, _, aws = deployed
+    groups = aws["ec2"].describe_security_groups(Filters=[{"Name": "tag:Example", "Values": ["local"]}])["SecurityGroups"]
+    vpcs = {group["VpcId"] for group in groups}
+    everything = aws["ec2"].describe_security_groups(Filters=[{"Name": "vpc-id", "Values": sorted(vpcs)}])["SecurityGroups"]
+    assert everything
+    assert [group["GroupName"] for group in everything if group["IpPermissions"]] == []
