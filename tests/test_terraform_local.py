@@ -130,7 +130,7 @@ def test_lambdas_read_one_pipeline_definition_naming_the_deployed_queues(deploye
 
 
 def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
-    _, outputs, aws = deployed
+    _, _, aws = deployed
     name, iam = aws["name"], aws["iam"]
     roles = [role["RoleName"] for role in iam.list_roles()["Roles"] if role["RoleName"].startswith(name + "-")]
     assert len(roles) >= 5
