@@ -16,7 +16,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format tf-fmt tf-validate tf-test checkov pytest package simulate demo clean
+.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov pytest package simulate demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,9 +37,13 @@ $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 
 test: lint tf-fmt tf-validate tf-test checkov pytest ## Run every check: ruff, terraform fmt/validate/test, checkov, pytest
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check; the module READMEs' input and output tables are current
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/tfdocs.py --check
+
+docs: venv ## Regenerate the input and output tables in the Terraform READMEs
+	$(BIN)/python tools/tfdocs.py
 
 format: venv ## Apply ruff's fixes and formatting, and terraform fmt
 	$(BIN)/ruff check --fix .
