@@ -16,7 +16,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov pytest package simulate demo clean
+.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	@touch $@
 
-test: lint tf-fmt tf-validate tf-test checkov pytest ## Run every check: ruff, terraform fmt/validate/test, checkov, pytest
+test: lint tf-fmt tf-validate tf-test checkov ami-check pytest ## Run every check: ruff, terraform fmt/validate/test, checkov, shellcheck/packer, pytest
 
 lint: venv ## ruff lint and format check; the module READMEs' input and output tables are current
 	$(BIN)/ruff check .
@@ -72,6 +72,19 @@ tf-test: tf-init package ## terraform test: offline plans against a mocked AWS p
 
 checkov: $(CHECKOV_VENV)/bin/.installed ## checkov over terraform/: zero failed checks, every skip reasoned beside its resource
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework terraform --directory terraform
+
+ami-check: ## shellcheck every script; packer fmt -check and validate -syntax-only of ami/
+	tools/check-ami.sh
+
+TF_EXAMPLE ?= terraform/examples/complete
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+
+image: ## Build the worker image and push it to the module's ECR repository (needs Docker, AWS credentials, an applied TF_EXAMPLE)
+	tools/push-image.sh $(TF_EXAMPLE) $(IMAGE_TAG)
+
+ami: ## Build the GPU AMI with WORKER_IMAGE pre-pulled (needs Packer >= 1.7); pass the printed id as gpu_ami_id
+	@test -n "$(WORKER_IMAGE)" || { echo "usage: make ami WORKER_IMAGE=<image URI from make image>" >&2; exit 1; }
+	tools/build-ami.sh $(WORKER_IMAGE) $(TF_EXAMPLE)
 
 pytest: venv ## The test suite, moto-backed integration tests included
 	$(BIN)/pytest

@@ -106,7 +106,7 @@ resource "aws_ecr_lifecycle_policy" "this" {
 
 data "aws_ssm_parameter" "gpu_ami" {
   count = var.create_capacity && local.any_gpu && var.gpu_ami_id == null ? 1 : 0
-  name  = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+  name  = var.gpu_ami_ssm_parameter
 }
 
 data "aws_ssm_parameter" "cpu_ami" {

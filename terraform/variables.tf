@@ -161,6 +161,12 @@ variable "gpu_ami_id" {
   default     = null
 }
 
+variable "gpu_ami_ssm_parameter" {
+  description = "Public SSM parameter of the default GPU AMI, used when gpu_ami_id is null"
+  type        = string
+  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+}
+
 variable "cpu_ami_id" {
   description = "AMI of CPU-only steps; null takes the ECS-optimised Amazon Linux 2023 AMI from its public SSM parameter"
   type        = string

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from pipeline_core.jobstore import JobStore
 from tests.support.agent import AgentEndpoint
 from tests.support.aws import StepStack
 from tests.support.media import EMPTY, NOT_MEDIA, png
-from tests.support.workers import wait_for
+from tests.support.workers import REPO, wait_for
 
 STEP = "detect"
 SLOW = "tests.support.plugins:SlowProcessor"
@@ -62,15 +64,20 @@ def router_message(stack: StepStack, key: str) -> str:
 # --- 1. polling, message shapes, keys ------------------------------------------------
 
 
-def test_s3_test_event_is_deleted_and_the_worker_carries_on(stack: StepStack, spawn) -> None:
+def test_s3_test_event_is_deleted_and_the_worker_carries_on(stack: StepStack, spawn, tmp_path: Path) -> None:
     stack.send(json.loads((Path(__file__).parent / "fixtures/events/s3_test_event.json").read_text()))
     stack.put("uploads/after.png", png())
     stack.send(stack.s3_event("uploads/after.png"))
-    worker = spawn(stack.worker_env(STEP))
+    alive = tmp_path / "worker.alive"
+    worker = spawn(stack.worker_env(STEP, HEALTH_FILE=alive))
     wait_state(stack, "uploads/after.png", "done")
     wait_for(lambda: drained(stack), 10, what="queue drained")
     assert worker.events("s3 test event deleted")
     assert worker.process.poll() is None
+    healthcheck = subprocess.run(
+        [sys.executable, "-m", "worker.health"], env={"HEALTH_FILE": str(alive), "PYTHONPATH": str(REPO)}, check=False
+    )
+    assert healthcheck.returncode == 0, "the container healthcheck should see a live worker"
 
 
 def test_encoded_keys_and_several_records_make_several_jobs(stack: StepStack, spawn) -> None:

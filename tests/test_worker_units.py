@@ -127,3 +127,13 @@ def test_load_processor_by_name_or_import_path() -> None:
     assert load_processor("tests.support.plugins:make_slow", {"seconds": 0}).name == "slow"
     with pytest.raises(ValueError, match="unknown processor 'nope'"):
         load_processor("nope", {})
+
+
+def test_healthcheck_follows_the_liveness_file(tmp_path: Path) -> None:
+    from worker.health import is_healthy, touch
+
+    alive = tmp_path / "worker.alive"
+    assert not is_healthy(alive, max_age=300)
+    touch(alive)
+    assert is_healthy(alive, max_age=300)
+    assert not is_healthy(alive, max_age=300, now=alive.stat().st_mtime + 301)

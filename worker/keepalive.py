@@ -11,6 +11,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from worker import health
+
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +61,7 @@ class Heartbeat:
             if self.on_beat is not None:
                 self.on_beat(until)
             self.beats += 1
+            health.touch()
         except Exception:
             log.warning("heartbeat failed", exc_info=True)
 

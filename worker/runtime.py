@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from pipeline_core.jobs import result_key, result_prefix
 from pipeline_core.jobstore import Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
+from worker import health
 from worker.config import WorkerConfig
 from worker.errors import PermanentError, Severity, classify, describe
 from worker.keepalive import Heartbeat, TaskProtection
@@ -63,6 +64,7 @@ class Worker:
     def run(self) -> None:
         log.info("worker started", extra={"step": self.config.step_name, "processor": self.processor.name})
         while not self.stop.is_set():
+            health.touch()
             messages = self.sqs.receive_message(
                 QueueUrl=self.config.queue_url,
                 MaxNumberOfMessages=1,

@@ -22,6 +22,11 @@ output "jobs_table_name" {
   value       = module.pipeline.jobs_table_name
 }
 
+output "region" {
+  description = "Region of the pipeline (make image and make ami read it)"
+  value       = module.pipeline.region
+}
+
 output "ecr_repository_url" {
   description = "Push the worker image here"
   value       = module.pipeline.ecr_repository_url
