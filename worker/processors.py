@@ -98,7 +98,14 @@ class MediaInfoProcessor:
         return StepOutput({"kind": kind, "format": fmt, "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
 
 
-REGISTRY: dict[str, ProcessorFactory] = {MediaInfoProcessor.name: MediaInfoProcessor}
+def _detection_processor(options: Mapping[str, Any]) -> Processor:
+    """The detection engine, imported on use: OpenCV and TensorFlow load only in workers that detect."""
+    from worker.detection.engine import DetectionProcessor
+
+    return DetectionProcessor(options)
+
+
+REGISTRY: dict[str, ProcessorFactory] = {MediaInfoProcessor.name: MediaInfoProcessor, "detect": _detection_processor}
 
 
 def register(name: str, factory: ProcessorFactory) -> None:

@@ -1,0 +1,207 @@
+"""The detectors: OpenCV HOG people (CPU), MTCNN faces and TensorFlow Object Detection SavedModels.
+
+Nothing is downloaded from the internet: OpenCV 4.x ships the HOG people
+detector, the ``mtcnn`` package ships its weights, and a SavedModel comes from
+a local path or an ``s3://`` URI the user configures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from worker.detection.model import Detection, normalised_box
+
+
+@cache
+def tensorflow() -> Any:
+    """TensorFlow, imported once, with GPU memory growth on so it never takes the whole card."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return tf
+
+
+def tf_device() -> str:
+    return "GPU:0" if tensorflow().config.list_physical_devices("GPU") else "CPU:0"
+
+
+class HogPeopleDetector:
+    """OpenCV's HOG + linear SVM people detector (ships with OpenCV 4.x; OpenCV 5 dropped it)."""
+
+    name = "people-hog"
+    labels = ("person",)
+    colour = "bgr"
+
+    def __init__(self, options: Mapping[str, Any]):
+        if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            raise RuntimeError("this OpenCV has no HOG people detector: install opencv-python-headless < 5")
+        self.version = f"opencv-{cv2.__version__}"
+        self.min_score = float(options.get("min_score", 0.5))  # 0.5 is a zero SVM margin: HOG's own decision
+        self.win_stride = int(options.get("win_stride", 8))
+        self.scale = float(options.get("scale", 1.05))
+        self.overlap = float(options.get("nms_overlap", 0.3))
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        results = []
+        for frame in frames:
+            height, width = frame.shape[:2]
+            rects, weights = self.hog.detectMultiScale(
+                frame, winStride=(self.win_stride, self.win_stride), padding=(8, 8), scale=self.scale
+            )
+            scores = [float(1.0 / (1.0 + np.exp(-float(w)))) for w in np.ravel(weights)]  # SVM margin -> (0, 1)
+            boxes = [[int(v) for v in rect] for rect in rects]
+            keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_score, self.overlap) if boxes else []
+            results.append(
+                [
+                    Detection("person", scores[i], normalised_box(x, y, x + w, y + h, width, height))
+                    for i in np.ravel(keep)
+                    for x, y, w, h in [boxes[i]]
+                ]
+            )
+        return results
+
+
+class MtcnnFaceDetector:
+    """MTCNN faces (TensorFlow; weights inside the ``mtcnn`` package), a whole batch per call, on the GPU when there is one."""
+
+    name = "faces-mtcnn"
+    labels = ("face",)
+    colour = "rgb"
+
+    def __init__(self, options: Mapping[str, Any]):
+        tensorflow()
+        from mtcnn import MTCNN
+
+        self.version = f"mtcnn-{metadata.version('mtcnn')}"
+        self.min_score = float(options.get("min_score", 0.9))
+        # The third stage (ONet) refines boxes and rejects false faces; it comes with landmarks, which are dropped.
+        self.model = MTCNN(stages=str(options.get("stages", "face_and_landmarks_detection")), device=tf_device())
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        if not frames:
+            return []
+        batch = list(frames)
+        raw = self.model.detect_faces(batch if len(batch) > 1 else batch[0], box_format="xyxy")
+        per_frame = raw if len(batch) > 1 else [raw]
+        results = []
+        for frame, faces in zip(batch, per_frame, strict=True):
+            height, width = frame.shape[:2]
+            results.append(
+                [
+                    Detection("face", float(face["confidence"]), normalised_box(*face["box"], width, height))
+                    for face in faces
+                    if float(face["confidence"]) >= self.min_score
+                ]
+            )
+        return results
+
+
+def parse_label_map(text: str) -> dict[int, str]:
+    """A label map as JSON (``{"1": "person"}``) or the Object Detection API's pbtxt."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return {int(key): str(value) for key, value in json.loads(stripped).items()}
+    labels = {}
+    for item in re.findall(r"item\s*\{(.*?)\}", text, re.S):
+        id_match = re.search(r"\bid\s*:\s*(\d+)", item)
+        name_match = re.search(r"\bdisplay_name\s*:\s*['\"]([^'\"]+)", item) or re.search(r"\bname\s*:\s*['\"]([^'\"]+)", item)
+        if id_match and name_match:
+            labels[int(id_match.group(1))] = name_match.group(1)
+    if not labels:
+        raise ValueError("label map has no entries")
+    return labels
+
+
+def fetch_s3_prefix(uri: str, destination: Path) -> Path:
+    """Download every object under an ``s3://bucket/prefix`` into ``destination``; return the local folder."""
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    s3 = boto3.client("s3")
+    found = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix) :]
+            if not relative or relative.endswith("/") or ".." in Path(relative).parts:
+                continue
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+            found += 1
+    if not found:
+        raise FileNotFoundError(f"nothing under {uri}")
+    return destination
+
+
+class SavedModelDetector:
+    """A TensorFlow 2 Object Detection API SavedModel: ``detection_boxes/scores/classes`` and ``num_detections``."""
+
+    name = "tf-savedmodel"
+    colour = "rgb"
+
+    def __init__(self, options: Mapping[str, Any]):
+        tf = tensorflow()
+        model = str(options.get("model") or os.environ.get("MODEL_PATH", ""))
+        if not model:
+            raise ValueError("tf-savedmodel needs a model: a SavedModel folder or an s3:// URI")
+        path = Path(model)
+        if model.startswith("s3://"):
+            path = fetch_s3_prefix(model, Path(tempfile.mkdtemp(prefix="savedmodel-")))
+        label_map = options.get("label_map")
+        if isinstance(label_map, Mapping):
+            self.label_map = {int(k): str(v) for k, v in label_map.items()}
+        elif isinstance(label_map, str):
+            self.label_map = parse_label_map(Path(label_map).read_text())
+        else:
+            self.label_map = {}
+        self.classes = set(options.get("classes") or [])
+        self.labels = tuple(sorted(self.classes or set(self.label_map.values())))
+        self.min_score = float(options.get("min_score", 0.5))
+        self.version = str(options.get("version") or f"savedmodel:{path.name}")
+        self.device = tf_device()
+        with tf.device(self.device):
+            loaded = tf.saved_model.load(str(path))
+        self._loaded = loaded  # keep the variables alive with the signature
+        self.fn = loaded.signatures["serving_default"]
+        self.input_name, spec = next(iter(self.fn.structured_input_signature[1].items()))
+        self.fixed_batch = spec.shape[0] == 1  # many exported detectors take one image at a time
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        tf = tensorflow()
+        if not frames:
+            return []
+        groups = [[frame] for frame in frames] if self.fixed_batch else [list(frames)]
+        results: list[list[Detection]] = []
+        for group in groups:
+            with tf.device(self.device):
+                output = self.fn(**{self.input_name: tf.convert_to_tensor(np.stack(group), dtype=tf.uint8)})
+            boxes = output["detection_boxes"].numpy()
+            scores = output["detection_scores"].numpy()
+            classes = output["detection_classes"].numpy().astype(int)
+            counts = output["num_detections"].numpy().astype(int)
+            for index in range(len(group)):
+                found = []
+                for k in range(int(counts[index])):
+                    label = self.label_map.get(int(classes[index, k]), str(int(classes[index, k])))
+                    score = float(scores[index, k])
+                    if score < self.min_score or (self.classes and label not in self.classes):
+                        continue
+                    y_min, x_min, y_max, x_max = (float(v) for v in boxes[index, k])
+                    found.append(Detection(label, score, normalised_box(x_min, y_min, x_max, y_max, 1, 1)))
+                results.append(found)
+        return results

@@ -1,0 +1,167 @@
+"""Reading media: images as one-frame videos, videos sampled at a configured rate.
+
+Unsampled frames are skipped with ``grab()`` (no decode). Decoding runs in a
+background thread that feeds a bounded queue, so inference never waits on the
+decoder longer than it must and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from worker.errors import PermanentError
+from worker.processors import require_media
+
+TRUNCATION_TOLERANCE = 0.9  # fewer decodable frames than this share of the header's count: truncated
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Every ``every_n_frames``-th frame, or ``per_second`` frames each second of video."""
+
+    per_second: float | None = 1.0
+    every_n_frames: int | None = None
+
+    def step(self, fps: float) -> int:
+        if self.every_n_frames:
+            return max(1, int(self.every_n_frames))
+        if not self.per_second or self.per_second <= 0:
+            return 1
+        return max(1, round(fps / self.per_second))
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str  # image | video
+    format: str
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int  # from the container header for videos (may be approximate)
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    timestamp: float
+    image: np.ndarray  # BGR, as OpenCV decodes
+
+
+def probe(path: Path) -> MediaInfo:
+    """What the file is; PermanentError for anything that is not readable media."""
+    kind, fmt = require_media(path)
+    if kind == "image":
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise PermanentError(f"corrupt or unreadable {fmt} image")
+        height, width = image.shape[:2]
+        return MediaInfo("image", fmt, width, height, None, 1, None)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise PermanentError(f"corrupt or unreadable {fmt} video: no decoder could open it")
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    finally:
+        capture.release()
+    if fps <= 0 or width <= 0 or height <= 0:
+        raise PermanentError(f"corrupt {fmt} video: no frame rate or size in its header")
+    return MediaInfo("video", fmt, width, height, fps, frames, frames / fps if frames else None)
+
+
+class FrameReader:
+    """Sampled frames from a background decoding thread, through a bounded queue.
+
+    ``decode_seconds`` is the decoder's own busy time; ``frames_read`` counts
+    every frame passed over (grabbed or decoded).
+    """
+
+    _END = object()
+
+    def __init__(self, path: Path, info: MediaInfo, sampling: Sampling, max_frames: int, queue_size: int = 32):
+        self.path, self.info, self.max_frames = path, info, max_frames
+        self.step = sampling.step(info.fps or 1.0)
+        self.decode_seconds = 0.0
+        self.frames_read = 0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is self._END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            if self.info.kind == "image":
+                started = time.perf_counter()
+                image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+                self.decode_seconds += time.perf_counter() - started
+                self.frames_read = 1
+                self._put(Frame(0, 0.0, image))
+            else:
+                self._read_video()
+            self._put(self._END)
+        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
+            self._put(error)
+
+    def _read_video(self) -> None:
+        capture = cv2.VideoCapture(str(self.path))
+        fps = self.info.fps or 1.0
+        sampled = 0
+        try:
+            index = 0
+            while not self._stop.is_set() and sampled < self.max_frames:
+                started = time.perf_counter()
+                if index % self.step == 0:
+                    ok, image = capture.read()
+                else:
+                    ok, image = capture.grab(), None
+                self.decode_seconds += time.perf_counter() - started
+                if not ok:
+                    break
+                self.frames_read += 1
+                if image is not None:
+                    sampled += 1
+                    if not self._put(Frame(index, round(index / fps, 4), image)):
+                        return
+                index += 1
+        finally:
+            capture.release()
+        if self.frames_read == 0:
+            raise PermanentError(f"{self.info.format} video has no decodable frames (empty or truncated)")
+        expected = self.info.frame_count
+        if sampled < self.max_frames and expected and self.frames_read < TRUNCATION_TOLERANCE * expected:
+            raise PermanentError(
+                f"truncated {self.info.format} video: decoded {self.frames_read} of the {expected} frames its header lists"
+            )
