@@ -16,7 +16,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate demo clean
+.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ pytest: venv ## The test suite, moto-backed integration tests included
 
 package: venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build
+
+bench: venv ## Detection throughput: naive per-frame loop vs this engine, with decode and inference bounds
+	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
 
 simulate: venv ## Compare this scaler with the original guide's policy over three traces
 	$(BIN)/python -m bench.scaling_sim

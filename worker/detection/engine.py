@@ -5,6 +5,7 @@ Options (``PROCESSOR_OPTIONS``)::
     {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}],   # run together over the same frames
      "sample_fps": 1.0,            # or "every_n_frames": 30
      "batch_size": 8, "max_frames": 3600, "queue_frames": 32,
+     "max_side": 960,              # frames larger than this are scaled down for inference (null: full size)
      "contact_sheet_frames": 12, "thumbnail_width": 320}
 """
 
@@ -41,6 +42,8 @@ class DetectionProcessor:
         self.queue_frames = max(1, int(options.get("queue_frames", 32)))
         self.sheet_frames = max(1, int(options.get("contact_sheet_frames", 12)))
         self.thumbnail_width = max(64, int(options.get("thumbnail_width", 320)))
+        max_side = options.get("max_side", 960)
+        self.max_side = int(max_side) if max_side else None
         self.labels = sorted({label for detector in self.detectors for label in detector.labels})
         self.colours = label_colours(self.labels)
 
@@ -49,13 +52,7 @@ class DetectionProcessor:
         info = probe(path)
         reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames)
         run = _Run(self, info)
-        batch: list[Frame] = []
-        for frame in reader:
-            batch.append(frame)
-            if len(batch) == self.batch_size:
-                run.infer(batch)
-                batch = []
-        if batch:
+        for batch in reader.batches(self.batch_size):
             run.infer(batch)
         files = {
             CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET),  # type: ignore[arg-type]
@@ -78,6 +75,7 @@ class DetectionProcessor:
                 "step": reader.step,
                 "sampled_frames": len(run.frames),
                 "batch_size": self.batch_size,
+                "max_side": self.max_side,
             },
             "models": [{"name": d.name, "version": d.version, "labels": list(d.labels)} for d in self.detectors],
             "frames": run.frames,
@@ -106,7 +104,7 @@ class _Run:
         self.inference_seconds = 0.0
 
     def infer(self, batch: Sequence[Frame]) -> None:
-        bgr = [frame.image for frame in batch]
+        bgr = [self.for_inference(frame.image) for frame in batch]
         rgb: list[Any] | None = None
         found: list[list[Detection]] = [[] for _ in batch]
         for detector in self.processor.detectors:
@@ -119,6 +117,15 @@ class _Run:
                 found[index].extend(detections)
         for frame, detections in zip(batch, found, strict=True):
             self.record(frame, detections)
+
+    def for_inference(self, image: Any) -> Any:
+        """The frame scaled down to max_side (boxes are normalised, so they need no change)."""
+        limit = self.processor.max_side
+        height, width = image.shape[:2]
+        if not limit or max(height, width) <= limit:
+            return image
+        scale = limit / max(height, width)
+        return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
 
     def record(self, frame: Frame, detections: list[Detection]) -> None:
         self.frames.append({"index": frame.index, "timestamp": frame.timestamp, "detections": [d.to_json() for d in detections]})

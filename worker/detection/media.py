@@ -99,15 +99,36 @@ class FrameReader:
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
 
     def __iter__(self) -> Iterator[Frame]:
+        for batch in self.batches(1):
+            yield from batch
+
+    def batches(self, size: int) -> Iterator[list[Frame]]:
+        """Frames in batches of up to ``size``: waits for the first frame, then takes what is ready.
+
+        Inference never idles waiting to fill a batch while the decoder is behind,
+        and batches fill up whenever the decoder is ahead.
+        """
         self._thread.start()
         try:
-            while True:
+            done = False
+            while not done:
+                batch: list[Frame] = []
                 item = self._queue.get()
-                if item is self._END:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
+                while True:
+                    if item is self._END:
+                        done = True
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    batch.append(item)  # type: ignore[arg-type]
+                    if len(batch) == size:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    yield batch
         finally:
             self._stop.set()
             self._thread.join(timeout=5)
