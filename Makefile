@@ -7,8 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
 TERRAFORM ?= terraform
-# A filesystem mirror holding hashicorp/aws (for machines without the registry); unset, `terraform init` uses the registry.
-TF_PLUGIN_MIRROR ?=
+# A filesystem mirror holding hashicorp/aws, for machines without the registry (these project machines keep
+# one in /opt/tf-plugins, found by itself); with none, `terraform init` uses the registry as usual.
+TF_PLUGIN_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins))
 TF_DIRS := terraform $(sort $(wildcard terraform/modules/*)) $(sort $(wildcard terraform/examples/*))
 export TF_PLUGIN_CACHE_DIR := $(CURDIR)/build/tf-plugin-cache
 export TF_IN_AUTOMATION := 1
@@ -16,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo clean
+.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,8 +99,11 @@ bench: venv ## Detection throughput: naive per-frame loop vs this engine, with d
 simulate: venv ## Compare this scaler with the original guide's policy over three traces
 	$(BIN)/python -m bench.scaling_sim
 
-demo: ## The whole pipeline on this machine (not built yet: see issue 5)
-	@echo "make demo is not built yet: it lands with issue 5 (the local runtime on a moto server)." >&2; exit 1
+demo: venv package $(if $(strip $(TF_PLUGIN_MIRROR)),build/terraformrc) ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
+	BIN=$(BIN) tools/demo.sh
+
+demo-down: ## Stop everything make demo started (by pid file)
+	tools/demo-down.sh
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache build .demo

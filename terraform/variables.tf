@@ -23,7 +23,7 @@ variable "steps" {
   description = <<-EOT
     The pipeline's ordered steps. Each runs its own queue, DLQ, ECS service and Auto Scaling group.
     name: step name; image: worker image; command: container command override; processor and
-    processor_options: what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
+    processor_options (a JSON object string): what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
     task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
     min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
     to zero; visibility_timeout and max_receive_count of the queue; grace_seconds a worker may finish
@@ -34,7 +34,7 @@ variable "steps" {
     image              = string
     command            = optional(list(string), [])
     processor          = optional(string, "media-info")
-    processor_options  = optional(map(any), {})
+    processor_options  = optional(string, "{}")
     cpu                = optional(number, 3584)
     memory             = optional(number, 14336)
     gpus               = optional(number, 1)
@@ -75,13 +75,18 @@ variable "steps" {
   }
 
   validation {
-    condition     = alltrue([for step in var.steps : step.visibility_timeout >= 30 && step.visibility_timeout <= 43200 && step.max_receive_count >= 1 && step.max_receive_count <= 1000])
-    error_message = "visibility_timeout must be 30..43200 seconds and max_receive_count 1..1000."
+    condition     = alltrue([for step in var.steps : step.visibility_timeout >= 10 && step.visibility_timeout <= 43200 && step.max_receive_count >= 1 && step.max_receive_count <= 1000])
+    error_message = "visibility_timeout must be 10..43200 seconds and max_receive_count 1..1000."
   }
 
   validation {
     condition     = alltrue([for step in var.steps : step.stop_timeout >= step.grace_seconds + 25 && step.stop_timeout <= 120 && step.gpus >= 0 && step.idle_seconds >= 0])
     error_message = "stop_timeout must cover grace_seconds plus a 20-second long poll (grace_seconds + 25 <= stop_timeout <= 120); gpus and idle_seconds must be >= 0."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : can(keys(jsondecode(step.processor_options)))])
+    error_message = "processor_options must be a JSON object, e.g. jsonencode({ sample_fps = 1 })."
   }
 
   validation {

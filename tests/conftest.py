@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.support.aws import CREDENTIALS, StepStack, free_port
+from tests.support.aws import CREDENTIALS, REGION, StepStack, free_port
+from tests.support.stack import Terraform
 from tests.support.workers import WorkerProcess
+from tools.package_lambdas import build
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +53,31 @@ def spawn(tmp_path: Path) -> Iterator:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any], dict[str, Any]]]:
+    """terraform/examples/local applied once per session; destroyed, and the destroy checked, at its end."""
+    assert shutil.which("terraform"), "Terraform 1.5+ is required for this test (see README prerequisites)"
+    workdir = tmp_path_factory.mktemp("tf-local")
+    zips = workdir / "lambda"
+    build(zips)
+    name = f"tf{uuid.uuid4().hex[:6]}"
+    # Short idle period and visibility timeout, so scaling to zero and redelivery happen within a test.
+    variables = {"endpoint": moto_endpoint, "name": name, "lambda_zip_dir": str(zips), "idle_seconds": "8", "visibility_timeout": "10"}
+    terraform = Terraform(workdir, variables)
+    terraform.run("init", "-backend=false", "-input=false")
+    started = time.monotonic()
+    terraform.run("apply", "-auto-approve", "-input=false")
+    print(f"\napply against moto took {time.monotonic() - started:.0f}s")
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    aws = {
+        service: session.client(service, endpoint_url=moto_endpoint) for service in ("s3", "sqs", "ecs", "iam", "lambda", "ec2", "dynamodb")
+    }
+    yield terraform, terraform.outputs(), aws | {"name": name, "workdir": workdir}
+    started = time.monotonic()
+    terraform.run("destroy", "-auto-approve", "-input=false")
+    print(f"destroy against moto took {time.monotonic() - started:.0f}s")
+    buckets = [bucket["Name"] for bucket in aws["s3"].list_buckets()["Buckets"]]
+    assert not [bucket for bucket in buckets if bucket.startswith(name)], "destroy left the bucket behind"
+    assert name + "-jobs" not in aws["dynamodb"].list_tables()["TableNames"]

@@ -1,75 +1,25 @@
-"""Apply terraform/examples/local to a moto server and check the wiring a user relies on, then destroy it.
+"""terraform/examples/local applied to a moto server (tests/support/stack.py): the wiring a user relies on.
 
-Run through `make test` (which points Terraform at the provider mirror when
-TF_PLUGIN_MIRROR is set); it needs Terraform and the Lambda zips (make package).
+The stack is applied once per test session and destroyed at its end, where the
+destroy is checked too.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from pipeline_core.pipeline import PipelineConfig
 from pipeline_core.s3events import created_objects
-from tests.support.aws import REGION
-from tools.package_lambdas import build
 from worker.config import WorkerConfig
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "terraform" / "examples" / "local"
 
-
-class Terraform:
-    def __init__(self, workdir: Path, variables: dict[str, str]):
-        self.workdir, self.variables = workdir, variables
-        self.env = {**os.environ, "TF_DATA_DIR": str(workdir / ".terraform"), "TF_IN_AUTOMATION": "1"}
-
-    def run(self, *args: str, timeout: float = 600) -> str:
-        var_args = [f"-var={key}={value}" for key, value in self.variables.items()] if args[0] in ("apply", "destroy") else []
-        command = ["terraform", f"-chdir={EXAMPLE}", *args, *var_args]
-        result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
-        if result.returncode != 0:
-            raise AssertionError(f"{' '.join(args[:1])} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        return result.stdout
-
-    def outputs(self) -> dict[str, Any]:
-        raw = json.loads(self.run("output", "-json", f"-state={self.workdir / 'terraform.tfstate'}"))
-        return {name: value["value"] for name, value in raw.items()}
-
-
-@pytest.fixture(scope="module")
-def deployed(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Terraform, dict[str, Any], dict[str, Any]]]:
-    assert shutil.which("terraform"), "Terraform 1.5+ is required for this test (see README prerequisites)"
-    workdir = tmp_path_factory.mktemp("tf-local")
-    zips = workdir / "lambda"
-    build(zips)
-    name = f"tf{uuid.uuid4().hex[:6]}"
-    terraform = Terraform(workdir, {"endpoint": moto_endpoint, "name": name, "lambda_zip_dir": str(zips)})
-    terraform.run("init", "-backend=false", "-input=false")
-    started = time.monotonic()
-    terraform.run("apply", "-auto-approve", "-input=false", f"-state={workdir / 'terraform.tfstate'}")
-    print(f"\napply against moto took {time.monotonic() - started:.0f}s")
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    aws = {
-        service: session.client(service, endpoint_url=moto_endpoint) for service in ("s3", "sqs", "ecs", "iam", "lambda", "ec2", "dynamodb")
-    }
-    yield terraform, terraform.outputs(), aws | {"name": name}
-    started = time.monotonic()
-    terraform.run("destroy", "-auto-approve", "-input=false", f"-state={workdir / 'terraform.tfstate'}")
-    print(f"destroy against moto took {time.monotonic() - started:.0f}s")
-    buckets = [bucket["Name"] for bucket in aws["s3"].list_buckets()["Buckets"]]
-    assert not [bucket for bucket in buckets if bucket.startswith(name)], "destroy left the bucket behind"
-    assert name + "-jobs" not in aws["dynamodb"].list_tables()["TableNames"]
+@pytest.fixture
+def deployed(local_stack):
+    return local_stack
 
 
 def receive_all(sqs: Any, queue_url: str, wait: float = 5) -> list[dict[str, Any]]:

@@ -23,23 +23,24 @@ module "pipeline" {
     {
       name              = "people"
       image             = var.worker_image
-      processor         = "media-info"
+      processor         = "detect"
+      processor_options = jsonencode({ detectors = [{ name = "people-hog" }], sample_fps = 1, batch_size = 8 })
       gpus              = 1
       instance_types    = ["g4dn.xlarge", "g5.xlarge"]
       max_tasks         = 4
       scaling_table     = [[1, 1], [25, 2], [50, 3], [100, 4]]
       idle_seconds      = 180
-      processor_options = {}
     },
     {
-      name           = "faces"
-      image          = var.worker_image
-      processor      = "media-info"
-      gpus           = 1
-      instance_types = ["g4dn.xlarge"]
-      spot           = true
-      max_tasks      = 2
-      scaling_table  = [[1, 1], [100, 2]]
+      name              = "faces"
+      image             = var.worker_image
+      processor         = "detect"
+      processor_options = jsonencode({ detectors = [{ name = "faces-mtcnn" }], sample_fps = 1, batch_size = 8 })
+      gpus              = 1
+      instance_types    = ["g4dn.xlarge"]
+      spot              = true
+      max_tasks         = 2
+      scaling_table     = [[1, 1], [100, 2]]
     },
   ]
 

@@ -43,9 +43,14 @@ module "pipeline" {
 
   steps = [
     {
-      name           = "detect"
-      image          = "gpu-pipeline-worker:local"
-      processor      = "media-info"
+      name      = "detect"
+      image     = "gpu-pipeline-worker:local"
+      processor = "detect"
+      processor_options = jsonencode({
+        detectors  = [{ name = "people-hog" }, { name = "faces-mtcnn" }]
+        sample_fps = 2
+        batch_size = 4
+      })
       gpus           = 0
       cpu            = 1024
       memory         = 2048
@@ -53,6 +58,15 @@ module "pipeline" {
       max_tasks      = 2
       scaling_table  = [[1, 1], [100, 2]]
       idle_seconds   = var.idle_seconds
+      # Short polls and a short lease make a local run lively; real deployments keep the defaults.
+      visibility_timeout = var.visibility_timeout
+      max_receive_count  = 3
+      grace_seconds      = 10
+      stop_timeout       = 40
+      environment = {
+        WAIT_TIME_SECONDS   = "2"
+        RETRY_DELAY_SECONDS = "1"
+      }
     },
   ]
 

@@ -31,6 +31,12 @@ variable "idle_seconds" {
   default     = 30
 }
 
+variable "visibility_timeout" {
+  description = "Visibility timeout of the step queue (the worker's heartbeat keeps long jobs invisible)"
+  type        = number
+  default     = 30
+}
+
 variable "create_capacity" {
   description = "Create launch templates, Auto Scaling groups and capacity providers in the emulator"
   type        = bool

@@ -13,7 +13,7 @@ locals {
       RESULTS_BUCKET          = var.bucket_name
       RESULTS_PREFIX          = var.results_prefix
       PROCESSOR               = var.step.processor
-      PROCESSOR_OPTIONS       = jsonencode(var.step.processor_options)
+      PROCESSOR_OPTIONS       = var.step.processor_options
       VISIBILITY_TIMEOUT      = tostring(var.step.visibility_timeout)
       MAX_RECEIVE_COUNT       = tostring(var.step.max_receive_count)
       GRACE_SECONDS           = tostring(var.step.grace_seconds)

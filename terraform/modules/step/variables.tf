@@ -14,7 +14,7 @@ variable "step" {
     image              = string
     command            = optional(list(string), [])
     processor          = optional(string, "media-info")
-    processor_options  = optional(map(any), {})
+    processor_options  = optional(string, "{}")
     cpu                = optional(number, 3584)
     memory             = optional(number, 14336)
     gpus               = optional(number, 1)

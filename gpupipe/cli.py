@@ -1,0 +1,176 @@
+"""The user's command line: ``gpupipe submit FILES...``, ``gpupipe status [--wait]``, ``gpupipe results JOB_OR_KEY``.
+
+It finds the stack from Terraform's outputs: ``--outputs FILE`` (``terraform output -json``
+saved), or ``--terraform-dir DIR`` (default terraform/examples/complete). ``AWS_ENDPOINT_URL``
+points it at a local emulator, as ``make demo`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from pipeline_core.jobs import TERMINAL_JOB_STATUSES, result_prefix
+from pipeline_core.jobstore import from_dynamo
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.outputs:
+        if not args.outputs.exists():
+            raise CliError(f"no outputs file at {args.outputs}: run `terraform output -json > {args.outputs}` in your stack's folder")
+        raw = json.loads(args.outputs.read_text())
+    else:
+        try:
+            raw = json.loads(
+                subprocess.run(
+                    ["terraform", f"-chdir={args.terraform_dir}", "output", "-json"], capture_output=True, text=True, check=True
+                ).stdout
+            )
+        except FileNotFoundError:
+            raise CliError("terraform is not installed; pass --outputs with saved `terraform output -json`") from None
+        except subprocess.CalledProcessError as error:
+            raise CliError(f"cannot read Terraform outputs in {args.terraform_dir}: {error.stderr.strip()[:300]}") from None
+    outputs = {name: value["value"] if isinstance(value, dict) and "value" in value else value for name, value in raw.items()}
+    missing = [name for name in ("bucket_name", "input_prefix", "results_prefix", "jobs_table_name") if name not in outputs]
+    if missing:
+        raise CliError(f"the Terraform outputs lack {', '.join(missing)}: is this a gpu-pipeline stack?")
+    return outputs
+
+
+def scan_jobs(outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb").Table(outputs["jobs_table_name"])
+    items, kwargs = [], {}
+    while True:
+        page = table.scan(**kwargs)
+        items += [from_dynamo(item) for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda item: item.get("created_at", 0))
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def submit(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
+    s3 = boto3.client("s3")
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise CliError(f"{name}: no such file")
+    for name in args.files:
+        path = Path(name)
+        key = f"{outputs['input_prefix']}{path.name}"
+        s3.put_object(Bucket=outputs["bucket_name"], Key=key, Body=path.read_bytes())
+        print(f"submitted {path.name} -> s3://{outputs['bucket_name']}/{key}")
+    return 0
+
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = round(width * done / total) if total else 0
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
+    deadline = time.monotonic() + args.timeout
+    while True:
+        jobs = scan_jobs(outputs)
+        counts = Counter(job["status"] for job in jobs)
+        finished = sum(counts[s] for s in TERMINAL_JOB_STATUSES)
+        line = f"{progress_bar(finished, len(jobs))}  " + "  ".join(
+            f"{name} {counts[name]}" for name in ("pending", "running", "succeeded", "failed")
+        )
+        if not args.wait or (jobs and finished == len(jobs)):
+            break
+        if time.monotonic() > deadline:
+            print(f"\r{line}", file=sys.stderr)
+            raise CliError(f"gave up waiting after {args.timeout:.0f}s: {len(jobs) - finished} jobs unfinished")
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        time.sleep(1)
+    if args.wait:
+        print(file=sys.stderr)
+    print(line)
+    print()
+    print(f"{'job':<34}{'status':<11}{'steps':<28}key")
+    for job in jobs:
+        steps = " ".join(f"{name}:{job['steps'][name]['state']}" for name in job["step_names"])
+        print(f"{job['job_id']:<34}{job['status']:<11}{steps:<28}{job['key']}")
+        for name in job["step_names"]:
+            if job["steps"][name].get("error") and job["status"] == "failed":
+                print(f"{'':<34}{'':<11}{name}: {job['steps'][name]['error']}")
+    return 0 if counts["failed"] == 0 else 1
+
+
+def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
+    jobs = [job for job in scan_jobs(outputs) if args.job in (job["job_id"], job["key"], Path(job["key"]).name)]
+    if not jobs:
+        raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
+    job = jobs[-1]
+    s3 = boto3.client("s3")
+    bucket = outputs["bucket_name"]
+    out = args.out / job["job_id"]
+    for step in job["step_names"]:
+        prefix = result_prefix(outputs["results_prefix"], job["key"], step)
+        objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        if not objects:
+            print(f"{step}: no results yet ({job['steps'][step]['state']})")
+            continue
+        for obj in objects:
+            target = out / step / obj["Key"][len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+        print(describe_result(job, step, out / step))
+    return 0
+
+
+def describe_result(job: dict[str, Any], step: str, folder: Path) -> str:
+    """One line per step: what was found, and where the pictures are."""
+    result = json.loads((folder / "result.json").read_text())
+    summary = result.get("output", {}).get("summary")
+    found = ", ".join(f"{label} max {s['max_count']} (in {s['frames_with']} frames)" for label, s in sorted((summary or {}).items()))
+    pictures = "  ".join(str(folder / name) for name in result.get("files", []))
+    media = result.get("output", {}).get("media", {})
+    kind = f"{media.get('kind', '?')} {media.get('width', '?')}x{media.get('height', '?')}" if media else ""
+    return f"{Path(job['key']).name:<16} {step:<8} {job['status']:<10} {kind:<16} {found or '-'}\n{'':<16} pictures: {pictures or '-'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpupipe", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--outputs", type=Path, default=os.environ.get("GPUPIPE_OUTPUTS") and Path(os.environ["GPUPIPE_OUTPUTS"]))
+    source.add_argument("--terraform-dir", default="terraform/examples/complete")
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit_parser = commands.add_parser("submit", help="upload files to the input prefix: one job each")
+    submit_parser.add_argument("files", nargs="+")
+    status_parser = commands.add_parser("status", help="jobs by state")
+    status_parser.add_argument("--wait", action="store_true", help="show a progress bar until every job has finished")
+    status_parser.add_argument("--timeout", type=float, default=900)
+    results_parser = commands.add_parser("results", help="download a job's result JSON and pictures")
+    results_parser.add_argument("job", help="job id, key, or file name")
+    results_parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    try:
+        outputs = load_outputs(args)
+        return {"submit": submit, "status": status, "results": results}[args.command](args, outputs)
+    except CliError as error:
+        print(f"gpupipe: {error}", file=sys.stderr)
+        return 2
+    except EndpointConnectionError as error:
+        print(f"gpupipe: cannot reach the stack ({error}); is it deployed, and is AWS_ENDPOINT_URL right?", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as error:
+        print(f"gpupipe: AWS refused: {error}", file=sys.stderr)
+        return 2
