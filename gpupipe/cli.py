@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from pipeline_core.jobs import TERMINAL_JOB_STATUSES, result_prefix
 from pipeline_core.jobstore import from_dynamo
@@ -164,9 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         outputs = load_outputs(args)
+        if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            boto3.setup_default_session(region_name=outputs["region"])
         return {"submit": submit, "status": status, "results": results}[args.command](args, outputs)
     except CliError as error:
         print(f"gpupipe: {error}", file=sys.stderr)
+        return 2
+    except NoCredentialsError:
+        print("gpupipe: no AWS credentials: configure a profile (AWS_PROFILE) or set AWS_ACCESS_KEY_ID", file=sys.stderr)
+        return 2
+    except NoRegionError:
+        print("gpupipe: no AWS region: set AWS_REGION, or add the stack's region output", file=sys.stderr)
         return 2
     except EndpointConnectionError as error:
         print(f"gpupipe: cannot reach the stack ({error}); is it deployed, and is AWS_ENDPOINT_URL right?", file=sys.stderr)

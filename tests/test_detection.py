@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.support.media import EMPTY, NOT_MEDIA
+from tests.support.media import EMPTY, NOT_MEDIA, png
 from tests.support.savedmodel import LABEL_MAP_PBTXT, build_detection_savedmodel
 from tools import sample_media
 from worker.detection.engine import DetectionProcessor
@@ -112,6 +112,15 @@ def test_faces_are_followed_through_a_video_and_batching_changes_nothing(media: 
     # The face moves left to right with the person.
     centres = (boxes_one[:, 0] + boxes_one[:, 2]) / 2
     assert centres[-1] - centres[0] > 0.3
+
+
+@pytest.mark.parametrize("size", [1, 8, 100])
+def test_tiny_images_are_processed_without_crashing(people_and_faces, tmp_path: Path, size: int) -> None:
+    # A 1x1 image used to abort the process inside OpenCV's HOG (heap corruption).
+    path = tmp_path / f"tiny-{size}.png"
+    path.write_bytes(png(size, size))
+    summary = run(people_and_faces, path)["summary"]
+    assert summary["person"]["max_count"] == 0 and summary["face"]["max_count"] == 0
 
 
 @pytest.mark.parametrize(

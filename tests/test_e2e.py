@@ -214,6 +214,7 @@ def test_a_duplicate_s3_event_gives_one_job(pipeline: dict[str, Any]) -> None:
             }
         ]
     }
+    resent = time.time()
     sqs.send_message(QueueUrl=outputs["intake_queue_url"], MessageBody=json.dumps(duplicate))
     wait_for(
         lambda: (
@@ -229,6 +230,7 @@ def test_a_duplicate_s3_event_gives_one_job(pipeline: dict[str, Any]) -> None:
     assert [k for k in jobs_by_key(pipeline) if k == key] == [key]
     claims = [e for e in pipeline["runtime"].worker_logs() if e.get("event") == "step claimed" and e.get("key") == key]
     assert len(claims) == 1
+    print(f"\nduplicate event re-sent {time.time() - resent:.1f}s ago: still one job, one claim")
 
 
 def test_a_poison_file_fails_its_job_with_a_reason_and_others_are_unaffected(pipeline: dict[str, Any]) -> None:
@@ -236,6 +238,7 @@ def test_a_poison_file_fails_its_job_with_a_reason_and_others_are_unaffected(pip
     poison = media / "poison.jpg"
     poison.write_bytes(b"%PDF-1.7 this is a document renamed to .jpg")
     good = sample_media.image(media / "after poison.jpg", "astronaut")
+    uploaded = time.time()
     assert gpupipe(pipeline, "submit", str(poison), str(good)).returncode == 0
     jobs = wait_finished(pipeline, ["uploads/poison.jpg", "uploads/after poison.jpg"])
     assert jobs["uploads/poison.jpg"]["status"] == "failed"
@@ -243,11 +246,13 @@ def test_a_poison_file_fails_its_job_with_a_reason_and_others_are_unaffected(pip
     assert jobs["uploads/after poison.jpg"]["status"] == "succeeded"
     status = gpupipe(pipeline, "status")
     assert status.returncode == 1 and "not a supported image or video" in status.stdout
+    print(f"\nupload -> poison failed and neighbour done: {time.time() - uploaded:.1f}s")
 
 
 def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, Any]) -> None:
     path = sample_media.video(pipeline["media"] / "busy.mp4", frames=450)
     key = "uploads/busy.mp4"
+    uploaded = time.time()
     assert gpupipe(pipeline, "submit", str(path)).returncode == 0
     wait_for(lambda: (j := jobs_by_key(pipeline).get(key)) and j["steps"]["detect"]["state"] == "running", 120, what="the job to start")
     time.sleep(1)  # the worker turns its protection on as it takes the message
@@ -258,3 +263,4 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     wait_for(lambda: pipeline["runtime"].events("scale-in deferred: tasks are protected"), 30, what="the runner to defer the scale-in")
     job = wait_finished(pipeline, [key])[key]
     assert job["status"] == "succeeded" and job["steps"]["detect"]["attempts"] == 1
+    print(f"\nscaled in to 0 mid-job; the busy worker finished: upload -> result {time.time() - uploaded:.1f}s")

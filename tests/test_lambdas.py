@@ -187,3 +187,22 @@ def test_scaler_handler_scales_every_step_on_schedule_and_one_when_woken(pipelin
     result = scaler_app.handler({"step": "people"}, LambdaContext())
     assert [(d["step"], d["to"]) for d in result["decisions"]] == [("people", 1)]
     assert desired(pipeline, "people") == desired(pipeline, "faces") == 1
+
+
+def test_finished_jobs_are_announced_on_the_topic(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sns, sqs = pipeline.client("sns"), pipeline.client("sqs")
+    topic = sns.create_topic(Name="jobs-finished")["TopicArn"]
+    inbox = sqs.create_queue(QueueName=f"inbox-{pipeline.bucket}")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "notify_topic_arn": topic}))
+    router_app.pipeline.cache_clear()
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/told.jpg")), LambdaContext())
+    route_new_records(pipeline)
+    [message] = pipeline.drain("people")
+    store = jobs(pipeline)
+    store.mark_failed(store.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
+    route_new_records(pipeline)
+    [note] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
+    assert (note["job_id"], note["status"], note["key"]) == (message["job_id"], "failed", "uploads/told.jpg")
+    assert "PermanentError: corrupt" in note["reason"]

@@ -57,8 +57,13 @@ class HogPeopleDetector:
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
         results = []
+        window_w, window_h = self.hog.winSize
         for frame in frames:
             height, width = frame.shape[:2]
+            if width < window_w or height < window_h:
+                # No 64x128 pedestrian fits; OpenCV asserts (or, for 1x1 images, corrupts its heap) if asked.
+                results.append([])
+                continue
             rects, weights = self.hog.detectMultiScale(
                 frame, winStride=(self.win_stride, self.win_stride), padding=(8, 8), scale=self.scale
             )

@@ -17,6 +17,11 @@ output "results_prefix" {
   value       = module.pipeline.results_prefix
 }
 
+output "region" {
+  description = "Region the emulator serves"
+  value       = module.pipeline.region
+}
+
 output "intake_queue_url" {
   description = "Queue S3 notifies on upload"
   value       = module.pipeline.intake_queue_url
