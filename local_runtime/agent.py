@@ -13,6 +13,7 @@ class AgentServer:
 
     def __init__(self) -> None:
         self.protected: dict[str, bool] = {}
+        self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         agent = self
 
@@ -25,6 +26,7 @@ class AgentServer:
                     return
                 with agent._lock:
                     agent.protected[parts[1]] = bool(body.get("ProtectionEnabled"))
+                    agent.requests.append({"path": self.path, **body})
                 reply = json.dumps({"protection": {"ProtectionEnabled": agent.protected[parts[1]]}}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -16,6 +16,7 @@ import boto3
 from local_runtime.agent import AgentServer
 from local_runtime.events import LambdaContext, sqs_event, stream_records
 from local_runtime.tasks import TaskRunner
+from pipeline_core import aws
 
 log = logging.getLogger("local_runtime")
 
@@ -34,15 +35,7 @@ class LocalRuntime:
         from stream_router import app as router_app
 
         self.router, self.scaler = router_app, scaler_app
-        for cached in (
-            router_app.pipeline,
-            router_app.aws,
-            router_app.job_store,
-            scaler_app.pipeline,
-            scaler_app.aws,
-            scaler_app.state_table,
-        ):
-            cached.cache_clear()
+        aws.reset()
         self.pipeline = pipeline
         self.sqs = boto3.client("sqs")
         self.streams = boto3.client("dynamodbstreams")

@@ -10,16 +10,15 @@ run tasks, so scale-in removes only idle capacity.
 from __future__ import annotations
 
 import time
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline_core import aws
 from pipeline_core.jobstore import from_dynamo, to_dynamo
-from pipeline_core.pipeline import PipelineConfig, StepConfig
+from pipeline_core.pipeline import StepConfig
 from scaler.decision import Decision, Observation, decide
 
 logger = Logger(service="scaler")
@@ -28,25 +27,14 @@ metrics = Metrics(namespace="GpuPipeline", service="scaler")
 QUEUE_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
 
 
-@cache
-def pipeline() -> PipelineConfig:
-    return PipelineConfig.from_env()
-
-
-@cache
-def aws(service: str) -> Any:
-    return boto3.client(service)
-
-
-@cache
 def state_table() -> Any:
-    return boto3.resource("dynamodb").Table(pipeline().scaler_state_table)
+    return aws.table(aws.pipeline().scaler_state_table)
 
 
 def observe(step: StepConfig, idle_since: float | None, now: float) -> Observation:
-    config = pipeline()
-    attrs = aws("sqs").get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=QUEUE_ATTRIBUTES)["Attributes"]
-    ecs = aws("ecs")
+    config = aws.pipeline()
+    attrs = aws.client("sqs").get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=QUEUE_ATTRIBUTES)["Attributes"]
+    ecs = aws.client("ecs")
     service = ecs.describe_services(cluster=config.cluster, services=[step.service])["services"][0]
     protected = 0
     if config.task_protection_api and service["runningCount"]:
@@ -73,7 +61,7 @@ def scale_step(step: StepConfig, now: float) -> dict[str, Any]:
     decision: Decision = decide(obs, step.scaling)
     changed = decision.desired != obs.desired
     if changed:
-        aws("ecs").update_service(cluster=pipeline().cluster, service=step.service, desiredCount=decision.desired)
+        aws.client("ecs").update_service(cluster=aws.pipeline().cluster, service=step.service, desiredCount=decision.desired)
     item = {"step": step.name, "desired": decision.desired, "reason": decision.reason, "updated_at": now}
     if decision.idle_since is not None:
         item["idle_since"] = decision.idle_since
@@ -104,7 +92,7 @@ def publish(step: str, obs: Observation, decision: Decision) -> None:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Scale one step (``{"step": name}`` from the router) or every step (the schedule)."""
-    config, now = pipeline(), time.time()
+    config, now = aws.pipeline(), time.time()
     names = [event["step"]] if isinstance(event, dict) and event.get("step") else config.step_names
     decisions = []
     for name in names:

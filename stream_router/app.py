@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -20,9 +18,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline_core import aws
 from pipeline_core.jobs import JobStatus, WorkMessage
 from pipeline_core.jobstore import JobStore, from_dynamo
-from pipeline_core.pipeline import PipelineConfig
 from pipeline_core.s3events import created_objects, is_test_event
 from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
@@ -32,19 +30,8 @@ intake_processor = BatchProcessor(event_type=EventType.SQS)
 stream_processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-@cache
-def pipeline() -> PipelineConfig:
-    return PipelineConfig.from_env()
-
-
-@cache
-def aws(service: str) -> Any:
-    return boto3.client(service)
-
-
-@cache
 def job_store() -> JobStore:
-    return JobStore(boto3.resource("dynamodb").Table(pipeline().jobs_table))
+    return JobStore(aws.table(aws.pipeline().jobs_table))
 
 
 # --- intake: S3 -> intake queue -> job items -------------------------------------------
@@ -61,7 +48,7 @@ def intake_record(record: SQSRecord) -> None:
     if is_test_event(event):
         logger.info("s3 test event ignored")
         return
-    config = pipeline()
+    config = aws.pipeline()
     for obj in created_objects(event):
         fields = {"job_id": obj.job_id, "key": obj.key}
         refusal = intake_refusal(obj.key, config.input_prefix, config.allowed_suffixes)
@@ -98,13 +85,15 @@ def route_record(record: DynamoDBRecord) -> None:
 
 
 def enqueue(job: dict[str, Any], step: str) -> None:
-    config = pipeline()
+    config = aws.pipeline()
     message = WorkMessage(job["job_id"], step, job["bucket"], job["key"], job["version"])
-    aws("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
+    aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
     logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
     if config.scaler_function:
-        aws("lambda").invoke(FunctionName=config.scaler_function, InvocationType="Event", Payload=json.dumps({"step": step}).encode())
+        aws.client("lambda").invoke(
+            FunctionName=config.scaler_function, InvocationType="Event", Payload=json.dumps({"step": step}).encode()
+        )
 
 
 def finish(job: dict[str, Any], action: Finish) -> None:
@@ -113,9 +102,9 @@ def finish(job: dict[str, Any], action: Finish) -> None:
     fields = {"job_id": job["job_id"], "key": job["key"], "status": action.status.value, "reason": action.reason}
     logger.info("job finished", extra=fields)
     metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
-    topic = pipeline().notify_topic_arn
+    topic = aws.pipeline().notify_topic_arn
     if topic:
-        aws("sns").publish(
+        aws.client("sns").publish(
             TopicArn=topic,
             Subject=f"gpu-pipeline job {action.status.value}",
             Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),

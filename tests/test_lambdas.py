@@ -10,6 +10,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
+from pipeline_core import aws
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from scaler import app as scaler_app
@@ -30,8 +31,7 @@ def pipeline(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pi
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("PIPELINE_CONFIG", stack.env["PIPELINE_CONFIG"])
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "GpuPipeline")
-    for cached in (router_app.pipeline, router_app.aws, router_app.job_store, scaler_app.pipeline, scaler_app.aws, scaler_app.state_table):
-        cached.cache_clear()
+    aws.reset()
     yield stack
 
 
@@ -152,7 +152,7 @@ def send(stack: PipelineStack, step: str, count: int) -> None:
 
 
 def test_scaler_follows_the_table_holds_through_idle_and_returns_to_zero(pipeline: PipelineStack, capsys) -> None:
-    step = scaler_app.pipeline().step("people")
+    step = aws.pipeline().step("people")
     send(pipeline, "people", 1)
     assert scaler_app.scale_step(step, now=1000.0)["to"] == 1
     assert desired(pipeline, "people") == 1
@@ -196,7 +196,7 @@ def test_finished_jobs_are_announced_on_the_topic(pipeline: PipelineStack, monke
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
     monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "notify_topic_arn": topic}))
-    router_app.pipeline.cache_clear()
+    aws.reset()
     router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/told.jpg")), LambdaContext())
     route_new_records(pipeline)
     [message] = pipeline.drain("people")

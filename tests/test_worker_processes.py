@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from local_runtime.agent import AgentServer
 from pipeline_core.jobs import ObjectRef, WorkMessage, result_key
 from pipeline_core.jobstore import JobStore
-from tests.support.agent import AgentEndpoint
 from tests.support.aws import StepStack
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from tests.support.workers import REPO, wait_for
@@ -156,13 +156,16 @@ def test_job_longer_than_the_visibility_timeout_is_not_taken_by_a_second_worker(
 
 def test_task_protection_is_on_while_busy_and_off_when_idle(stack: StepStack, spawn) -> None:
     stack.put("uploads/protect.png", png())
-    with AgentEndpoint() as agent:
+    agent = AgentServer()
+    try:
         stack.send(stack.s3_event("uploads/protect.png"))
-        spawn(stack.worker_env(STEP, ECS_AGENT_URI=agent.uri, PROCESSOR=SLOW, PROCESSOR_OPTIONS='{"seconds": 1}'))
+        spawn(stack.worker_env(STEP, ECS_AGENT_URI=agent.uri("task-1"), PROCESSOR=SLOW, PROCESSOR_OPTIONS='{"seconds": 1}'))
         wait_state(stack, "uploads/protect.png", "done")
         wait_for(lambda: len(agent.requests) >= 2, 15, what="protection turned off")
-    assert agent.requests[0] == {"path": "/api/task-1/task-protection/v1/state", "ProtectionEnabled": True, "ExpiresInMinutes": 60}
-    assert agent.requests[1] == {"path": "/api/task-1/task-protection/v1/state", "ProtectionEnabled": False}
+    finally:
+        agent.close()
+    assert agent.requests[0] == {"path": "/tasks/task-1/task-protection/v1/state", "ProtectionEnabled": True, "ExpiresInMinutes": 60}
+    assert agent.requests[1] == {"path": "/tasks/task-1/task-protection/v1/state", "ProtectionEnabled": False}
 
 
 # --- 4. crash safety -------------------------------------------------------------------

@@ -1,54 +1,32 @@
-"""Invoking the Lambda handlers as Lambda does: a context object and events in Lambda's shape."""
+"""Lambda-shaped events for the handler tests; the shapes themselves live in local_runtime.events."""
 
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
+from local_runtime.events import LambdaContext, stream_records
 
-@dataclass
-class LambdaContext:
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+__all__ = ["LambdaContext", "read_stream", "sqs_event"]
 
 
-def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
+def read_stream(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
     """Every record on a DynamoDB stream, as the event source mapping hands them to Lambda."""
     records = []
-    description = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
-    for shard in description["Shards"]:
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
         iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
         ]
-        for record in streams.get_records(ShardIterator=iterator)["Records"]:
-            record = json.loads(json.dumps(record, default=lambda value: value.timestamp()))
-            record["eventSourceARN"] = stream_arn
-            records.append(record)
+        records += stream_records(streams.get_records(ShardIterator=iterator)["Records"], stream_arn)
     return records
 
 
 def sqs_event(*bodies: dict[str, Any] | str, queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:intake") -> dict[str, Any]:
     """An SQS event source mapping batch holding these message bodies."""
-    return {
-        "Records": [
-            {
-                "messageId": f"msg-{index}",
-                "receiptHandle": f"handle-{index}",
-                "body": body if isinstance(body, str) else json.dumps(body),
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795437320000"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for index, body in enumerate(bodies)
-        ]
-    }
+    from local_runtime.events import sqs_event as from_messages
+
+    messages = [
+        {"MessageId": f"msg-{index}", "ReceiptHandle": f"handle-{index}", "Body": body if isinstance(body, str) else json.dumps(body)}
+        for index, body in enumerate(bodies)
+    ]
+    return from_messages(messages, queue_arn)

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 
 from tests.support.aws import REGION
-from tests.support.lambdas import stream_records
+from tests.support.lambdas import read_stream
 
 STEPS = ("people", "faces")
 
@@ -87,7 +87,7 @@ class PipelineStack:
 
     def new_stream_event(self) -> dict[str, Any]:
         """The stream records not yet handed to the router, as one Lambda event."""
-        records = [r for r in stream_records(self.client("dynamodbstreams"), self.stream_arn) if r["eventID"] not in self.seen]
+        records = [r for r in read_stream(self.client("dynamodbstreams"), self.stream_arn) if r["eventID"] not in self.seen]
         self.seen.update(r["eventID"] for r in records)
         return {"Records": records}
 
