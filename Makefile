@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,7 +51,10 @@ format: venv ## Apply ruff's fixes and formatting, and terraform fmt
 	$(BIN)/ruff format .
 	$(TERRAFORM) fmt -recursive terraform
 
-tf-fmt: ## terraform fmt -check over terraform/
+tf-config: $(if $(strip $(TF_PLUGIN_MIRROR)),build/terraformrc)
+	@mkdir -p $(TF_PLUGIN_CACHE_DIR)
+
+tf-fmt: tf-config ## terraform fmt -check over terraform/
 	@command -v $(TERRAFORM) >/dev/null || { echo "Terraform 1.5+ is required: https://developer.hashicorp.com/terraform/install" >&2; exit 1; }
 	$(TERRAFORM) fmt -check -recursive terraform
 
@@ -59,8 +62,7 @@ build/terraformrc:
 	@mkdir -p build
 	@printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n' "$(TF_PLUGIN_MIRROR)" > $@
 
-tf-init: $(if $(strip $(TF_PLUGIN_MIRROR)),build/terraformrc) ## terraform init (no backend) in every module and example
-	@mkdir -p $(TF_PLUGIN_CACHE_DIR)
+tf-init: tf-config ## terraform init (no backend) in every module and example
 	@for dir in $(TF_DIRS); do \
 	  $(TERRAFORM) -chdir=$$dir init -backend=false -input=false -no-color >/dev/null || { echo "terraform init failed in $$dir" >&2; exit 1; }; \
 	done
@@ -99,7 +101,7 @@ bench: venv ## Detection throughput: naive per-frame loop vs this engine, with d
 simulate: venv ## Compare this scaler with the original guide's policy over three traces
 	$(BIN)/python -m bench.scaling_sim
 
-demo: venv package $(if $(strip $(TF_PLUGIN_MIRROR)),build/terraformrc) ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
+demo: venv package tf-config ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
 	BIN=$(BIN) tools/demo.sh
 
 demo-down: ## Stop everything make demo started (by pid file)

@@ -74,7 +74,13 @@ def local_stack(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     aws = {
         service: session.client(service, endpoint_url=moto_endpoint) for service in ("s3", "sqs", "ecs", "iam", "lambda", "ec2", "dynamodb")
     }
-    yield terraform, terraform.outputs(), aws | {"name": name, "workdir": workdir}
+    outputs = terraform.outputs()
+    # Other tests run work through this stack; what it looked like fresh is kept for those that ask.
+    fresh_desired = {
+        step: aws["ecs"].describe_services(cluster=outputs["cluster_name"], services=[spec["service_name"]])["services"][0]["desiredCount"]
+        for step, spec in outputs["steps"].items()
+    }
+    yield terraform, outputs, aws | {"name": name, "workdir": workdir, "fresh_desired": fresh_desired}
     started = time.monotonic()
     terraform.run("destroy", "-auto-approve", "-input=false")
     print(f"destroy against moto took {time.monotonic() - started:.0f}s")

@@ -66,8 +66,7 @@ def test_task_definitions_carry_the_environment_the_worker_reads(deployed) -> No
         assert (config.queue_url, config.step_name, config.jobs_table) == (step["queue_url"], step_name, outputs["jobs_table_name"])
         assert config.results_bucket == outputs["bucket_name"]
         assert container["stopTimeout"] >= config.grace_seconds + config.wait_time_seconds
-        service = aws["ecs"].describe_services(cluster=outputs["cluster_name"], services=[step["service_name"]])["services"][0]
-        assert service["desiredCount"] == 0, "a fresh pipeline runs no tasks"
+        assert aws["fresh_desired"][step_name] == 0, "a fresh pipeline runs no tasks"
 
 
 def test_lambdas_read_one_pipeline_definition_naming_the_deployed_queues(deployed) -> None:
