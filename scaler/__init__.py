@@ -1,1 +1,1 @@
-"""The scaler Lambda: sets each step's ECS desired count from its queue backlog (issue 7)."""
+"""The scaler Lambda: sets each step's ECS desired count from its queue backlog."""

@@ -1,1 +1,1 @@
-"""The stream router Lambda: S3 intake to job items, and step-to-step routing (issue 7)."""
+"""The intake and router Lambdas: S3 intake to job items, and step-to-step routing."""

@@ -165,9 +165,12 @@ def test_happy_path_two_images_and_a_video_scale_from_zero_and_back(pipeline: di
     assert result(pipeline, "uploads/person.jpg")["output"]["summary"]["face"]["max_count"] == 1
     assert result(pipeline, "uploads/coffee.png")["output"]["summary"]["face"]["max_count"] == 0
     scale_out = next(e for e in pipeline["runtime"].events("scale") if e["to"] > e["from"])
-    wait_for(lambda: desired(pipeline) == 0, 60, what="scale back to zero after the idle period")
-    scale_in = [e for e in pipeline["runtime"].events("scale") if e["to"] == 0]
-    assert scale_in and "scale to min 0" in scale_in[-1]["reason"]
+    # The scaler sets the service, then the runtime logs the decision: wait for the log line.
+    scale_in = wait_for(
+        lambda: [e for e in pipeline["runtime"].events("scale") if e["to"] == 0], 60, what="scale back to zero after the idle period"
+    )
+    assert "scale to min 0" in scale_in[-1]["reason"]
+    assert desired(pipeline) == 0
     status = gpupipe(pipeline, "status")
     assert "succeeded 3" in status.stdout
     fetched = gpupipe(pipeline, "results", "walk.mp4", "--out", str(media / "results"))
@@ -264,3 +267,29 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     job = wait_finished(pipeline, [key])[key]
     assert job["status"] == "succeeded" and job["steps"]["detect"]["attempts"] == 1
     print(f"\nscaled in to 0 mid-job; the busy worker finished: upload -> result {time.time() - uploaded:.1f}s")
+
+
+def test_an_unreadable_file_is_retried_then_fails_its_job_and_lands_in_the_dlq(pipeline: dict[str, Any]) -> None:
+    # An archived object (uploaded straight into Glacier, or archived by a lifecycle rule before it
+    # was processed) cannot be read until restored: a transient error on every attempt.
+    outputs, s3, sqs = pipeline["outputs"], pipeline["aws"]["s3"], pipeline["aws"]["sqs"]
+    archived = sample_media.image(pipeline["media"] / "archived.jpg", "astronaut")
+    uploaded = time.time()
+    s3.put_object(Bucket=outputs["bucket_name"], Key="uploads/archived.jpg", Body=archived.read_bytes(), StorageClass="GLACIER")
+    good = sample_media.image(pipeline["media"] / "beside archived.png", "coffee")
+    assert gpupipe(pipeline, "submit", str(good)).returncode == 0
+    jobs = wait_finished(pipeline, ["uploads/archived.jpg", "uploads/beside archived.png"])
+    step = jobs["uploads/archived.jpg"]["steps"]["detect"]
+    assert jobs["uploads/archived.jpg"]["status"] == "failed"
+    assert step["error"].startswith("gave up after 3 attempts") and "InvalidObjectState" in step["error"]
+    assert step["attempts"] == 3
+    assert jobs["uploads/beside archived.png"]["status"] == "succeeded"
+    dlq = outputs["steps"]["detect"]["dlq_url"]
+
+    def in_dlq() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        return [m for m in messages if "archived.jpg" in m["Body"]]
+
+    [message] = wait_for(in_dlq, 30, what="the message in the step's DLQ")
+    assert json.loads(message["Body"])["key"] == "uploads/archived.jpg"
+    print(f"\nupload -> job failed after 3 attempts and message in the DLQ: {time.time() - uploaded:.1f}s")

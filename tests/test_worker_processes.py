@@ -1,6 +1,6 @@
 """The worker as it runs in ECS: real `python -m worker` processes against a moto server.
 
-Each test drives one numbered behaviour of the worker runtime (issue 2) and
+Each test drives one numbered behaviour of the worker runtime (README, "Worker runtime") and
 checks what a user would: the job item, the result object, the queue and its
 DLQ, and the worker's JSON logs.
 """
