@@ -21,8 +21,8 @@ from pipeline_core.jobstore import from_dynamo, to_dynamo
 from pipeline_core.pipeline import StepConfig
 from scaler.decision import Decision, Observation, decide
 
-logger = Logger(service="scaler")
-metrics = Metrics(namespace="GpuPipeline", service="scaler")
+logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME ("scaler"), as the dashboard expects
+metrics = Metrics(namespace="GpuPipeline")
 
 QUEUE_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
 

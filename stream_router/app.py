@@ -1,8 +1,11 @@
-"""The stream router Lambda: two handlers from one package.
+"""The intake and router Lambdas: two handlers from one package.
 
-``intake_handler`` reads the intake queue, where S3 sends its notifications,
-and creates one job item per new object version. ``stream_handler`` gets the jobs table's DynamoDB stream and
-sends each job to its next step's queue, or finishes it.
+``intake_handler`` reads the intake queue, where S3 sends its notifications, and
+creates one job item per new object version. ``stream_handler`` reads the jobs
+table's stream and sends each job to its next step's queue, or finishes it.
+
+The service name (a log field and the metrics' ``service`` dimension, which the
+dashboard reads) comes from ``POWERTOOLS_SERVICE_NAME``: intake or router.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pipeline_core.jobstore import JobStore, from_dynamo
 from pipeline_core.s3events import created_objects, is_test_event
 from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
-logger = Logger(service="stream-router")
-metrics = Metrics(namespace="GpuPipeline", service="stream-router")
+logger = Logger()
+metrics = Metrics(namespace="GpuPipeline")
 intake_processor = BatchProcessor(event_type=EventType.SQS)
 stream_processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
