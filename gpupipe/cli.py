@@ -28,6 +28,11 @@ class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
+def output_values(raw: dict[str, Any]) -> dict[str, Any]:
+    """``terraform output -json`` ({name: {"value": ...}}) -> {name: value}; plain values pass through."""
+    return {name: value["value"] if isinstance(value, dict) and "value" in value else value for name, value in raw.items()}
+
+
 def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
     if args.outputs:
         if not args.outputs.exists():
@@ -44,7 +49,7 @@ def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError("terraform is not installed; pass --outputs with saved `terraform output -json`") from None
         except subprocess.CalledProcessError as error:
             raise CliError(f"cannot read Terraform outputs in {args.terraform_dir}: {error.stderr.strip()[:300]}") from None
-    outputs = {name: value["value"] if isinstance(value, dict) and "value" in value else value for name, value in raw.items()}
+    outputs = output_values(raw)
     missing = [name for name in ("bucket_name", "input_prefix", "results_prefix", "jobs_table_name") if name not in outputs]
     if missing:
         raise CliError(f"the Terraform outputs lack {', '.join(missing)}: is this a gpu-pipeline stack?")

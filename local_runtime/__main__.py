@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gpupipe.cli import output_values
 from local_runtime.runtime import LocalRuntime
 from worker import logs
 
@@ -24,7 +25,7 @@ def main() -> int:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         os.environ.setdefault(name, value)
     raw = json.loads(args.outputs.read_text())
-    outputs = {name: value["value"] if isinstance(value, dict) and "value" in value else value for name, value in raw.items()}
+    outputs = output_values(raw)
     args.workdir.mkdir(parents=True, exist_ok=True)
     runtime = LocalRuntime(outputs, args.endpoint, args.workdir, scaler_period=args.scaler_period)
 

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 
 from pipeline_core.jobs import result_key
 from pipeline_core.jobstore import from_dynamo
+from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for
 from tools import sample_media
 
@@ -204,19 +205,7 @@ def test_a_duplicate_s3_event_gives_one_job(pipeline: dict[str, Any]) -> None:
     assert gpupipe(pipeline, "submit", str(path)).returncode == 0
     wait_finished(pipeline, [key])
     s3, sqs, outputs = pipeline["aws"]["s3"], pipeline["aws"]["sqs"], pipeline["outputs"]
-    etag = s3.head_object(Bucket=outputs["bucket_name"], Key=key)["ETag"]
-    duplicate = {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "bucket": {"name": outputs["bucket_name"]},
-                    "object": {"key": "uploads/twice.png", "eTag": etag, "size": path.stat().st_size},
-                },
-            }
-        ]
-    }
+    duplicate = s3_notification(s3, outputs["bucket_name"], key)
     resent = time.time()
     sqs.send_message(QueueUrl=outputs["intake_queue_url"], MessageBody=json.dumps(duplicate))
     wait_for(

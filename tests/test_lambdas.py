@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -15,6 +14,7 @@ from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from scaler import app as scaler_app
 from stream_router import app as router_app
+from tests.support.aws import s3_notification
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import PipelineStack
 
@@ -36,18 +36,11 @@ def pipeline(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pi
 
 
 def s3_event(stack: PipelineStack, *keys: str) -> dict:
-    """An S3 notification for objects uploaded now, keys encoded as S3 encodes them."""
-    s3, records = stack.client("s3"), []
+    """An S3 notification for objects uploaded now."""
+    s3 = stack.client("s3")
     for key in keys:
-        etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"\xff\xd8\xff" + key.encode())["ETag"]
-        records.append(
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": stack.bucket}, "object": {"key": quote_plus(key, safe="/"), "eTag": etag, "size": 3}},
-            }
-        )
-    return {"Records": records}
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"\xff\xd8\xff" + key.encode())
+    return s3_notification(s3, stack.bucket, *keys)
 
 
 def jobs(stack: PipelineStack) -> JobStore:

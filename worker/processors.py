@@ -8,13 +8,13 @@ processor or a ``package.module:attribute`` import path to a plugin class.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from worker.errors import PermanentError
+from worker.plugins import resolve
 
 
 @dataclass(frozen=True)
@@ -98,27 +98,14 @@ class MediaInfoProcessor:
         return StepOutput({"kind": kind, "format": fmt, "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
 
 
-def _detection_processor(options: Mapping[str, Any]) -> Processor:
-    """The detection engine, imported on use: OpenCV and TensorFlow load only in workers that detect."""
-    from worker.detection.engine import DetectionProcessor
-
-    return DetectionProcessor(options)
-
-
-REGISTRY: dict[str, ProcessorFactory] = {MediaInfoProcessor.name: MediaInfoProcessor, "detect": _detection_processor}
-
-
-def register(name: str, factory: ProcessorFactory) -> None:
-    REGISTRY[name] = factory
+# name -> "module:attribute", imported on use: OpenCV and TensorFlow load only in workers that detect.
+REGISTRY: dict[str, str] = {
+    MediaInfoProcessor.name: "worker.processors:MediaInfoProcessor",
+    "detect": "worker.detection.engine:DetectionProcessor",
+}
 
 
 def load_processor(spec: str, options: Mapping[str, Any]) -> Processor:
     """A registered processor by name, or a plugin by ``module:attribute``."""
-    if spec in REGISTRY:
-        return REGISTRY[spec](options)
-    module_name, sep, attribute = spec.partition(":")
-    if not sep:
-        known = ", ".join(sorted(REGISTRY))
-        raise ValueError(f"unknown processor {spec!r}: use one of {known}, or module:attribute")
-    factory = getattr(importlib.import_module(module_name), attribute)
+    factory: ProcessorFactory = resolve(spec, REGISTRY, "processor")
     return factory(options)

@@ -7,6 +7,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 
@@ -27,6 +28,32 @@ def clients(endpoint: str) -> dict[str, Any]:
         "sqs": session.client("sqs", endpoint_url=endpoint),
         "dynamodb": session.resource("dynamodb", endpoint_url=endpoint),
     }
+
+
+def s3_notification(s3: Any, bucket: str, *keys: str) -> dict[str, Any]:
+    """The notification S3 sends for these existing objects, keys encoded as S3 encodes them."""
+    records = []
+    for key in keys:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        records.append(
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": head["ContentLength"],
+                        "eTag": head["ETag"].strip('"'),
+                        "sequencer": "0055AED6DCD90281E5",
+                    },
+                },
+            }
+        )
+    return {"Records": records}
 
 
 @dataclass
@@ -73,32 +100,9 @@ class StepStack:
     def put(self, key: str, body: bytes) -> dict[str, Any]:
         return self.aws["s3"].put_object(Bucket=self.bucket, Key=key, Body=body)
 
-    def s3_event(self, *keys: str, encode: bool = True) -> dict[str, Any]:
-        """The notification S3 sends for these keys, keys encoded as S3 encodes them."""
-        from urllib.parse import quote_plus
-
-        records = []
-        for key in keys:
-            head = self.aws["s3"].head_object(Bucket=self.bucket, Key=key)
-            records.append(
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": REGION,
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "bucket": {"name": self.bucket, "arn": f"arn:aws:s3:::{self.bucket}"},
-                        "object": {
-                            "key": quote_plus(key, safe="/") if encode else key,
-                            "size": head["ContentLength"],
-                            "eTag": head["ETag"].strip('"'),
-                            "sequencer": "0055AED6DCD90281E5",
-                        },
-                    },
-                }
-            )
-        return {"Records": records}
+    def s3_event(self, *keys: str) -> dict[str, Any]:
+        """The notification S3 sends for these objects of this bucket."""
+        return s3_notification(self.aws["s3"], self.bucket, *keys)
 
     def send(self, body: dict[str, Any] | str) -> str:
         text = body if isinstance(body, str) else json.dumps(body)

@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gpupipe.cli import output_values
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "terraform" / "examples" / "local"
 
@@ -32,5 +34,4 @@ class Terraform:
         return result.stdout
 
     def outputs(self) -> dict[str, Any]:
-        raw = json.loads(self.run("output", "-json"))
-        return {name: value["value"] for name, value in raw.items()}
+        return output_values(json.loads(self.run("output", "-json")))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from worker.plugins import resolve
 
 Colour = Literal["rgb", "bgr"]
 
@@ -59,9 +60,5 @@ def build_detector(spec: Mapping[str, Any]) -> Detector:
     name = spec.get("name")
     if not isinstance(name, str):
         raise ValueError(f"detector spec needs a name: {dict(spec)}")
-    target = REGISTRY.get(name, name)
-    module_name, sep, attribute = target.partition(":")
-    if not sep:
-        raise ValueError(f"unknown detector {name!r}: use one of {', '.join(sorted(REGISTRY))}, or module:attribute")
-    factory: DetectorFactory = getattr(importlib.import_module(module_name), attribute)
+    factory: DetectorFactory = resolve(name, REGISTRY, "detector")
     return factory({key: value for key, value in spec.items() if key != "name"})
