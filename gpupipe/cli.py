@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from pipeline_core.jobs import TERMINAL_JOB_STATUSES, result_prefix
+from pipeline_core.jobs import TERMINAL_JOB_STATUSES, split_s3_uri
 from pipeline_core.jobstore import from_dynamo
 
 
@@ -128,11 +128,14 @@ def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     bucket = outputs["bucket_name"]
     out = args.out / job["job_id"]
     for step in job["step_names"]:
-        prefix = result_prefix(outputs["results_prefix"], job["key"], step)
-        objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-        if not objects:
+        result_file = job["steps"][step].get("result_file")
+        if not result_file:
             print(f"{step}: no results yet ({job['steps'][step]['state']})")
             continue
+        # The job item names the committed attempt's result; the files it lists lie beside it.
+        bucket, key = split_s3_uri(result_file)
+        prefix = key.rsplit("/", 1)[0] + "/"
+        objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
         for obj in objects:
             target = out / step / obj["Key"][len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)

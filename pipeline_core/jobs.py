@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -15,6 +16,8 @@ from typing import Any
 MESSAGE_KIND = "gpu-pipeline.step"
 MESSAGE_VERSION = 1
 DEFAULT_TTL_DAYS = 30
+MAX_S3_KEY_BYTES = 1024  # S3 refuses longer keys
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class StepState(StrEnum):
@@ -71,8 +74,9 @@ class ObjectRef:
 
     bucket: str
     key: str
-    version: str  # the S3 version id, or the ETag when versioning is off
+    version: str  # the S3 version id when ``versioned``, else the object's ETag
     size: int = 0
+    versioned: bool = False  # True: ``version`` is a VersionId; reads pin it. False: reads require the ETag to match
 
     @property
     def job_id(self) -> str:
@@ -96,9 +100,10 @@ def new_job_item(obj: ObjectRef, step_names: Sequence[str], now: float, ttl_days
         "bucket": obj.bucket,
         "key": obj.key,
         "version": obj.version,
+        "versioned": obj.versioned,
         "size": obj.size,
         "step_names": list(step_names),
-        "steps": {name: {"state": StepState.PENDING.value, "attempts": 0} for name in step_names},
+        "steps": {name: {"state": StepState.PENDING.value, "attempts": 0, "failures": 0} for name in step_names},
         "status": JobStatus.PENDING.value,
         "created_at": now,
         "updated_at": now,
@@ -106,13 +111,31 @@ def new_job_item(obj: ObjectRef, step_names: Sequence[str], now: float, ttl_days
     }
 
 
-def result_prefix(results_prefix: str, key: str, step: str) -> str:
-    """Where a step's outputs for an input key go: deterministic, so a retry overwrites."""
-    return f"{results_prefix}{key}/{step}/"
+def result_prefix(results_prefix: str, key: str, job_id: str, step: str, attempt: int) -> str:
+    """Where one attempt of one step writes its outputs: unique to the object version (the job) and the attempt.
+
+    No two attempts share a location, so a worker that lost its claim can never overwrite the outputs the
+    job item records as done: the conditional ``mark_done`` that names this prefix is the commit.
+    """
+    return f"{results_prefix}{key}/{job_id}/{step}/attempt-{attempt}/"
 
 
-def result_key(results_prefix: str, key: str, step: str) -> str:
-    return result_prefix(results_prefix, key, step) + "result.json"
+def result_key(results_prefix: str, key: str, job_id: str, step: str, attempt: int) -> str:
+    return result_prefix(results_prefix, key, job_id, step, attempt) + "result.json"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` (a step's ``result_file``) -> (bucket, key)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise ValueError(f"not an s3:// object URI: {uri!r}")
+    return bucket, key
+
+
+def key_too_long(key: str) -> str | None:
+    """Why S3 would refuse ``key``, or None."""
+    size = len(key.encode())
+    return f"{size} bytes, over S3's {MAX_S3_KEY_BYTES}-byte key limit" if size > MAX_S3_KEY_BYTES else None
 
 
 @dataclass(frozen=True)
@@ -124,14 +147,20 @@ class WorkMessage:
     bucket: str
     key: str
     version: str
+    versioned: bool = False
 
     @classmethod
     def for_job(cls, obj: ObjectRef, step: str) -> WorkMessage:
-        return cls(job_id=obj.job_id, step=step, bucket=obj.bucket, key=obj.key, version=obj.version)
+        return cls(job_id=obj.job_id, step=step, bucket=obj.bucket, key=obj.key, version=obj.version, versioned=obj.versioned)
+
+    @classmethod
+    def for_item(cls, job: Mapping[str, Any], step: str) -> WorkMessage:
+        """The message that sends a job item to ``step``."""
+        return cls(job["job_id"], step, job["bucket"], job["key"], job["version"], bool(job.get("versioned", False)))
 
     @property
     def object_ref(self) -> ObjectRef:
-        return ObjectRef(bucket=self.bucket, key=self.key, version=self.version)
+        return ObjectRef(bucket=self.bucket, key=self.key, version=self.version, versioned=self.versioned)
 
     def to_body(self) -> str:
         return json.dumps({"kind": MESSAGE_KIND, "v": MESSAGE_VERSION, **asdict(self)}, ensure_ascii=False)
@@ -140,7 +169,10 @@ class WorkMessage:
     def from_dict(cls, body: Mapping[str, Any]) -> WorkMessage:
         if body.get("kind") != MESSAGE_KIND:
             raise ValueError(f"not a {MESSAGE_KIND} message")
-        missing = [name for name in ("job_id", "step", "bucket", "key", "version") if not isinstance(body.get(name), str)]
+        missing = [name for name in ("job_id", "step", "bucket", "key", "version") if not body.get(name) or not isinstance(body[name], str)]
         if missing:
             raise ValueError(f"step message lacks {', '.join(missing)}")
-        return cls(body["job_id"], body["step"], body["bucket"], body["key"], body["version"])
+        message = cls(body["job_id"], body["step"], body["bucket"], body["key"], body["version"], body.get("versioned") is True)
+        if not _JOB_ID.match(message.job_id) or message.job_id != message.object_ref.job_id:
+            raise ValueError(f"step message's job_id {message.job_id[:40]!r} is not the id of the object it names")
+        return message

@@ -56,8 +56,9 @@ class Claim:
     job_id: str
     step: str
     worker_id: str
-    attempt: int
+    attempt: int  # the fencing token: every claim of a step gets a new, higher number
     step_names: tuple[str, ...]
+    failures: int = 0  # transient failures counted against the step's retry budget before this attempt
 
     @property
     def is_last_step(self) -> bool:
@@ -159,6 +160,7 @@ class JobStore:
                     f"SET {_STEP}.#state = :running, {_STEP}.attempts = {_STEP}.attempts + :one, "
                     f"{_STEP}.worker_id = :worker, {_STEP}.message_id = :message, "
                     f"{_STEP}.lease_expires_at = :lease, {_STEP}.started_at = :now, "
+                    f"{_STEP}.failures = if_not_exists({_STEP}.failures, :zero), "
                     "#status = :job_running, updated_at = :now"
                 ),
                 ConditionExpression=(
@@ -171,6 +173,7 @@ class JobStore:
                         ":running": StepState.RUNNING.value,
                         ":pending": StepState.PENDING.value,
                         ":one": 1,
+                        ":zero": 0,
                         ":worker": worker_id,
                         ":message": message_id,
                         ":lease": now + lease_seconds,
@@ -193,6 +196,7 @@ class JobStore:
             worker_id=worker_id,
             attempt=int(item["steps"][step]["attempts"]),
             step_names=tuple(item["step_names"]),
+            failures=int(item["steps"][step].get("failures", 0)),
         )
 
     def extend_lease(self, claim: Claim, until: float) -> None:
@@ -225,17 +229,22 @@ class JobStore:
             names={"#status": "status", "#error": "error"},
         )
 
-    def record_error(self, claim: Claim, now: float, reason: str) -> None:
-        """Note a transient error on a step that stays running until its message returns."""
+    def release_after_error(self, claim: Claim, now: float, reason: str) -> None:
+        """running -> pending after a transient error, counted against the retry budget.
+
+        Pending, not running under a shortened lease: a heartbeat that lands after this
+        write finds the claim gone, so it cannot hold back the retry.
+        """
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#error = :reason, {_STEP}.lease_expires_at = :now, updated_at = :now",
-            {":reason": reason, ":now": now},
+            f"SET {_STEP}.#state = :pending, {_STEP}.#error = :reason, {_STEP}.failures = :failures, updated_at = :now "
+            f"REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
+            {":pending": StepState.PENDING.value, ":reason": reason, ":failures": claim.failures + 1, ":now": now},
             names={"#error": "error"},
         )
 
     def release(self, claim: Claim, now: float) -> None:
-        """running -> pending, so the next worker to receive the message can claim it at once."""
+        """running -> pending with no failure counted (the hand-back on shutdown)."""
         self._update_claimed(
             claim,
             f"SET {_STEP}.#state = :pending, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",

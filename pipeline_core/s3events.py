@@ -36,7 +36,7 @@ def created_objects(event: Mapping[str, Any]) -> list[ObjectRef]:
             continue
         s3 = record["s3"]
         obj = s3["object"]
-        version = obj.get("versionId") or obj.get("eTag") or obj.get("sequencer")
+        version = obj.get("versionId") or obj.get("eTag")
         if not version:
             raise ValueError(f"S3 record for {obj.get('key')!r} has neither versionId nor eTag")
         objects.append(
@@ -45,6 +45,7 @@ def created_objects(event: Mapping[str, Any]) -> list[ObjectRef]:
                 key=unquote_plus(obj["key"]),
                 version=str(version).strip('"'),
                 size=int(obj.get("size", 0)),
+                versioned=bool(obj.get("versionId")),
             )
         )
     return objects

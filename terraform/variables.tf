@@ -26,7 +26,10 @@ variable "steps" {
     processor_options (a JSON object string): what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
     task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
     min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
-    to zero; visibility_timeout and max_receive_count of the queue; grace_seconds a worker may finish
+    to zero; visibility_timeout of the queue, and max_receive_count: receives that end in no answer (crashes)
+    before the message is dead-lettered and its job failed; max_attempts: attempts a transient failure may
+    use before the step fails; timeout_seconds: an attempt longer than this fails as transient and its task
+    is replaced (at most 12 hours less the visibility timeout); grace_seconds a worker may finish
     a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
   EOT
   type = list(object({
@@ -47,6 +50,8 @@ variable "steps" {
     idle_seconds       = optional(number, 180)
     visibility_timeout = optional(number, 300)
     max_receive_count  = optional(number, 5)
+    max_attempts       = optional(number, 3)
+    timeout_seconds    = optional(number, 3600)
     grace_seconds      = optional(number, 25)
     stop_timeout       = optional(number, 120)
     environment        = optional(map(string), {})
@@ -77,6 +82,11 @@ variable "steps" {
   validation {
     condition     = alltrue([for step in var.steps : step.visibility_timeout >= 10 && step.visibility_timeout <= 43200 && step.max_receive_count >= 1 && step.max_receive_count <= 1000])
     error_message = "visibility_timeout must be 10..43200 seconds and max_receive_count 1..1000."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.timeout_seconds >= 10 && step.timeout_seconds <= 43200 - step.visibility_timeout && step.max_attempts >= 1 && step.max_attempts <= 100])
+    error_message = "timeout_seconds must be at least 10 and at most 43200 - visibility_timeout (SQS keeps a message invisible for at most 12 hours from its receive); max_attempts 1..100."
   }
 
   validation {

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline_core.jobs import result_key
+from pipeline_core.jobs import split_s3_uri
 from pipeline_core.jobstore import from_dynamo
 from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for
@@ -141,8 +141,9 @@ def desired(pipeline: dict[str, Any]) -> int:
 
 
 def result(pipeline: dict[str, Any], key: str) -> dict[str, Any]:
-    body = pipeline["aws"]["s3"].get_object(Bucket=pipeline["outputs"]["bucket_name"], Key=result_key("results/", key, "detect"))["Body"]
-    return json.loads(body.read())
+    """The result document that the job item of ``key`` records as committed for the detect step."""
+    bucket, result_key = split_s3_uri(jobs_by_key(pipeline)[key]["steps"]["detect"]["result_file"])
+    return json.loads(pipeline["aws"]["s3"].get_object(Bucket=bucket, Key=result_key)["Body"].read())
 
 
 def test_happy_path_two_images_and_a_video_scale_from_zero_and_back(pipeline: dict[str, Any]) -> None:

@@ -78,8 +78,11 @@ def test_new_job_lists_every_step_pending() -> None:
         new_job_item(ObjectRef("b", "k", "v"), [], now=0)
 
 
-def test_result_key_is_deterministic_per_key_and_step() -> None:
-    assert result_key("results/", "uploads/a b.jpg", "people") == "results/uploads/a b.jpg/people/result.json"
+def test_result_key_is_unique_to_the_version_and_the_attempt() -> None:
+    v1, v2 = ObjectRef("b", "uploads/a b.jpg", "v1", versioned=True), ObjectRef("b", "uploads/a b.jpg", "v2", versioned=True)
+    assert result_key("results/", v1.key, v1.job_id, "people", 2) == f"results/uploads/a b.jpg/{v1.job_id}/people/attempt-2/result.json"
+    keys = {result_key("results/", obj.key, obj.job_id, "people", attempt) for obj in (v1, v2) for attempt in (1, 2)}
+    assert len(keys) == 4
 
 
 def test_work_message_round_trips_and_rejects_strangers() -> None:

@@ -31,6 +31,7 @@ def test_claim_marks_step_and_job_running(store: JobStore) -> None:
     assert job["steps"]["people"] == {
         "state": "running",
         "attempts": 1,
+        "failures": 0,
         "worker_id": "w1",
         "message_id": "m1",
         "lease_expires_at": 1030.0,
@@ -93,6 +94,17 @@ def test_release_puts_the_step_back_to_pending_for_anyone(store: JobStore) -> No
     step = store.get_job(OBJ.job_id)["steps"]["people"]
     assert step["state"] == "pending" and "worker_id" not in step
     assert store.claim(OBJ.job_id, "people", "w2", "m1", 1002.0, 300).attempt == 2
+
+
+def test_a_transient_error_frees_the_step_and_counts_a_failure_that_a_late_heartbeat_cannot_undo(store: JobStore) -> None:
+    claim = store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 300)
+    store.release_after_error(claim, 1001.0, "TransientError: throttled")
+    step = store.get_job(OBJ.job_id)["steps"]["people"]
+    assert (step["state"], step["failures"], step["error"]) == ("pending", 1, "TransientError: throttled")
+    with pytest.raises(ClaimLost):  # a heartbeat beat that lands after the error
+        store.extend_lease(claim, until=1300.0)
+    retry = store.claim(OBJ.job_id, "people", "w2", "m1", 1002.0, 300)  # the redelivery claims at once
+    assert (retry.attempt, retry.failures) == (2, 1)
 
 
 def test_unknown_job_or_step_is_refused(store: JobStore) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline_core.jobs import result_key, result_prefix
 from tests.support.aws import StepStack
 from tests.support.workers import wait_for
 from tools import sample_media
@@ -37,7 +36,9 @@ def test_worker_results_validate_against_the_schema_and_carry_pictures(stack: St
     worker = spawn(stack.worker_env(STEP, PROCESSOR="detect", PROCESSOR_OPTIONS=json.dumps(options), TF_CPP_MIN_LOG_LEVEL="2"))
     wait_for(lambda: worker.events("step done") or worker.events("step failed"), 90, what="the step to finish")
     assert not worker.events("step failed"), worker.events("step failed")
-    result = stack.result(result_key("results/", key, STEP))
+    job = stack.job(key)
+    result = stack.committed_result(job, STEP)
+    prefix = stack.committed_prefix(job, STEP)
     errors = sorted(Draft202012Validator(SCHEMA).iter_errors(result), key=str)
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
     output = result["output"]
@@ -45,5 +46,5 @@ def test_worker_results_validate_against_the_schema_and_carry_pictures(stack: St
     assert result["files"] == ["contact-sheet.jpg", "timeline.png"]
     assert {"download", "process", "upload"} <= set(result["timings"])
     for picture in result["files"]:
-        body = stack.aws["s3"].get_object(Bucket=stack.bucket, Key=result_prefix("results/", key, STEP) + picture)["Body"].read()
+        body = stack.aws["s3"].get_object(Bucket=stack.bucket, Key=prefix + picture)["Body"].read()
         assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None

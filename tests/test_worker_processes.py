@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from local_runtime.agent import AgentServer
-from pipeline_core.jobs import ObjectRef, WorkMessage, result_key
+from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
 from tests.support.aws import StepStack
 from tests.support.media import EMPTY, NOT_MEDIA, png
@@ -28,12 +28,7 @@ FLAKY = "tests.support.plugins:FlakyProcessor"
 
 
 def job(stack: StepStack, key: str) -> dict:
-    return JobStore(stack.table).get_job(stack_job_id(stack, key)) or {}
-
-
-def stack_job_id(stack: StepStack, key: str) -> str:
-    head = stack.aws["s3"].head_object(Bucket=stack.bucket, Key=key)
-    return ObjectRef(stack.bucket, key, head["ETag"].strip('"')).job_id
+    return stack.job(key)
 
 
 def step_state(stack: StepStack, key: str) -> str | None:
@@ -89,7 +84,7 @@ def test_encoded_keys_and_several_records_make_several_jobs(stack: StepStack, sp
     for key in keys:
         item = wait_state(stack, key, "done")
         assert item["key"] == key
-        result = stack.result(result_key("results/", key, STEP))
+        result = stack.committed_result(item, STEP)
         assert result["input"]["key"] == key
         assert result["output"]["format"] == "png"
     wait_for(lambda: drained(stack), 10, what="queue drained")
@@ -188,7 +183,7 @@ def test_worker_killed_mid_job_then_restarted_finishes_the_job_exactly_once(moto
     assert [attempt for _, attempt, _ in runs(log)] == ["1", "2"]
     assert item["steps"][STEP]["attempts"] == 2
     assert len(survivor.events("step done")) == 1
-    assert stack.result(result_key("results/", "uploads/kill me.png", STEP))["attempt"] == 2
+    assert stack.committed_result(item, STEP)["attempt"] == 2
     assert stack.counts(stack.dlq_url) == (0, 0)
 
 
@@ -252,12 +247,13 @@ def test_transient_failure_is_retried_and_then_succeeds(stack: StepStack, spawn)
     wait_for(lambda: drained(stack), 10, what="message deleted")
 
 
-def test_transient_failure_on_every_attempt_ends_in_the_dlq_with_the_job_failed(stack: StepStack, spawn) -> None:
+def test_transient_failure_on_every_attempt_fails_the_job_after_max_attempts(stack: StepStack, spawn) -> None:
     stack.put("uploads/doomed.png", png())
     stack.send(stack.s3_event("uploads/doomed.png"))
-    spawn(stack.worker_env(STEP, PROCESSOR=FLAKY))
+    spawn(stack.worker_env(STEP, PROCESSOR=FLAKY, MAX_ATTEMPTS=3))
     item = wait_state(stack, "uploads/doomed.png", "failed")
     assert item["status"] == "failed"
-    assert item["steps"][STEP]["error"].startswith(f"gave up after {stack.max_receive_count} attempts: TransientError")
-    wait_for(lambda: stack.counts(stack.dlq_url)[0] == 1, 20, what="message in the DLQ")
-    assert stack.counts() == (0, 0)
+    assert item["steps"][STEP]["error"] == "gave up after 3 attempts: TransientError: simulated throttling on attempt 3"
+    assert item["steps"][STEP]["failures"] == 2  # counted before the last attempt, which failed the step
+    wait_for(lambda: drained(stack), 10, what="message deleted")
+    assert stack.counts(stack.dlq_url) == (0, 0), "retries are requeued copies: they never use up the DLQ's receives"

@@ -81,13 +81,13 @@ def test_parse_rejects_bodies_it_cannot_run(body: str, reason: str) -> None:
         ([Outcome.DONE], MessageAction(delete=True)),
         ([Outcome.FAILED, Outcome.SKIPPED, Outcome.DONE], MessageAction(delete=True)),
         ([], MessageAction(delete=True)),
-        ([Outcome.DONE, (Outcome.RETRY, 10)], MessageAction(delete=False, visibility=10)),
-        ([(Outcome.POSTPONE, 42), (Outcome.RETRY, 10)], MessageAction(delete=False, visibility=42)),
-        ([Outcome.GAVE_UP], MessageAction(delete=False, visibility=0)),
-        ([Outcome.LOST, Outcome.DONE], MessageAction(delete=False, visibility=None)),
+        ([Outcome.DONE, (Outcome.RETRY, 10)], MessageAction(requeue_delay=10)),
+        ([(Outcome.POSTPONE, 42), (Outcome.RETRY, 10)], MessageAction(requeue_delay=42)),
+        ([Outcome.LOST, (Outcome.RETRY, 5)], MessageAction(requeue_delay=5)),
+        ([Outcome.LOST, Outcome.DONE], MessageAction()),
     ],
 )
-def test_settle_deletes_only_when_every_item_is_settled(outcomes: list, action: MessageAction) -> None:
+def test_settle_deletes_settled_messages_and_requeues_those_to_run_again(outcomes: list, action: MessageAction) -> None:
     results = [ItemResult(*o) if isinstance(o, tuple) else ItemResult(o) for o in outcomes]
     assert settle(results) == action
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+SQS_MAX_VISIBILITY = 43200  # a message cannot stay invisible longer than 12 hours from its receive
+
 
 class ConfigError(ValueError):
     """A missing or malformed setting: the worker refuses to start."""
@@ -26,7 +28,8 @@ class WorkerConfig:
     processor_options: Mapping[str, Any] = field(default_factory=dict)
     visibility_timeout: int = 300
     heartbeat_seconds: float = 100.0
-    max_receive_count: int = 5
+    max_attempts: int = 3
+    step_timeout_seconds: float = 3600.0
     grace_seconds: float = 25.0
     wait_time_seconds: int = 20
     retry_delay_seconds: int = 10
@@ -52,10 +55,11 @@ class WorkerConfig:
             processor_options=_json_object(env, "PROCESSOR_OPTIONS"),
             visibility_timeout=visibility,
             heartbeat_seconds=_float(env, "HEARTBEAT_SECONDS", visibility / 3, minimum=0.5),
-            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 5, minimum=1, maximum=1000),
+            max_attempts=_int(env, "MAX_ATTEMPTS", 3, minimum=1, maximum=100),
+            step_timeout_seconds=_float(env, "STEP_TIMEOUT_SECONDS", 3600.0, minimum=1.0, maximum=SQS_MAX_VISIBILITY - visibility),
             grace_seconds=_float(env, "GRACE_SECONDS", 25.0, minimum=0.0),
             wait_time_seconds=_int(env, "WAIT_TIME_SECONDS", 20, minimum=0, maximum=20),
-            retry_delay_seconds=_int(env, "RETRY_DELAY_SECONDS", 10, minimum=0, maximum=43200),
+            retry_delay_seconds=_int(env, "RETRY_DELAY_SECONDS", 10, minimum=0, maximum=900),
             max_file_bytes=_int(env, "MAX_FILE_BYTES", 5 * 1024**3, minimum=1),
             protection_minutes=_int(env, "PROTECTION_MINUTES", 60, minimum=1, maximum=2880),
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,

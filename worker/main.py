@@ -38,8 +38,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    # The long poll must outlast its WaitTimeSeconds; standard retries with backoff ride out throttling.
-    boto_config = Config(read_timeout=config.wait_time_seconds + 10, retries={"mode": "standard", "max_attempts": 5})
+    # The long poll must outlast its WaitTimeSeconds. Adaptive retries (backoff plus a client-side rate
+    # limiter) ride out throttling and 5xx; what still fails is handled per call by the loop and lifecycle.
+    boto_config = Config(read_timeout=config.wait_time_seconds + 10, connect_timeout=5, retries={"mode": "adaptive", "max_attempts": 8})
     session = boto3.session.Session()
     worker = Worker(
         config,

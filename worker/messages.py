@@ -57,12 +57,11 @@ def parse_body(body: str, step: str) -> ParsedMessage:
 
 
 class Outcome(StrEnum):
-    DONE = "done"  # step done, result written
-    FAILED = "failed"  # permanent error, step marked failed
-    SKIPPED = "skipped"  # already finished, or a duplicate of work another worker holds
-    RETRY = "retry"  # transient error: redeliver after the retry delay
-    POSTPONE = "postpone"  # SQS redelivered the message its holder still works on: look again after the lease
-    GAVE_UP = "gave-up"  # transient error on the last allowed receive: step failed, message to the DLQ
+    DONE = "done"  # step done, result committed
+    FAILED = "failed"  # permanent error, or the retry budget spent: step marked failed
+    SKIPPED = "skipped"  # already finished, or a duplicate of work another message holds
+    RETRY = "retry"  # transient error, step back to pending: see the message again after the retry delay
+    POSTPONE = "postpone"  # the message came back while its step is still held: look again after the lease
     LOST = "lost"  # our claim expired and another worker took over: leave its message alone
 
 
@@ -74,15 +73,20 @@ class ItemResult:
 
 @dataclass(frozen=True)
 class MessageAction:
-    delete: bool
-    visibility: int | None = None  # when kept: the new visibility timeout, None to leave it as it is
+    delete: bool = False
+    requeue_delay: int | None = None  # when set: send the body again after this delay, then delete this copy
 
 
 def settle(results: Sequence[ItemResult]) -> MessageAction:
-    """Delete a message only when every item in it is settled; otherwise say when to see it again."""
+    """Delete a message when every item in it is settled; requeue it when one must run again; else leave it.
+
+    Requeueing (a fresh copy, then delete) rather than changing the visibility means retries and
+    postponements never use up the receives that SQS counts towards the dead-letter queue: those
+    are left to attempts that end without settling (crashes), which the DLQ consumer then fails.
+    """
     outcomes = {result.outcome for result in results}
-    if not outcomes & {Outcome.RETRY, Outcome.POSTPONE, Outcome.GAVE_UP, Outcome.LOST}:
-        return MessageAction(delete=True)
-    if outcomes & {Outcome.RETRY, Outcome.POSTPONE, Outcome.GAVE_UP}:
-        return MessageAction(delete=False, visibility=max(r.delay for r in results if r.outcome != Outcome.LOST))
-    return MessageAction(delete=False)
+    if outcomes & {Outcome.RETRY, Outcome.POSTPONE}:
+        return MessageAction(requeue_delay=max(r.delay for r in results if r.outcome in (Outcome.RETRY, Outcome.POSTPONE)))
+    if Outcome.LOST in outcomes:
+        return MessageAction()
+    return MessageAction(delete=True)

@@ -32,7 +32,7 @@ run "one_queue_dlq_service_and_group_per_step" {
   }
 
   assert {
-    condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_RECEIVE_COUNT == "4" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600"
+    condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_ATTEMPTS == "3" && module.step["people"].worker_environment.STEP_TIMEOUT_SECONDS == "3600" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600"
     error_message = "the worker's environment matches its queue"
   }
 

@@ -11,6 +11,9 @@ from urllib.parse import quote_plus
 
 import boto3
 
+from pipeline_core.jobs import ObjectRef, split_s3_uri
+from pipeline_core.jobstore import JobStore
+
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
@@ -35,6 +38,7 @@ def s3_notification(s3: Any, bucket: str, *keys: str) -> dict[str, Any]:
     records = []
     for key in keys:
         head = s3.head_object(Bucket=bucket, Key=key)
+        version = {"versionId": head["VersionId"]} if head.get("VersionId") not in (None, "null") else {}
         records.append(
             {
                 "eventVersion": "2.1",
@@ -48,6 +52,7 @@ def s3_notification(s3: Any, bucket: str, *keys: str) -> dict[str, Any]:
                         "key": quote_plus(key, safe="/"),
                         "size": head["ContentLength"],
                         "eTag": head["ETag"].strip('"'),
+                        **version,
                         "sequencer": "0055AED6DCD90281E5",
                     },
                 },
@@ -120,6 +125,27 @@ class StepStack:
         body = self.aws["s3"].get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return json.loads(body)
 
+    def object_ref(self, key: str) -> ObjectRef:
+        """The current version of ``key``, as its S3 notification names it."""
+        head = self.aws["s3"].head_object(Bucket=self.bucket, Key=key)
+        if head.get("VersionId") not in (None, "null"):
+            return ObjectRef(self.bucket, key, head["VersionId"], head["ContentLength"], versioned=True)
+        return ObjectRef(self.bucket, key, head["ETag"].strip('"'), head["ContentLength"])
+
+    def job(self, key: str) -> dict[str, Any]:
+        """The job item of the current version of ``key`` ({} while there is none)."""
+        return JobStore(self.table).get_job(self.object_ref(key).job_id) or {}
+
+    def committed_prefix(self, job: dict[str, Any], step: str) -> str:
+        """The key prefix of the outputs the job item records as the step's committed ones."""
+        bucket, key = split_s3_uri(job["steps"][step]["result_file"])
+        assert bucket == self.bucket
+        return key.rsplit("/", 1)[0] + "/"
+
+    def committed_result(self, job: dict[str, Any], step: str) -> dict[str, Any]:
+        """The result document the job item records as the step's committed one."""
+        return self.result(self.committed_prefix(job, step) + "result.json")
+
     def worker_env(self, step: str = "detect", **overrides: Any) -> dict[str, str]:
         env = {
             **CREDENTIALS,
@@ -130,7 +156,7 @@ class StepStack:
             "RESULTS_BUCKET": self.bucket,
             "RESULTS_PREFIX": "results/",
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
-            "MAX_RECEIVE_COUNT": str(self.max_receive_count),
+            "MAX_ATTEMPTS": str(self.max_receive_count),
             "WAIT_TIME_SECONDS": "1",
             "RETRY_DELAY_SECONDS": "0",
         }

@@ -6,6 +6,7 @@ Options (``PROCESSOR_OPTIONS``)::
      "sample_fps": 1.0,            # or "every_n_frames": 30
      "batch_size": 8, "max_frames": 3600, "queue_frames": 32,
      "max_side": 960,              # frames larger than this are scaled down for inference (null: full size)
+     "max_pixels": 100000000,      # larger images or video frames are refused before decoding (decompression bombs)
      "contact_sheet_frames": 12, "thumbnail_width": 320}
 """
 
@@ -21,7 +22,7 @@ import cv2
 from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, probe
 from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
-from worker.processors import StepContext, StepOutput
+from worker.processors import DEFAULT_MAX_PIXELS, StepContext, StepOutput
 
 DEFAULT_DETECTORS = ({"name": "people-hog"}, {"name": "faces-mtcnn"})
 CONTACT_SHEET = "contact-sheet.jpg"
@@ -42,6 +43,7 @@ class DetectionProcessor:
         self.queue_frames = max(1, int(options.get("queue_frames", 32)))
         self.sheet_frames = max(1, int(options.get("contact_sheet_frames", 12)))
         self.thumbnail_width = max(64, int(options.get("thumbnail_width", 320)))
+        self.max_pixels = int(options.get("max_pixels", DEFAULT_MAX_PIXELS))
         max_side = options.get("max_side", 960)
         self.max_side = int(max_side) if max_side else None
         self.labels = sorted({label for detector in self.detectors for label in detector.labels})
@@ -49,7 +51,7 @@ class DetectionProcessor:
 
     def process(self, path: Path, context: StepContext) -> StepOutput:
         started = time.perf_counter()
-        info = probe(path)
+        info = probe(path, self.max_pixels)
         reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames)
         run = _Run(self, info)
         for batch in reader.batches(self.batch_size):

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from worker.errors import PermanentError
-from worker.processors import require_media
+from worker.processors import DEFAULT_MAX_PIXELS, check_pixels, require_media
 
 TRUNCATION_TOLERANCE = 0.9  # fewer decodable frames than this share of the header's count: truncated
 
@@ -56,9 +56,9 @@ class Frame:
     image: np.ndarray  # BGR, as OpenCV decodes
 
 
-def probe(path: Path) -> MediaInfo:
-    """What the file is; PermanentError for anything that is not readable media."""
-    kind, fmt = require_media(path)
+def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
+    """What the file is; PermanentError for anything that is not readable media or larger than ``max_pixels`` a frame."""
+    kind, fmt = require_media(path, max_pixels)
     if kind == "image":
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -77,6 +77,7 @@ def probe(path: Path) -> MediaInfo:
         capture.release()
     if fps <= 0 or width <= 0 or height <= 0:
         raise PermanentError(f"corrupt {fmt} video: no frame rate or size in its header")
+    check_pixels(width, height, max_pixels, f"a frame of the {fmt} video")
     return MediaInfo("video", fmt, width, height, fps, frames, frames / fps if frames else None)
 
 

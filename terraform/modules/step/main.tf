@@ -15,7 +15,8 @@ locals {
       PROCESSOR               = var.step.processor
       PROCESSOR_OPTIONS       = var.step.processor_options
       VISIBILITY_TIMEOUT      = tostring(var.step.visibility_timeout)
-      MAX_RECEIVE_COUNT       = tostring(var.step.max_receive_count)
+      MAX_ATTEMPTS            = tostring(var.step.max_attempts)
+      STEP_TIMEOUT_SECONDS    = tostring(var.step.timeout_seconds)
       GRACE_SECONDS           = tostring(var.step.grace_seconds)
       HOME                    = "/tmp"
       PYTHONDONTWRITEBYTECODE = "1"
