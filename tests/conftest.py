@@ -16,6 +16,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.aws import CREDENTIALS, REGION, StepStack, free_port
+from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.stack import Terraform
 from tests.support.workers import WorkerProcess
 from tools.package_lambdas import build
@@ -38,6 +39,13 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def stack(moto_endpoint: str) -> StepStack:
     return StepStack.create(moto_endpoint)
+
+
+@pytest.fixture
+def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the session's moto server (rules start empty)."""
+    with fault_proxy(moto_endpoint) as faults:
+        yield faults
 
 
 @pytest.fixture

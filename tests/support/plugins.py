@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,11 +28,12 @@ class SlowProcessor(MediaInfoProcessor):
 
 
 class FlakyProcessor(MediaInfoProcessor):
-    """Fails transiently until the attempt ``succeed_on_attempt`` (never, when absent)."""
+    """Fails transiently, after ``seconds``, until the attempt ``succeed_on_attempt`` (never, when absent)."""
 
     name = "flaky"
 
     def process(self, path: Path, context: StepContext) -> StepOutput:
+        time.sleep(float(self.options.get("seconds", 0)))
         succeed_on = self.options.get("succeed_on_attempt")
         if succeed_on is None or context.attempt < int(succeed_on):
             raise TransientError(f"simulated throttling on attempt {context.attempt}")
@@ -40,3 +42,14 @@ class FlakyProcessor(MediaInfoProcessor):
 
 def make_slow(options: Mapping[str, Any]) -> SlowProcessor:
     return SlowProcessor(options)
+
+
+class HangingProcessor(MediaInfoProcessor):
+    """Never returns on the attempts listed in ``hang_on_attempts`` (default: the first), like a wedged GPU call."""
+
+    name = "hanging"
+
+    def process(self, path: Path, context: StepContext) -> StepOutput:
+        if context.attempt in self.options.get("hang_on_attempts", [1]):
+            threading.Event().wait()
+        return super().process(path, context)

@@ -1,0 +1,181 @@
+"""A loopback proxy in front of moto that makes chosen AWS calls behave as AWS can and moto does not.
+
+Point a client (or a worker process, through ``AWS_ENDPOINT_URL``) at ``proxy.url``. Every call is
+forwarded to moto unless a rule matches it; a matching rule can delay the call (a throttled or slow
+dependency), answer with an AWS error instead (throttling, 5xx, a stale receipt handle, SQS's
+12-hour visibility cap), or both. Rules match on the operation (``UpdateItem``, ``ReceiveMessage``,
+``ChangeMessageVisibility``, ``S3.PUT``...) and optionally on a substring of the request body, and
+can be limited to a number of matches.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+@dataclass
+class Rule:
+    operations: frozenset[str]
+    body_contains: str | None = None
+    delay: float = 0.0
+    error: tuple[int, str, str] | None = None  # (HTTP status, AWS error code, message)
+    times: int | None = None  # matches left; None: every match
+    probability: float = 1.0
+    hits: int = 0
+
+    def matches(self, operation: str, body: bytes, draw: float) -> bool:
+        if operation not in self.operations or (self.times is not None and self.times <= 0):
+            return False
+        if self.body_contains is not None and self.body_contains.encode() not in body:
+            return False
+        return draw < self.probability
+
+
+def operation_of(method: str, path: str, headers: dict[str, str], body: bytes) -> str:
+    """The AWS operation a request calls: the JSON target (DynamoDB, SQS), the query Action, or S3's method."""
+    target = headers.get("x-amz-target", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        action = parse_qs(body.decode(errors="replace")).get("Action")
+        if action:
+            return action[0]
+    return f"S3.{method}"
+
+
+def error_body(operation_target: str, code: str, message: str) -> tuple[bytes, str, dict[str, str]]:
+    """An error answer in the protocol of the call: JSON for DynamoDB and SQS, XML for S3."""
+    if operation_target.startswith("DynamoDB"):
+        return (
+            json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode(),
+            "application/x-amz-json-1.0",
+            {},
+        )
+    if operation_target.startswith("AmazonSQS"):
+        body = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
+        return body, "application/x-amz-json-1.0", {"x-amzn-query-error": f"{code};Sender"}
+    xml = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return xml.encode(), "application/xml", {}
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, seed: int = 0):
+        import random
+
+        self.upstream = urlsplit(upstream)
+        self.rules: list[Rule] = []
+        self.calls: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)  # fault injection, not security
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _read_body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _handle(self) -> None:
+                body = self._read_body()
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                operation = operation_of(self.command, self.path, headers, body)
+                rule = proxy._match(operation, body)
+                if rule is not None and rule.delay:
+                    time.sleep(rule.delay)
+                if rule is not None and rule.error is not None:
+                    status, code, message = rule.error
+                    payload, content_type, extra = error_body(headers.get("x-amz-target", ""), code, message)
+                    self.send_response(status)
+                    for name, value in {"Content-Type": content_type, **extra}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                forward = {name: value for name, value in self.headers.items() if name.lower() not in ("transfer-encoding", "connection")}
+                forward["Content-Length"] = str(len(body))
+                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
+                try:
+                    connection.request(
+                        self.command, self.path, body=body if body or self.command in ("POST", "PUT") else None, headers=forward
+                    )
+                    response = connection.getresponse()
+                    payload = response.read()
+                    self.send_response(response.status)
+                    for name, value in response.getheaders():
+                        if name.lower() not in _HOP_BY_HOP:
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                finally:
+                    connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _match(self, operation: str, body: bytes) -> Rule | None:
+        with self._lock:
+            self.calls[operation] += 1
+            draw = self._random.random()
+            for rule in self.rules:
+                if rule.matches(operation, body, draw):
+                    rule.hits += 1
+                    if rule.times is not None:
+                        rule.times -= 1
+                    self.faults[operation] += 1
+                    return rule
+        return None
+
+    def add(self, *operations: str, **options: object) -> Rule:
+        rule = Rule(frozenset(operations), **options)  # type: ignore[arg-type]
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def fault_proxy(upstream: str, seed: int = 0) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream, seed)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
