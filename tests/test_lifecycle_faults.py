@@ -196,9 +196,10 @@ def test_a_refused_visibility_extension_still_extends_the_lease_so_no_one_reruns
 
 
 def test_throttled_receives_and_stale_receipt_handles_do_not_stop_the_worker(stack: StepStack, proxy: FaultProxy, spawn) -> None:
-    proxy.add("ReceiveMessage", error=(400, "ThrottlingException", "Rate exceeded"), times=20)
+    proxy.add("ReceiveMessage", error=(400, "ThrottlingException", "Rate exceeded"), times=6)
     proxy.add("DeleteMessage", error=(400, "ReceiptHandleIsInvalid", "The receipt handle has expired"), times=1)
-    worker = spawn(stack.worker_env(STEP, AWS_ENDPOINT_URL=proxy.url))
+    # Two tries per call (botocore's AWS_MAX_ATTEMPTS), so the throttling outlasts botocore's retries and reaches the loop.
+    worker = spawn(stack.worker_env(STEP, AWS_ENDPOINT_URL=proxy.url, AWS_MAX_ATTEMPTS=2))
     wait_for(lambda: worker.events("receive failed; backing off"), 30, what="a throttled receive")
     stack.put("uploads/after throttling.png", png())
     stack.send(stack.s3_event("uploads/after throttling.png"))

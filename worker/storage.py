@@ -99,4 +99,3 @@ class AttemptOutputs:
         """Upload the result document (after the files it lists); return its S3 URI for ``mark_done``."""
         key = self.put(RESULT_FILE, json.dumps(document, ensure_ascii=False, indent=1).encode())
         return f"s3://{self.bucket}/{key}"
-
