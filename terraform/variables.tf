@@ -28,7 +28,8 @@ variable "steps" {
     min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
     to zero; visibility_timeout of the queue, and max_receive_count: receives that end in no answer (crashes)
     before the message is dead-lettered and its job failed; max_attempts: attempts a transient failure may
-    use before the step fails; timeout_seconds: an attempt longer than this fails as transient and its task
+    use before the step fails; concurrency: messages each worker holds in flight (their downloads, uploads and
+    commits overlap, and images of different jobs share inference batches); timeout_seconds: an attempt longer than this fails as transient and its task
     is replaced (at most 12 hours less the visibility timeout); grace_seconds a worker may finish
     a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
   EOT
@@ -50,6 +51,7 @@ variable "steps" {
     idle_seconds       = optional(number, 180)
     visibility_timeout = optional(number, 300)
     max_receive_count  = optional(number, 5)
+    concurrency        = optional(number, 8)
     max_attempts       = optional(number, 3)
     timeout_seconds    = optional(number, 3600)
     grace_seconds      = optional(number, 25)
@@ -85,8 +87,8 @@ variable "steps" {
   }
 
   validation {
-    condition     = alltrue([for step in var.steps : step.timeout_seconds >= 10 && step.timeout_seconds <= 43200 - step.visibility_timeout && step.max_attempts >= 1 && step.max_attempts <= 100])
-    error_message = "timeout_seconds must be at least 10 and at most 43200 - visibility_timeout (SQS keeps a message invisible for at most 12 hours from its receive); max_attempts 1..100."
+    condition     = alltrue([for step in var.steps : step.timeout_seconds >= 10 && step.timeout_seconds <= 43200 - step.visibility_timeout && step.max_attempts >= 1 && step.max_attempts <= 100 && step.concurrency >= 1 && step.concurrency <= 64])
+    error_message = "timeout_seconds must be at least 10 and at most 43200 - visibility_timeout (SQS keeps a message invisible for at most 12 hours from its receive); max_attempts 1..100; concurrency 1..64."
   }
 
   validation {

@@ -13,6 +13,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
 from tests.support.aws import StepStack
@@ -21,6 +23,15 @@ from tests.support.media import png, png_bomb
 from tests.support.workers import wait_for
 
 STEP = "detect"
+
+
+@pytest.fixture(autouse=True, params=[1, 4], ids=["concurrency-1", "concurrency-4"])
+def concurrency(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The whole suite runs with one message in flight per worker, and with four."""
+    monkeypatch.setattr(StepStack, "concurrency", request.param)
+    return request.param
+
+
 SLOW = "tests.support.plugins:SlowProcessor"
 FLAKY = "tests.support.plugins:FlakyProcessor"
 HANGING = "tests.support.plugins:HangingProcessor"

@@ -24,3 +24,16 @@ def test_step_scaling_defaults_match_the_python_defaults() -> None:
         assert int(optional_default(text, "max_tasks")) == DEFAULT_SCALING.max_tasks, path
         assert int(optional_default(text, "min_tasks")) == DEFAULT_SCALING.min_tasks, path
         assert float(optional_default(text, "idle_seconds")) == DEFAULT_SCALING.idle_seconds, path
+
+
+def test_step_worker_defaults_match_the_worker_config() -> None:
+    from worker.config import WorkerConfig
+
+    config = WorkerConfig.from_env({"QUEUE_URL": "q", "JOBS_TABLE": "t", "STEP_NAME": "s", "RESULTS_BUCKET": "b"})
+    for path in (TERRAFORM / "variables.tf", TERRAFORM / "modules" / "step" / "variables.tf"):
+        text = path.read_text()
+        assert int(optional_default(text, "concurrency")) == config.concurrency, path
+        assert int(optional_default(text, "max_attempts")) == config.max_attempts, path
+        assert float(optional_default(text, "timeout_seconds")) == config.step_timeout_seconds, path
+        assert int(optional_default(text, "visibility_timeout")) == config.visibility_timeout, path
+        assert float(optional_default(text, "grace_seconds")) == config.grace_seconds, path

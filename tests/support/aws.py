@@ -6,7 +6,7 @@ import json
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote_plus
 
 import boto3
@@ -64,6 +64,8 @@ def s3_notification(s3: Any, bucket: str, *keys: str) -> dict[str, Any]:
 @dataclass
 class StepStack:
     """A bucket, a jobs table, and one step's queue with its DLQ."""
+
+    concurrency: ClassVar[int] = 1  # CONCURRENCY of the workers started from worker_env(); a suite may run at several
 
     endpoint: str
     bucket: str
@@ -158,6 +160,7 @@ class StepStack:
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "MAX_ATTEMPTS": str(self.max_receive_count),
             "WAIT_TIME_SECONDS": "1",
+            "CONCURRENCY": str(self.concurrency),
             "RETRY_DELAY_SECONDS": "0",
         }
         env.update({name: str(value) for name, value in overrides.items()})

@@ -4,7 +4,8 @@ Options (``PROCESSOR_OPTIONS``)::
 
     {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}],   # run together over the same frames
      "sample_fps": 1.0,            # or "every_n_frames": 30
-     "batch_size": 8, "max_frames": 3600, "queue_frames": 32,
+     "batch_size": 8, "batch_wait_ms": 10,   # frames of several files in flight share a batch (same size only)
+     "max_frames": 3600, "queue_frames": 32,
      "max_side": 960,              # frames larger than this are scaled down for inference (null: full size)
      "max_pixels": 100000000,      # larger images or video frames are refused before decoding (decompression bombs)
      "contact_sheet_frames": 12, "thumbnail_width": 320}
@@ -19,6 +20,7 @@ from typing import Any
 
 import cv2
 
+from worker.batching import Batcher
 from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, probe
 from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
@@ -36,6 +38,7 @@ class DetectionProcessor:
     def __init__(self, options: Mapping[str, Any]):
         specs = options.get("detectors") or DEFAULT_DETECTORS
         self.detectors: list[Detector] = [build_detector(spec) for spec in specs]
+        batch_wait = float(options.get("batch_wait_ms", 10)) / 1000
         every_n = options.get("every_n_frames")
         self.sampling = Sampling(per_second=None if every_n else float(options.get("sample_fps", 1.0)), every_n_frames=every_n)
         self.batch_size = max(1, int(options.get("batch_size", 8)))
@@ -46,6 +49,11 @@ class DetectionProcessor:
         self.max_pixels = int(options.get("max_pixels", DEFAULT_MAX_PIXELS))
         max_side = options.get("max_side", 960)
         self.max_side = int(max_side) if max_side else None
+        # One batcher per detector: frames of every file in flight in this worker (several jobs) share its calls.
+        self.batchers = [
+            Batcher(detector.detect, self.batch_size, batch_wait, key=lambda image: image.shape, name=f"batch-{detector.name}")
+            for detector in self.detectors
+        ]
         self.labels = sorted({label for detector in self.detectors for label in detector.labels})
         self.colours = label_colours(self.labels)
 
@@ -109,11 +117,11 @@ class _Run:
         bgr = [self.for_inference(frame.image) for frame in batch]
         rgb: list[Any] | None = None
         found: list[list[Detection]] = [[] for _ in batch]
-        for detector in self.processor.detectors:
+        for detector, batcher in zip(self.processor.detectors, self.processor.batchers, strict=True):
             if detector.colour == "rgb" and rgb is None:
                 rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in bgr]
             started = time.perf_counter()
-            results = detector.detect(rgb if detector.colour == "rgb" else bgr)  # type: ignore[arg-type]
+            results = batcher.submit(rgb if detector.colour == "rgb" else bgr)  # type: ignore[arg-type]
             self.inference_seconds += time.perf_counter() - started
             for index, detections in enumerate(results):
                 found[index].extend(detections)

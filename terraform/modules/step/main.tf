@@ -15,6 +15,7 @@ locals {
       PROCESSOR               = var.step.processor
       PROCESSOR_OPTIONS       = var.step.processor_options
       VISIBILITY_TIMEOUT      = tostring(var.step.visibility_timeout)
+      CONCURRENCY             = tostring(var.step.concurrency)
       MAX_ATTEMPTS            = tostring(var.step.max_attempts)
       STEP_TIMEOUT_SECONDS    = tostring(var.step.timeout_seconds)
       GRACE_SECONDS           = tostring(var.step.grace_seconds)

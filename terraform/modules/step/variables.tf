@@ -27,6 +27,7 @@ variable "step" {
     idle_seconds       = optional(number, 180)
     visibility_timeout = optional(number, 300)
     max_receive_count  = optional(number, 5)
+    concurrency        = optional(number, 8)
     max_attempts       = optional(number, 3)
     timeout_seconds    = optional(number, 3600)
     grace_seconds      = optional(number, 25)
