@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -97,6 +97,12 @@ package: venv ## Build the Lambda zips reproducibly into build/
 
 bench: venv ## Detection throughput: naive per-frame loop vs this engine, with decode and inference bounds
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
+
+bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+soak: venv package ## Randomized soak of the job lifecycle: chaos signals and AWS faults; fails unless every job ends with the right bytes
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 simulate: venv ## Compare this scaler with the original guide's policy over three traces
 	$(BIN)/python -m bench.scaling_sim

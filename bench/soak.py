@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from moto.server import ThreadedMotoServer
 
@@ -66,9 +65,13 @@ class Figures:
 
 def inject_faults(proxy: FaultProxy, rate: float) -> None:
     """AWS's bad days, at ``rate`` of the calls each rule covers."""
-    proxy.add("UpdateItem", "GetItem", "PutItem", error=(400, "ProvisionedThroughputExceededException", "Throughput exceeded"), probability=rate)
+    proxy.add(
+        "UpdateItem", "GetItem", "PutItem", error=(400, "ProvisionedThroughputExceededException", "Throughput exceeded"), probability=rate
+    )
     proxy.add("ReceiveMessage", "SendMessage", error=(400, "ThrottlingException", "Rate exceeded"), probability=rate)
-    proxy.add("ChangeMessageVisibilityBatch", "DeleteMessage", error=(500, "InternalError", "We encountered an internal error"), probability=rate)
+    proxy.add(
+        "ChangeMessageVisibilityBatch", "DeleteMessage", error=(500, "InternalError", "We encountered an internal error"), probability=rate
+    )
     proxy.add("S3.PUT", "S3.GET", "S3.HEAD", error=(503, "SlowDown", "Please reduce your request rate"), probability=rate)
     proxy.add("UpdateItem", delay=0.5, probability=rate)
 
@@ -178,9 +181,10 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rng = random.Random(seed)  # seeded: the same run, the same chaos schedule (timing aside)
     figures = Figures(submitted=jobs)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"  # noqa: SLF001 - moto exposes no accessor
+    endpoint = f"http://127.0.0.1:{port}"
     proxy = FaultProxy(endpoint, seed=seed)
     stop = threading.Event()
     visibility = 4
@@ -213,9 +217,7 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
         inject_faults(proxy, fault_rate)
         supervisor.top_up()
         threads.append(
-            threading.Thread(
-                target=chaos, args=(supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop), daemon=True
-            )
+            threading.Thread(target=chaos, args=(supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop), daemon=True)
         )
         for thread in threads:
             thread.start()
@@ -229,7 +231,9 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
         deadline = started + chaos_seconds + settle_seconds
         while time.monotonic() < deadline:
             supervisor.top_up()
-            if time.monotonic() > started + chaos_seconds and all(stack.job(key).get("status") in ("succeeded", "failed") for key in uploads):
+            if time.monotonic() > started + chaos_seconds and all(
+                stack.job(key).get("status") in ("succeeded", "failed") for key in uploads
+            ):
                 break
             time.sleep(1.0)
         proxy.clear()

@@ -6,6 +6,7 @@ Options (``PROCESSOR_OPTIONS``)::
      "sample_fps": 1.0,            # or "every_n_frames": 30
      "batch_size": 8, "batch_wait_ms": 10,   # frames of several files in flight share a batch (same size only)
      "max_frames": 3600, "queue_frames": 32,
+     "max_frames_in_memory": 64,   # decoded frames this worker holds at once, over every file in flight
      "max_side": 960,              # frames larger than this are scaled down for inference (null: full size)
      "max_pixels": 100000000,      # larger images or video frames are refused before decoding (decompression bombs)
      "contact_sheet_frames": 12, "thumbnail_width": 320}
@@ -13,6 +14,7 @@ Options (``PROCESSOR_OPTIONS``)::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +46,9 @@ class DetectionProcessor:
         self.batch_size = max(1, int(options.get("batch_size", 8)))
         self.max_frames = max(1, int(options.get("max_frames", 3600)))
         self.queue_frames = max(1, int(options.get("queue_frames", 32)))
+        # Decoded frames held at once by this worker, across every file in flight (the memory bound).
+        self.frames_in_memory = max(self.batch_size, int(options.get("max_frames_in_memory", 64)))
+        self.frame_budget = threading.BoundedSemaphore(self.frames_in_memory)
         self.sheet_frames = max(1, int(options.get("contact_sheet_frames", 12)))
         self.thumbnail_width = max(64, int(options.get("thumbnail_width", 320)))
         self.max_pixels = int(options.get("max_pixels", DEFAULT_MAX_PIXELS))
@@ -60,10 +65,13 @@ class DetectionProcessor:
     def process(self, path: Path, context: StepContext) -> StepOutput:
         started = time.perf_counter()
         info = probe(path, self.max_pixels)
-        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames)
+        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget)
         run = _Run(self, info)
         for batch in reader.batches(self.batch_size):
-            run.infer(batch)
+            try:
+                run.infer(batch)
+            finally:
+                reader.release(len(batch))
         files = {
             CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET),  # type: ignore[arg-type]
             TIMELINE: timeline(run.times, run.counts, context.workdir / TIMELINE),
