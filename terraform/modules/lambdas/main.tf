@@ -164,9 +164,10 @@ data "aws_iam_policy_document" "this" {
     for_each = each.key == "router" ? [1] : []
 
     content {
+      # Any stream of the jobs table: the label changes when the stream is re-enabled.
       sid       = "ReadJobsStream"
       actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
-      resources = [var.jobs_table_stream_arn]
+      resources = ["${var.jobs_table_arn}/stream/*"]
     }
   }
 
