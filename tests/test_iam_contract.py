@@ -26,9 +26,7 @@ def test_listing_a_clusters_tasks_is_authorized_against_star_with_the_cluster_co
         {"Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": [f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/pipe/*"]}
     )
     new = policy({"Effect": "Allow", "Action": "ecs:ListTasks", "Resource": "*", "Condition": {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}}})
-    other_cluster = policy(
-        {"Effect": "Allow", "Action": "ecs:ListTasks", "Resource": "*", "Condition": {"ArnEquals": {"ecs:cluster": "x"}}}
-    )
+    other = policy({"Effect": "Allow", "Action": "ecs:ListTasks", "Resource": "*", "Condition": {"ArnEquals": {"ecs:cluster": "x"}}})
     assert not allowed(old, request) and allowed(new, request) and not allowed(other, request)
 
 
