@@ -117,6 +117,14 @@ data "aws_ssm_parameter" "cpu_ami" {
 resource "aws_ecs_cluster" "this" {
   name = var.name
 
+  lifecycle {
+    # awsvpc tasks on EC2 get no public IP: in the module's VPC they reach SQS and ECS only through NAT.
+    precondition {
+      condition     = var.task_network_mode != "awsvpc" || !var.network.create_vpc || var.network.nat_gateway
+      error_message = "task_network_mode = \"awsvpc\" needs network.nat_gateway = true (awsvpc tasks on EC2 have no public IP and cannot reach SQS from public subnets); use bridge otherwise."
+    }
+  }
+
   setting {
     name  = "containerInsights"
     value = var.container_insights ? "enabled" : "disabled"
@@ -206,8 +214,10 @@ module "lambdas" {
   create_triggers        = var.create_lambda_triggers
   scaler_schedule        = var.scaler_schedule
   log_retention_days     = var.log_retention_days
-  kms_key_arn            = var.kms_key_arn
-  tags                   = var.tags
+
+  scaler_reserved_concurrency = var.scaler_reserved_concurrency
+  kms_key_arn                 = var.kms_key_arn
+  tags                        = var.tags
 }
 
 ################################################################################

@@ -11,6 +11,12 @@ variable "name" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name))
     error_message = "name must start with a letter and hold 2 to 24 lowercase letters, digits or hyphens."
   }
+
+  # Capacity providers are named <name>-<step>, and ECS rejects names starting with these.
+  validation {
+    condition     = !can(regex("^(aws|ecs|fargate)", var.name))
+    error_message = "name must not start with aws, ecs or fargate: ECS rejects capacity provider names with those prefixes."
+  }
 }
 
 variable "tags" {
@@ -181,7 +187,7 @@ variable "gpu_ami_id" {
 variable "gpu_ami_ssm_parameter" {
   description = "Public SSM parameter of the default GPU AMI, used when gpu_ami_id is null"
   type        = string
-  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 }
 
 variable "cpu_ami_id" {
@@ -191,7 +197,7 @@ variable "cpu_ami_id" {
 }
 
 variable "task_network_mode" {
-  description = "Task network mode: bridge (works in public subnets; IMDS hop limit 1 keeps containers off the instance role) or awsvpc (needs network.nat_gateway)"
+  description = "Task network mode: bridge (works in public subnets; IMDS hop limit 1 keeps containers off the instance role) or awsvpc (needs network.nat_gateway with create_vpc; with your own subnets, a NAT or interface endpoints for SQS, ECS, ECR, CloudWatch Logs)"
   type        = string
   default     = "bridge"
 
@@ -267,6 +273,17 @@ variable "scaler_schedule" {
   description = "Schedule expression of the scaler; the router also wakes it on new work"
   type        = string
   default     = "rate(1 minute)"
+}
+
+variable "scaler_reserved_concurrency" {
+  description = "Reserved concurrency of the scaler function (1 keeps one decision at a time); null reserves none, for accounts whose Lambda concurrency quota cannot spare it"
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.scaler_reserved_concurrency == null || try(var.scaler_reserved_concurrency >= 1, false)
+    error_message = "scaler_reserved_concurrency must be null or at least 1."
+  }
 }
 
 variable "notifications" {

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 
 from pipeline_core.jobs import split_s3_uri
 from pipeline_core.jobstore import from_dynamo
+from tests.support import iam_contract, iam_recorder
 from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for
 from tools import sample_media
@@ -35,7 +36,11 @@ class Runtime:
     def __init__(self, outputs_file: Path, endpoint: str, workdir: Path):
         self.log_path = workdir / "runtime.log"
         self.workdir = workdir
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # Every AWS call of the runtime's handlers and its workers is recorded for the IAM contract.
+        self.calls_log = workdir / "aws-calls.jsonl"
+        recorder = iam_recorder.sitecustomize_dir(workdir / "recorder", self.calls_log)
+        path = os.pathsep.join([str(REPO), str(recorder)])
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("AWS_ENDPOINT_URL", None)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -283,3 +288,65 @@ def test_an_unreadable_file_is_retried_then_fails_its_job_and_lands_in_the_dlq(p
     [message] = wait_for(in_dlq, 30, what="the message in the step's DLQ")
     assert json.loads(message["Body"])["key"] == "uploads/archived.jpg"
     print(f"\nupload -> job failed after 3 attempts and message in the DLQ: {time.time() - uploaded:.1f}s")
+
+
+def scaler_calls_as_on_aws(pipeline: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The scaler's calls where tasks run: moto runs no tasks and has no GetTaskProtection, so the ECS
+    calls are answered here (two running tasks, one protected) and the rest goes to the emulator."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from local_runtime.events import LambdaContext
+    from pipeline_core import aws
+    from scaler import app as scaler_app
+
+    outputs, calls = pipeline["outputs"], []
+    config = json.loads(outputs["pipeline_config"]) | {"scaler_function": "", "task_protection_api": True}
+    cluster_arn = f"arn:aws:ecs:{outputs['region']}:123456789012:cluster/{config['cluster']}"
+    tasks = [f"{cluster_arn.replace(':cluster/', ':task/')}/{n:032x}" for n in (1, 2)]
+    answers = {
+        "DescribeServices": lambda p: {"services": [{"runningCount": 2, "pendingCount": 0, "desiredCount": 2}]},
+        "ListTasks": lambda p: {"taskArns": tasks},
+        "GetTaskProtection": lambda p: {"protectedTasks": [{"taskArn": t, "protectionEnabled": t == tasks[0]} for t in p["tasks"]]},
+        "UpdateService": lambda p: {"service": {"serviceName": p["service"], "desiredCount": p["desiredCount"]}},
+    }
+
+    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if model.name not in answers:
+            return None
+        return AWSResponse("http://ecs.invalid", 200, {}, None), answers[model.name](json.loads(params["body"] or b"{}"))
+
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps(config))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", pipeline["endpoint"])
+    session = boto3.session.Session()
+    session._session.register("before-parameter-build", iam_recorder.handler(calls.append))
+    session._session.register("before-call.ecs", answer)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    aws.reset()
+    try:
+        scaler_app.handler({}, LambdaContext("scaler"))
+    finally:
+        aws.reset()
+    for call in calls:
+        call["main"] = "local_runtime"
+    return calls
+
+
+def test_every_aws_call_is_allowed_by_its_components_role_as_applied(
+    pipeline: dict[str, Any], local_stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs last in this module: the calls of every test above, of the handlers and of the workers.
+    terraform, _, _ = local_stack
+    state = iam_contract.State.read(terraform.state)
+    calls = iam_recorder.read(pipeline["runtime"].calls_log) + scaler_calls_as_on_aws(pipeline, monkeypatch)
+    verdict = iam_contract.check(calls, state)
+    assert not verdict.unattributed, f"calls no component is known to make: {verdict.unattributed[:5]}"
+    assert not verdict.denied, "denied on AWS:\n  " + "\n  ".join(verdict.denied)
+    for component, checked in verdict.checked.items():
+        assert checked, f"no call of {component} was seen: the contract did not exercise it"
+    scaler = " ".join(verdict.checked["scaler"])
+    assert "ecs:ListTasks on *" in scaler and "ecs:GetTaskProtection" in scaler, "the scaler's protection path was not exercised"
+    policies = iam_contract.role_policies_by_component(state)
+    findings = {name: [finding for policy in documents for finding in iam_contract.lint(policy)] for name, documents in policies.items()}
+    assert not any(findings.values()), f"parliament: {findings}"
+    print(f"\n{len(calls)} AWS calls; allowed requests per component: " + ", ".join(f"{c} {len(r)}" for c, r in verdict.checked.items()))

@@ -101,3 +101,23 @@ run "name_is_validated" {
 
   expect_failures = [var.name]
 }
+
+run "names_ecs_rejects_for_capacity_providers_are_rejected" {
+  command = plan
+
+  variables {
+    name = "ecs-media"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "awsvpc_without_nat_is_rejected" {
+  command = plan
+
+  variables {
+    task_network_mode = "awsvpc"
+  }
+
+  expect_failures = [aws_ecs_cluster.this]
+}

@@ -13,11 +13,31 @@ provider "aws" {
 # Pipeline: people on a GPU, then faces on a GPU
 ################################################################################
 
+################################################################################
+# Optional customer-managed key, with the key policy the pipeline needs
+################################################################################
+
+module "key_policy" {
+  source = "../../modules/kms_key_policy"
+  count  = var.create_kms_key ? 1 : 0
+
+  name = var.name
+}
+
+resource "aws_kms_key" "this" {
+  count = var.create_kms_key ? 1 : 0
+
+  description         = "${var.name} GPU pipeline"
+  enable_key_rotation = true
+  policy              = module.key_policy[0].json
+}
+
 module "pipeline" {
   source = "../.."
 
-  name       = var.name
-  gpu_ami_id = var.gpu_ami_id
+  name        = var.name
+  gpu_ami_id  = var.gpu_ami_id
+  kms_key_arn = try(aws_kms_key.this[0].arn, null)
 
   steps = [
     {

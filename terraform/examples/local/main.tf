@@ -6,8 +6,10 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   s3_use_path_style           = true
-  # A gap in the emulator should fail fast, not retry for minutes.
-  max_retries = 1
+  # Connection errors against the emulator (a closed keep-alive connection) are retried a few times;
+  # the SDK's backoff stays under a minute in total, so a gap in the emulator still fails fast
+  # (the default of 25 retries turned such a gap into minutes of retrying).
+  max_retries = 5
 
   endpoints {
     autoscaling = var.endpoint
@@ -81,6 +83,8 @@ module "pipeline" {
 
   network = {
     availability_zones = ["us-east-1a", "us-east-1b"]
+    # awsvpc tasks need NAT (or interface endpoints) to reach SQS; the module requires it.
+    nat_gateway = true
   }
 
   tags = {

@@ -93,3 +93,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "scaler_reserved_concurrency" {
+  description = "Reserved concurrency of the scaler (1 keeps one decision at a time); null reserves none, for accounts whose concurrency quota cannot spare it"
+  type        = number
+  default     = null
+}

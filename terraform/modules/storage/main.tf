@@ -1,3 +1,5 @@
+data "aws_caller_identity" "current" {}
+
 ################################################################################
 # Media bucket: uploads under the input prefix, results under the results prefix
 ################################################################################
@@ -168,6 +170,13 @@ data "aws_iam_policy_document" "intake" {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
       values   = [aws_s3_bucket.this.arn]
+    }
+
+    # Confused deputy: bucket names are global, so the bucket must also be this account's.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
     }
   }
 }
