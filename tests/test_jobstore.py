@@ -141,7 +141,8 @@ def test_a_done_step_or_a_missing_job_is_not_failed_by_a_dead_letter(store: JobS
 def test_retry_puts_a_failed_step_back_with_a_fresh_budget_and_keeps_its_attempts(store: JobStore) -> None:
     assert not store.retry_failed_step(OBJ.job_id, "people", 1001.0)  # pending: nothing to retry
     store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "PermanentError: corrupt")
-    store.table.update_item(Key={"job_id": OBJ.job_id}, UpdateExpression="SET steps.people.failures = :n", ExpressionAttributeValues={":n": 4})
+    failures = {"UpdateExpression": "SET steps.people.failures = :n", "ExpressionAttributeValues": {":n": 4}}
+    store.table.update_item(Key={"job_id": OBJ.job_id}, **failures)  # transient failures the worker counted
     assert store.retry_failed_step(OBJ.job_id, "people", 2000.0)
     job = store.get_job(OBJ.job_id)
     assert job["status"] == "running"
