@@ -88,7 +88,6 @@ def dead_letter_record(record: SQSRecord) -> None:
     if step is None:
         # A mapping this pipeline does not know: keep the message (raising) rather than guess.
         raise LookupError(f"{record.event_source_arn} is no step's dead-letter queue in PIPELINE_CONFIG")
-    metrics.add_dimension(name="Step", value=step.name)
     fields: dict[str, Any] = {"step": step.name, "message_id": record.message_id}
     try:
         items, from_s3 = work_in(record.body, step.name)
