@@ -278,9 +278,10 @@ class JobStore:
         """Fail a step whose message SQS moved to the dead-letter queue, and its job with it. True when this call failed it.
 
         Only the message the step waits on can fail it: a running step held through this
-        message (``message_id``), or a pending step that no message holds (never claimed,
+        message (``message_id``; SQS keeps a message's id when it dead-letters it) or whose
+        holder's lease has run out, or a pending step that no message holds (never claimed,
         or put back by a retry) or that was handed back by this message. A done or failed
-        step, or one a live duplicate holds, is left alone (returns False).
+        step, or one a live holder with another message works on, is left alone (returns False).
         """
         try:
             self.table.update_item(
@@ -291,7 +292,7 @@ class JobStore:
                 ),
                 ConditionExpression=(
                     f"attribute_exists({_STEP}) AND "
-                    f"(({_STEP}.#state = :running AND {_STEP}.message_id = :message) OR "
+                    f"(({_STEP}.#state = :running AND ({_STEP}.message_id = :message OR {_STEP}.lease_expires_at < :now)) OR "
                     f"({_STEP}.#state = :pending AND (attribute_not_exists({_STEP}.message_id) OR {_STEP}.message_id = :message)))"
                 ),
                 ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},

@@ -111,14 +111,20 @@ DLQ_REASON = "moved to the dead-letter queue after 5 receives"
 
 def test_a_dead_lettered_message_fails_the_step_it_holds_or_a_pending_one(store: JobStore) -> None:
     store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
-    assert not store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1100.0, message_id="m-duplicate")
+    assert not store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1010.0, message_id="m-duplicate")  # a live holder
     assert store.get_job(OBJ.job_id)["steps"]["people"]["state"] == "running"
-    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1100.0, message_id="m1")
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1010.0, message_id="m1")
     job = store.get_job(OBJ.job_id)
     assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", DLQ_REASON)
     assert "lease_expires_at" not in job["steps"]["people"]
     assert not store.fail_dead_lettered(OBJ.job_id, "people", "again", 1200.0, message_id="m1")
     assert store.get_job(OBJ.job_id)["steps"]["people"]["error"] == DLQ_REASON
+
+
+def test_a_dead_lettered_message_fails_a_step_whose_holder_is_gone(store: JobStore) -> None:
+    store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1031.0, message_id="m-other")
+    assert store.get_job(OBJ.job_id)["status"] == "failed"
 
 
 def test_a_dead_lettered_message_fails_a_pending_step_unless_another_message_handed_it_back(store: JobStore) -> None:
