@@ -59,6 +59,10 @@ class StepConfig:
     queue_url: str
     service: str = ""
     scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
+    # The step queue's dead-letter queue, and the receives after which SQS moves a message there.
+    dlq_url: str = ""
+    dlq_arn: str = ""
+    max_receive_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class PipelineConfig:
                 return step
         raise KeyError(f"no step named {name!r}; steps are {self.step_names}")
 
+    def step_for_dead_letter_queue(self, queue_arn: str) -> StepConfig | None:
+        """The step whose dead-letter queue has this ARN, or None."""
+        return next((step for step in self.steps if step.dlq_arn and step.dlq_arn == queue_arn), None)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PipelineConfig:
         try:
@@ -104,6 +112,9 @@ class PipelineConfig:
                         max_tasks=int(step.get("max_tasks", DEFAULT_SCALING.max_tasks)),
                         idle_seconds=float(step.get("idle_seconds", DEFAULT_SCALING.idle_seconds)),
                     ),
+                    dlq_url=step.get("dlq_url", ""),
+                    dlq_arn=step.get("dlq_arn", ""),
+                    max_receive_count=int(step.get("max_receive_count", 0)),
                 )
                 for step in data["steps"]
             )

@@ -100,18 +100,31 @@ def enqueue(job: dict[str, Any], step: str) -> None:
 
 
 def finish(job: dict[str, Any], action: Finish) -> None:
-    """Record the final status (the worker usually has already) and notify."""
-    job_store().set_status(job["job_id"], action.status, time.time())
+    """Record the final status (the worker usually has already), then count and notify once per end.
+
+    The end is named by the finishing image's ``updated_at``: a replayed stream record finds
+    it claimed and announces nothing; a job retried and finished again is announced again.
+    """
+    store = job_store()
+    store.set_status(job["job_id"], action.status, time.time())
     fields = {"job_id": job["job_id"], "key": job["key"], "status": action.status.value, "reason": action.reason}
+    ended_at = float(job.get("updated_at", 0))
+    if not store.claim_announcement(job["job_id"], ended_at):
+        logger.info("job end already announced: replayed record", extra=fields)
+        return
     logger.info("job finished", extra=fields)
-    metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
     topic = aws.pipeline().notify_topic_arn
     if topic:
-        aws.client("sns").publish(
-            TopicArn=topic,
-            Subject=f"gpu-pipeline job {action.status.value}",
-            Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
-        )
+        try:
+            aws.client("sns").publish(
+                TopicArn=topic,
+                Subject=f"gpu-pipeline job {action.status.value}",
+                Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
+            )
+        except Exception:
+            store.release_announcement(job["job_id"], ended_at)  # the record's retry announces it
+            raise
+    metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context

@@ -23,6 +23,10 @@ locals {
       min_tasks     = step.min_tasks
       max_tasks     = step.max_tasks
       idle_seconds  = step.idle_seconds
+      # The dead-letter consumer finds a message's step by its DLQ and reports the receives it had.
+      dlq_url           = module.step[step.name].dlq_url
+      dlq_arn           = module.step[step.name].dlq_arn
+      max_receive_count = step.max_receive_count
     }]
     jobs_table          = module.storage.jobs_table_name
     cluster             = aws_ecs_cluster.this.name
@@ -56,15 +60,14 @@ module "network" {
 module "storage" {
   source = "./modules/storage"
 
-  name             = var.name
-  bucket_name      = var.bucket_name
-  force_destroy    = var.force_destroy
-  tls_only         = var.bucket_tls_only
-  input_prefix     = var.input_prefix
-  results_prefix   = var.results_prefix
-  allowed_suffixes = var.allowed_suffixes
-  kms_key_arn      = var.kms_key_arn
-  tags             = var.tags
+  name           = var.name
+  bucket_name    = var.bucket_name
+  force_destroy  = var.force_destroy
+  tls_only       = var.bucket_tls_only
+  input_prefix   = var.input_prefix
+  results_prefix = var.results_prefix
+  kms_key_arn    = var.kms_key_arn
+  tags           = var.tags
 }
 
 ################################################################################
@@ -185,7 +188,7 @@ module "service" {
 }
 
 ################################################################################
-# Lambdas: intake, router, scaler
+# Lambdas: intake, router, dead-letter consumer, scaler
 ################################################################################
 
 resource "aws_sns_topic" "jobs" {
@@ -208,6 +211,7 @@ module "lambdas" {
   scaler_state_table_arn = module.storage.scaler_state_table_arn
   intake_queue_arn       = module.storage.intake_queue_arn
   step_queue_arns        = [for step in var.steps : module.step[step.name].queue_arn]
+  step_dlq_arns          = { for step in var.steps : step.name => module.step[step.name].dlq_arn }
   cluster_name           = aws_ecs_cluster.this.name
   service_arns           = [for step in var.steps : module.service[step.name].service_arn]
   notify_topic_arn       = try(aws_sns_topic.jobs[0].arn, null)

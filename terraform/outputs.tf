@@ -99,7 +99,7 @@ output "vpc_id" {
 ################################################################################
 
 output "function_names" {
-  description = "Lambda function names: intake, router, scaler"
+  description = "Lambda function names: intake, router, deadletter, scaler"
   value       = module.lambdas.function_names
 }
 

@@ -199,3 +199,43 @@ def test_finished_jobs_are_announced_on_the_topic(pipeline: PipelineStack, monke
     [note] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
     assert (note["job_id"], note["status"], note["key"]) == (message["job_id"], "failed", "uploads/told.jpg")
     assert "PermanentError: corrupt" in note["reason"]
+
+
+def test_a_replayed_stream_record_announces_nothing_and_a_retried_job_is_announced_again(
+    pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sns, sqs = pipeline.client("sns"), pipeline.client("sqs")
+    topic = sns.create_topic(Name=f"once-{pipeline.bucket}")["TopicArn"]
+    inbox = sqs.create_queue(QueueName=f"once-{pipeline.bucket}")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "notify_topic_arn": topic}))
+    aws.reset()
+
+    def announcements() -> list[dict]:
+        notes = []
+        while batch := sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            notes += [json.loads(m["Body"]) for m in batch]
+            for m in batch:
+                sqs.delete_message(QueueUrl=inbox, ReceiptHandle=m["ReceiptHandle"])
+        return notes
+
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/once.jpg")), LambdaContext())
+    route_new_records(pipeline)
+    [message] = pipeline.drain("people")
+    store = jobs(pipeline)
+    store.mark_failed(store.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
+    failed = pipeline.new_stream_event()
+    assert router_app.stream_handler(failed, LambdaContext()) == {"batchItemFailures": []}
+    assert router_app.stream_handler(failed, LambdaContext()) == {"batchItemFailures": []}  # the event source retries the batch
+    assert [note["status"] for note in announcements()] == ["failed"]
+    # Retried (the router sends the step again) and failed again: a new end, announced again.
+    assert store.retry_failed_step(message["job_id"], "people", 3.0)
+    route_new_records(pipeline)
+    [again] = pipeline.drain("people")
+    assert again["job_id"] == message["job_id"]
+    store.mark_failed(store.claim(message["job_id"], "people", "w2", "m2", 4.0, 1e12), 5.0, "PermanentError: still corrupt")
+    second = pipeline.new_stream_event()
+    router_app.stream_handler(second, LambdaContext())
+    router_app.stream_handler({"Records": failed["Records"] + second["Records"]}, LambdaContext())  # both ends replayed
+    assert [note["reason"] for note in announcements()] == ["step people failed: PermanentError: still corrupt"]

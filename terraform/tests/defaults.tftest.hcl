@@ -121,3 +121,26 @@ run "awsvpc_without_nat_is_rejected" {
 
   expect_failures = [aws_ecs_cluster.this]
 }
+
+run "dead_letters_end_jobs_and_alarm_with_the_retry_command" {
+  command = apply
+
+  assert {
+    condition = (
+      jsondecode(module.lambdas.pipeline_config).steps[0].max_receive_count == 4
+      && jsondecode(module.lambdas.pipeline_config).steps[0].dlq_arn == module.step["people"].dlq_arn
+      && jsondecode(module.lambdas.pipeline_config).steps[1].dlq_url == module.step["faces"].dlq_url
+    )
+    error_message = "the pipeline definition names each step's DLQ and its max receive count, for the consumer"
+  }
+
+  assert {
+    condition     = length(module.lambdas.function_names) == 4 && module.lambdas.function_names["deadletter"] == "unit-deadletter"
+    error_message = "the dead-letter consumer is deployed (and its errors alarm like the other functions')"
+  }
+
+  assert {
+    condition     = length([for name in module.observability.alarm_names : name if endswith(name, "-dead-lettered")]) == 2
+    error_message = "every step DLQ alarms on messages dead-lettered, though its consumer empties it"
+  }
+}

@@ -31,6 +31,12 @@ locals {
       # Sends to key-encrypted step queues, the failure queue and the topic.
       kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     }
+    deadletter = {
+      zip         = "stream_router.zip"
+      handler     = "stream_router.deadletter.handler"
+      description = "Step dead-letter queues -> the step and its job failed with the reason"
+      concurrency = -1
+    }
     scaler = {
       zip         = "scaler.zip"
       handler     = "scaler.app.handler"
@@ -124,7 +130,7 @@ resource "aws_lambda_function" "this" {
 
   tags = var.tags
 
-  depends_on = [aws_iam_role_policy.this]
+  depends_on = [aws_iam_role_policy.this, aws_iam_role_policy.deadletter]
 }
 
 ################################################################################
@@ -304,8 +310,41 @@ resource "aws_iam_role_policy" "this" {
   policy = data.aws_iam_policy_document.this[each.key].json
 }
 
+# The dead-letter consumer's own statements (its logs come from the shared document above).
+data "aws_iam_policy_document" "deadletter" {
+  statement {
+    sid       = "ReadStepDeadLetterQueues"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = values(var.step_dlq_arns)
+  }
+
+  # GetItem to tell why a step could not be failed; PutItem to create the job a dead-lettered
+  # raw S3 notification names, before failing it.
+  statement {
+    sid       = "FailDeadLetteredJobs"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [var.jobs_table_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid       = "EncryptionKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "deadletter" {
+  name   = "dead-letters"
+  role   = aws_iam_role.this["deadletter"].id
+  policy = data.aws_iam_policy_document.deadletter.json
+}
+
 ################################################################################
-# Triggers: intake queue, jobs stream, schedule
+# Triggers: intake queue, jobs stream, step dead-letter queues, schedule
 ################################################################################
 
 resource "aws_sqs_queue" "router_failures" {
@@ -343,6 +382,18 @@ resource "aws_lambda_event_source_mapping" "stream" {
       destination_arn = aws_sqs_queue.router_failures.arn
     }
   }
+}
+
+# One mapping per step DLQ: a dead-lettered message fails its job within seconds. A record the
+# consumer cannot settle is reported failed and stays on its DLQ (14 days) for the next try.
+resource "aws_lambda_event_source_mapping" "deadletter" {
+  for_each = var.create_triggers ? var.step_dlq_arns : {}
+
+  event_source_arn                   = each.value
+  function_name                      = aws_lambda_function.this["deadletter"].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
 }
 
 resource "aws_cloudwatch_event_rule" "scaler" {
