@@ -31,9 +31,8 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from local_runtime.events import LambdaContext, sqs_event
-from pipeline_core import aws
 from pipeline_core.jobs import split_s3_uri
+from tests.support import deadletters
 from tests.support.aws import CREDENTIALS, StepStack, free_port
 from tests.support.faultproxy import FaultProxy
 from tests.support.media import png
@@ -132,23 +131,9 @@ def chaos(supervisor: Supervisor, figures: Figures, rng: random.Random, pause_se
 
 
 def drain_dead_letters(stack: StepStack, stop: threading.Event, figures: Figures) -> None:
-    """What the DLQ's event source mapping does: batches into the dead-letter handler, delete what it settled."""
-    from stream_router import deadletter
-
-    sqs = stack.aws["sqs"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    """What the DLQ's event source mapping does, every half second."""
     while not stop.wait(0.5):
-        messages = sqs.receive_message(
-            QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not messages:
-            continue
-        result = deadletter.handler(sqs_event(messages, dlq_arn), LambdaContext("dead-letter"))
-        failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=stack.dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                figures.dead_lettered += 1
+        figures.dead_lettered += deadletters.pump(stack)
 
 
 def check(stack: StepStack, uploads: dict[str, bytes], figures: Figures) -> None:
@@ -189,15 +174,7 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
     stop = threading.Event()
     visibility = 4
     stack = StepStack.create(endpoint, visibility_timeout=visibility, max_receive_count=4)
-    dlq_arn = stack.aws["sqs"].get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["PIPELINE_CONFIG"] = json.dumps(
-        {
-            "steps": [{"name": STEP, "queue_url": stack.queue_url, "dlq_arn": dlq_arn, "max_receive_count": stack.max_receive_count}],
-            "jobs_table": stack.table_name,
-        }
-    )
-    aws.reset()
+    deadletters.configure(stack, STEP)
     env = stack.worker_env(
         STEP,
         AWS_ENDPOINT_URL=proxy.url,

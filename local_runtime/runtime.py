@@ -102,7 +102,11 @@ class LocalRuntime:
             if not step.get("dlq_url"):
                 continue
             messages = self.sqs.receive_message(
-                QueueUrl=step["dlq_url"], MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+                QueueUrl=step["dlq_url"],
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
                 continue

@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_core import aws
-from pipeline_core.jobs import ObjectRef, StepState, WorkMessage
+from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
 from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
 from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
@@ -75,8 +75,6 @@ def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str]], bool]:
         message = WorkMessage.from_dict(data)
     except ValueError as error:
         raise UnreadableMessage(str(error)) from None
-    if not message.job_id:
-        raise UnreadableMessage("step message with an empty job_id")
     if message.step != step:
         raise UnreadableMessage(f"message for step {message.step!r} reached the dead-letter queue of step {step!r}")
     return [(message.object_ref, message.job_id)], False
@@ -88,7 +86,9 @@ def dead_letter_record(record: SQSRecord) -> None:
     if step is None:
         # A mapping this pipeline does not know: keep the message (raising) rather than guess.
         raise LookupError(f"{record.event_source_arn} is no step's dead-letter queue in PIPELINE_CONFIG")
-    fields: dict[str, Any] = {"step": step.name, "message_id": record.message_id}
+    # A requeued copy (a retry or hand-back) carries its chain's origin id, which is what the claim recorded.
+    message_id = origin_id(record.message_id, record.raw_event.get("messageAttributes"))
+    fields: dict[str, Any] = {"step": step.name, "message_id": message_id}
     try:
         items, from_s3 = work_in(record.body, step.name)
     except UnreadableMessage as error:
@@ -102,7 +102,7 @@ def dead_letter_record(record: SQSRecord) -> None:
     reason = dead_letter_reason(step, int(receive_count) if receive_count else None)
     store = job_store()
     for obj, job_id in items:
-        fail_step(store, obj, job_id, step.name, record.message_id, reason, from_s3, {**fields, "job_id": job_id, "key": obj.key})
+        fail_step(store, obj, job_id, step.name, message_id, reason, from_s3, {**fields, "job_id": job_id, "key": obj.key})
 
 
 def fail_step(

@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline_core.jobs import ORIGIN_ATTRIBUTE, origin_id
 from pipeline_core.jobstore import JobStore
 from worker import health
 from worker.config import WorkerConfig
@@ -39,13 +40,10 @@ from worker.processors import Processor
 
 log = logging.getLogger("worker")
 
-ORIGIN_ATTRIBUTE = "gpupipe-origin"  # a requeued copy carries the id of the message it continues
 
-
-def origin_id(message: dict[str, Any]) -> str:
-    """The id of the chain of copies a message belongs to: the claim records it, so a copy is 'this message'."""
-    attribute = (message.get("MessageAttributes") or {}).get(ORIGIN_ATTRIBUTE) or {}
-    return attribute.get("StringValue") or message["MessageId"]
+def origin(message: dict[str, Any]) -> str:
+    """The id of the chain of copies this message belongs to: the claim records it, so a copy is 'this message'."""
+    return origin_id(message["MessageId"], message.get("MessageAttributes"))
 
 
 class Worker:
@@ -167,7 +165,7 @@ class Worker:
             log.info("s3 test event deleted", extra={"message_id": message["MessageId"]})
             self._delete(message)
             return
-        held = self.keepalive.hold(origin_id(message), message["ReceiptHandle"], received_at)
+        held = self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
         try:
             results = [self.steps.run(item, held) for item in parsed.items]
         except Abandoned:
@@ -209,7 +207,7 @@ class Worker:
                 QueueUrl=self.config.queue_url,
                 MessageBody=message["Body"],
                 DelaySeconds=delay,
-                MessageAttributes={ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": origin_id(message)}},
+                MessageAttributes={ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": origin(message)}},
             )
         except (ClientError, BotoCoreError) as error:
             log.warning(
@@ -218,4 +216,4 @@ class Worker:
             self._change_visibility(message, delay)
             return
         self._delete(message)
-        log.info("message requeued", extra={"message_id": message["MessageId"], "origin": origin_id(message), "delay": delay, "why": why})
+        log.info("message requeued", extra={"message_id": message["MessageId"], "origin": origin(message), "delay": delay, "why": why})

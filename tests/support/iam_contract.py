@@ -108,6 +108,7 @@ COMPONENTS: dict[str, LambdaFunction | EcsTask] = {
     "intake": LambdaFunction("intake"),
     "router": LambdaFunction("router"),
     "scaler": LambdaFunction("scaler"),
+    "deadletter": LambdaFunction("deadletter"),
     "worker": EcsTask(),
 }
 
@@ -319,6 +320,10 @@ ON_BEHALF = [
     *(OnBehalf("router", f"dynamodb:{a}", _stream, _ESM) for a in ("DescribeStream", "GetShardIterator", "GetRecords")),
     OnBehalf("router", "dynamodb:ListStreams", lambda facts: facts["base"], _ESM),
     OnBehalf("router", "sqs:SendMessage", _queue("router_failures_queue"), "the stream mapping's on-failure destination"),
+    *(
+        OnBehalf("deadletter", f"sqs:{a}", lambda facts: {**facts["base"], "QueueName": facts["step_dlqs"]}, _ESM)
+        for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+    ),
     # amazon-ecs-agent's task protection handler calls ECS with the task role's credentials when the
     # worker PUTs $ECS_AGENT_URI/task-protection/v1/state (worker/keepalive.py).
     OnBehalf("worker", "ecs:UpdateTaskProtection", _task, "the ECS agent, for the worker's protection request", _in_cluster),
@@ -334,6 +339,7 @@ def stack_facts(state: State) -> dict[str, Any]:
         "base": {"Partition": ["aws"], "Region": [region], "Account": [account]},
         "intake_queue": state.one("aws_sqs_queue", lambda q: q["name"].endswith("-intake"), "the intake queue")["name"],
         "router_failures_queue": state.one("aws_sqs_queue", lambda q: q["name"].endswith("-router-failures"), "the failure queue")["name"],
+        "step_dlqs": sorted(q["name"] for q in state.of_type("aws_sqs_queue") if q["name"].endswith("-dlq") and "-intake" not in q["name"]),
         "jobs_table": table["name"],
         "stream_label": table["stream_arn"].rsplit("/stream/", 1)[1],
         "cluster": cluster["name"],
