@@ -174,56 +174,55 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
     stop = threading.Event()
     visibility = 4
     stack = StepStack.create(endpoint, visibility_timeout=visibility, max_receive_count=4)
-    deadletters.configure(stack, STEP)
-    env = stack.worker_env(
-        STEP,
-        AWS_ENDPOINT_URL=proxy.url,
-        PROCESSOR="tests.support.plugins:SlowProcessor",
-        PROCESSOR_OPTIONS=json.dumps({"seconds": 0.2}),
-        HEARTBEAT_SECONDS=1,
-        GRACE_SECONDS=1,
-        MAX_ATTEMPTS=5,
-        STEP_TIMEOUT_SECONDS=60,
-        AWS_MAX_ATTEMPTS=3,
-    )
-    supervisor = Supervisor(env, workers, logs, rng)
-    started = time.monotonic()
-    threads = [threading.Thread(target=drain_dead_letters, args=(stack, stop, figures), daemon=True)]
-    uploads: dict[str, bytes] = {}
-    try:
-        inject_faults(proxy, fault_rate)
-        supervisor.top_up()
-        threads.append(
-            threading.Thread(target=chaos, args=(supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop), daemon=True)
+    with deadletters.configured(stack, STEP):
+        env = stack.worker_env(
+            STEP,
+            AWS_ENDPOINT_URL=proxy.url,
+            PROCESSOR="tests.support.plugins:SlowProcessor",
+            PROCESSOR_OPTIONS=json.dumps({"seconds": 0.2}),
+            HEARTBEAT_SECONDS=1,
+            GRACE_SECONDS=1,
+            MAX_ATTEMPTS=5,
+            STEP_TIMEOUT_SECONDS=60,
+            AWS_MAX_ATTEMPTS=3,
         )
-        for thread in threads:
-            thread.start()
-        for index in range(jobs):  # arrivals spread over the first half of the chaos
-            key = f"uploads/soak/{index:05d}.png"
-            body = png(8 + index % 7, 8 + index % 5, (index % 251, (index * 7) % 253, (index * 13) % 255))
-            uploads[key] = body
-            stack.put(key, body)
-            stack.send(stack.s3_event(key))
-            time.sleep(chaos_seconds / 2 / jobs)
-        deadline = started + chaos_seconds + settle_seconds
-        while time.monotonic() < deadline:
+        supervisor = Supervisor(env, workers, logs, rng)
+        started = time.monotonic()
+        threads = [threading.Thread(target=drain_dead_letters, args=(stack, stop, figures), daemon=True)]
+        uploads: dict[str, bytes] = {}
+        try:
+            inject_faults(proxy, fault_rate)
             supervisor.top_up()
-            if time.monotonic() > started + chaos_seconds and all(
-                stack.job(key).get("status") in ("succeeded", "failed") for key in uploads
-            ):
-                break
-            time.sleep(1.0)
-        proxy.clear()
-    finally:
-        stop.set()
-        supervisor.stop_all()
-        figures.faults = sum(proxy.faults.values())
-        proxy.close()
-    check(stack, uploads, figures)
-    figures.crashes = len(supervisor.crashes)
-    figures.seconds = round(time.monotonic() - started, 1)
-    for path, code in supervisor.crashes:
-        print(f"crash: exit {code}, log {path}", file=sys.stderr)
+            chaos_args = (supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop)
+            threads.append(threading.Thread(target=chaos, args=chaos_args, daemon=True))
+            for thread in threads:
+                thread.start()
+            for index in range(jobs):  # arrivals spread over the first half of the chaos
+                key = f"uploads/soak/{index:05d}.png"
+                body = png(8 + index % 7, 8 + index % 5, (index % 251, (index * 7) % 253, (index * 13) % 255))
+                uploads[key] = body
+                stack.put(key, body)
+                stack.send(stack.s3_event(key))
+                time.sleep(chaos_seconds / 2 / jobs)
+            deadline = started + chaos_seconds + settle_seconds
+            while time.monotonic() < deadline:
+                supervisor.top_up()
+                if time.monotonic() > started + chaos_seconds and all(
+                    stack.job(key).get("status") in ("succeeded", "failed") for key in uploads
+                ):
+                    break
+                time.sleep(1.0)
+            proxy.clear()
+        finally:
+            stop.set()
+            supervisor.stop_all()
+            figures.faults = sum(proxy.faults.values())
+            proxy.close()
+        check(stack, uploads, figures)
+        figures.crashes = len(supervisor.crashes)
+        figures.seconds = round(time.monotonic() - started, 1)
+        for path, code in supervisor.crashes:
+            print(f"crash: exit {code}, log {path}", file=sys.stderr)
     server.stop()
     return figures
 

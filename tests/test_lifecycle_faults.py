@@ -290,8 +290,8 @@ def test_a_worker_killed_on_every_receive_dead_letters_the_message_and_the_job_f
         worker.wait()
     # The next receive by any worker finds the message over maxReceiveCount, and SQS moves it to the DLQ.
     spawn(stack.worker_env(STEP), "next")
-    deadletters.configure(stack, STEP)
-    wait_for(lambda: deadletters.pump(stack), 30, what="the message in the DLQ")
+    with deadletters.configured(stack, STEP):
+        wait_for(lambda: deadletters.pump(stack), 30, what="the message in the DLQ")
     item = stack.job("uploads/oom.png")
     assert item["status"] == "failed"
     assert item["steps"][STEP]["error"] == f"moved to the dead-letter queue after {stack.max_receive_count} receives"

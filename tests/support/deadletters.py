@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from local_runtime.events import LambdaContext, sqs_event
 from pipeline_core import aws
 from tests.support.aws import StepStack
 
 
-def configure(stack: StepStack, step: str) -> None:
-    """Point the dead-letter handler (PIPELINE_CONFIG, endpoint) at this stack's one step."""
+@contextmanager
+def configured(stack: StepStack, step: str) -> Iterator[None]:
+    """Point the dead-letter handler (PIPELINE_CONFIG, endpoint) at this stack's one step, for the block's length."""
+    saved = {name: os.environ.get(name) for name in ("PIPELINE_CONFIG", "AWS_ENDPOINT_URL")}
+    try:
+        _configure(stack, step)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        aws.reset()
+
+
+def _configure(stack: StepStack, step: str) -> None:
     sqs = stack.aws["sqs"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     step_config = {"name": step, "queue_url": stack.queue_url, "dlq_url": stack.dlq_url, "dlq_arn": dlq_arn}
