@@ -36,6 +36,7 @@ locals {
       handler     = "stream_router.deadletter.handler"
       description = "Step dead-letter queues -> the step and its job failed with the reason"
       concurrency = -1
+      kms_actions = [] # its own policy (deadletter below) holds the key statement for the DLQs it reads
     }
     scaler = {
       zip         = "scaler.zip"
