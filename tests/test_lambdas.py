@@ -8,6 +8,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from pipeline_core import aws
@@ -104,6 +106,52 @@ def test_a_job_walks_its_steps_and_succeeds(pipeline: PipelineStack) -> None:
     route_new_records(pipeline)
     assert pipeline.drain("people") == pipeline.drain("faces") == []
     assert store.get_job(message["job_id"])["status"] == "succeeded"
+
+
+class LambdaInvokes:
+    """Answers the router's Invoke calls in place of Lambda (moto cannot run functions), recording each, or failing them."""
+
+    def __init__(self, fail: bool = False):
+        self.payloads: list[tuple[str, str, dict]] = []
+        self.fail = fail
+
+    def attach(self, client: object) -> None:
+        client.meta.events.register("before-parameter-build.lambda.Invoke", self.record)
+        client.meta.events.register("before-call.lambda.Invoke", self.answer)
+
+    def record(self, params: dict, **_: object) -> None:
+        self.payloads.append((params["FunctionName"], params["InvocationType"], json.loads(params["Payload"])))
+
+    def answer(self, **_: object) -> tuple[object, dict]:
+        if self.fail:
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+        return AWSResponse("", 202, {}, None), {"StatusCode": 202}
+
+
+def test_the_router_wakes_the_scaler_once_per_step_per_batch(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "scaler_function": "unit-scaler"}))
+    aws.reset()
+    invokes = LambdaInvokes()
+    invokes.attach(aws.client("lambda"))
+    router_app.intake_handler(sqs_event(s3_event(pipeline, *(f"uploads/{n}.jpg" for n in range(5)))), LambdaContext())
+    assert route_new_records(pipeline) == {"batchItemFailures": []}
+    assert len(pipeline.drain("people")) == 5
+    # Five jobs routed to one step in one batch: one wake-up, not five.
+    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people"})]
+
+
+def test_a_failed_wake_up_fails_no_record(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "scaler_function": "unit-scaler"}))
+    aws.reset()
+    invokes = LambdaInvokes(fail=True)
+    invokes.attach(aws.client("lambda"))
+    router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/a.jpg", "uploads/b.jpg")), LambdaContext())
+    assert route_new_records(pipeline) == {"batchItemFailures": []}
+    assert len(pipeline.drain("people")) == 2
+    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people"})]
+    assert [r.message for r in caplog.records if r.levelname == "WARNING"] == [
+        "could not wake the scaler: its schedule will scale the step"
+    ]
 
 
 def test_a_failed_step_fails_the_job_and_sends_nothing_more(pipeline: PipelineStack) -> None:
