@@ -84,7 +84,7 @@ def describe_service(step: StepConfig) -> dict[str, Any]:
     return services[0]
 
 
-def observe(step: StepConfig, now: float) -> Observation:
+def observe(step: StepConfig, now: float, just_sent: int = 0) -> Observation:
     config = aws.pipeline()
     attrs = aws.client("sqs").get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=QUEUE_ATTRIBUTES)["Attributes"]
     ecs = aws.client("ecs")
@@ -104,13 +104,14 @@ def observe(step: StepConfig, now: float) -> Observation:
         desired=int(service["desiredCount"]),
         protected=protected,
         now=now,
+        just_sent=just_sent,
     )
 
 
-def scale_step(step: StepConfig, now: float) -> dict[str, Any]:
+def scale_step(step: StepConfig, now: float, just_sent: int = 0) -> dict[str, Any]:
     """Observe, decide, record the state conditionally, then set the service (only if the record went in)."""
     state, version = load_state(step.name)
-    obs = observe(step, now)
+    obs = observe(step, now, just_sent)
     decision = decide(obs, step.scaling, state)
     fields = {"step": step.name, "backlog": obs.backlog, "busy": obs.busy, "from": obs.desired, "to": decision.desired}
     if not save_state(step.name, decision, version, now):
@@ -152,13 +153,15 @@ def report_failure(step: str, reason: str) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Scale one step (``{"step": name}`` from the router) or every step (the schedule); never raises for a step."""
+    """Scale one step (``{"step": name, "sent": n}`` from the router) or every step (the schedule); never raises for a step."""
     config, now = aws.pipeline(), time.time()
-    names = [event["step"]] if isinstance(event, dict) and event.get("step") else config.step_names
+    woken = isinstance(event, dict) and bool(event.get("step"))
+    names = [event["step"]] if woken else config.step_names
+    just_sent = int(event.get("sent", 0)) if woken else 0
     decisions, errors = [], []
     for name in names:
         try:
-            decisions.append(scale_step(config.step(name), now))
+            decisions.append(scale_step(config.step(name), now, just_sent))
         except Exception as error:  # noqa: BLE001 - one step's failure must not stop the others
             reason = f"{type(error).__name__}: {error}"
             report_failure(name, reason)

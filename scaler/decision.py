@@ -2,7 +2,9 @@
 
 The rules (docs: README "Scaling"):
 
-- **Backlog** is visible + in flight + delayed messages, so work under way holds its capacity.
+- **Backlog** is visible + in flight + delayed messages, so work under way holds its capacity; when
+  the router wakes the scaler it says how many messages it has just sent, and the backlog is at
+  least that, because a reading can lag them by up to about a minute.
 - **Wanted** tasks: ``ceil(backlog / target_backlog_per_task)`` by default, or the exact-capacity
   ``scaling_table``'s answer, bounded to [min_tasks, max_tasks].
 - **Scale out at once**: when more tasks are wanted than the service has, the service gets them now.
@@ -35,10 +37,11 @@ class Observation:
     desired: int  # the service's current desired count
     protected: int  # tasks with scale-in protection on: busy
     now: float
+    just_sent: int = 0  # messages the router reports it has just sent (a wake-up); 0 on the schedule
 
     @property
     def backlog(self) -> int:
-        return self.visible + self.in_flight + self.delayed
+        return max(self.visible + self.in_flight + self.delayed, self.just_sent)
 
     @property
     def busy(self) -> int:
@@ -71,6 +74,8 @@ def decide(obs: Observation, policy: ScalingPolicy, state: State = State()) -> D
         raw = policy.tasks_for(backlog)
         wanted = min(max(raw, policy.min_tasks), policy.max_tasks)
         counts = f"{obs.visible} visible, {obs.in_flight} in flight, {obs.delayed} delayed"
+        if obs.just_sent:
+            counts += f", {obs.just_sent} just sent"
         reason = f"backlog {backlog} ({counts}): {policy.describe()} wants {raw}"
         if wanted != raw:
             reason += f", bounded to [{policy.min_tasks}, {policy.max_tasks}]"

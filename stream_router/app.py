@@ -94,22 +94,24 @@ def enqueue(job: dict[str, Any], step: str) -> None:
     aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
     logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
-    steps_to_wake[step] = None
+    steps_to_wake[step] = steps_to_wake.get(step, 0) + 1
 
 
-# Steps that got work in the batch being routed, in order: the scaler is woken once per step per batch.
-steps_to_wake: dict[str, None] = {}
+# Messages sent per step in the batch being routed, in order: the scaler is woken once per step per batch.
+steps_to_wake: dict[str, int] = {}
 
 
 def wake_scaler() -> None:
-    """Wake the scaler once for each step that got work, asynchronously; on failure its schedule still runs."""
-    function, steps = aws.pipeline().scaler_function, list(steps_to_wake)
+    """Wake the scaler once for each step that got work, with the count sent (queue readings lag it), asynchronously;
+    on failure its schedule still runs."""
+    function, sent = aws.pipeline().scaler_function, dict(steps_to_wake)
     steps_to_wake.clear()
     if not function:
         return
-    for step in steps:
+    for step, count in sent.items():
+        payload = json.dumps({"step": step, "sent": count}).encode()
         try:
-            aws.client("lambda").invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps({"step": step}).encode())
+            aws.client("lambda").invoke(FunctionName=function, InvocationType="Event", Payload=payload)
         except (BotoCoreError, ClientError) as error:
             logger.warning("could not wake the scaler: its schedule will scale the step", extra={"step": step, "reason": str(error)})
             metrics.add_metric(name="ScalerWakeFailures", unit=MetricUnit.Count, value=1)

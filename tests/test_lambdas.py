@@ -136,8 +136,8 @@ def test_the_router_wakes_the_scaler_once_per_step_per_batch(pipeline: PipelineS
     router_app.intake_handler(sqs_event(s3_event(pipeline, *(f"uploads/{n}.jpg" for n in range(5)))), LambdaContext())
     assert route_new_records(pipeline) == {"batchItemFailures": []}
     assert len(pipeline.drain("people")) == 5
-    # Five jobs routed to one step in one batch: one wake-up, not five.
-    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people"})]
+    # Five jobs routed to one step in one batch: one wake-up, not five, saying how many were sent.
+    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people", "sent": 5})]
 
 
 def test_a_failed_wake_up_fails_no_record(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
@@ -148,7 +148,7 @@ def test_a_failed_wake_up_fails_no_record(pipeline: PipelineStack, monkeypatch: 
     router_app.intake_handler(sqs_event(s3_event(pipeline, "uploads/a.jpg", "uploads/b.jpg")), LambdaContext())
     assert route_new_records(pipeline) == {"batchItemFailures": []}
     assert len(pipeline.drain("people")) == 2
-    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people"})]
+    assert invokes.payloads == [("unit-scaler", "Event", {"step": "people", "sent": 2})]
     assert [r.message for r in caplog.records if r.levelname == "WARNING"] == [
         "could not wake the scaler: its schedule will scale the step"
     ]
@@ -228,12 +228,22 @@ def test_scaler_handler_scales_every_step_on_schedule_and_one_when_woken(pipelin
     result = scaler_app.handler(load_event("scheduled_event.json"), LambdaContext())
     assert [(d["step"], d["to"]) for d in result["decisions"]] == [("people", 0), ("faces", 1)]
     send(pipeline, "people", 1)
-    result = scaler_app.handler({"step": "people"}, LambdaContext())
+    result = scaler_app.handler({"step": "people", "sent": 1}, LambdaContext())
     assert [(d["step"], d["to"]) for d in result["decisions"]] == [("people", 1)]
     assert desired(pipeline, "people") == desired(pipeline, "faces") == 1
     # Woken often (once per routed batch), it changes nothing more.
-    again = scaler_app.handler({"step": "people"}, LambdaContext())
+    again = scaler_app.handler({"step": "people", "sent": 1}, LambdaContext())
     assert [(d["step"], d["to"], d["changed"]) for d in again["decisions"]] == [("people", 1, False)]
+
+
+def test_lag_a_wake_up_counts_what_the_router_sent_before_the_queue_shows_it(pipeline: PipelineStack) -> None:
+    # Nothing is in the queue yet as far as a (lagging) reading goes; the router says it sent 150.
+    result = scaler_app.handler({"step": "people", "sent": 150}, LambdaContext())
+    [decision] = result["decisions"]
+    assert (decision["to"], decision["reason"]) == (
+        2,
+        "backlog 150 (0 visible, 0 in flight, 0 delayed, 150 just sent): table [[1, 1], [100, 2]] wants 2: scale out 2",
+    )
 
 
 def emf_errors(out: str) -> list[tuple[str, list[float]]]:
@@ -302,8 +312,8 @@ def test_conditional_state_write_two_interleaved_runs_cannot_undo_each_other(pip
     real_observe = scaler_app.observe
     runs: list[dict] = []
 
-    def a_then_b(step_config, now):
-        seen = real_observe(step_config, now)
+    def a_then_b(step_config, now, just_sent=0):
+        seen = real_observe(step_config, now, just_sent)
         if now == 1400.0:  # run A's observation; B runs at 1401
             send(pipeline, "people", 149)
             runs.append(scaler_app.scale_step(step_config, now + 1))

@@ -89,6 +89,15 @@ def test_lag_a_momentary_zero_reading_scales_nothing_in() -> None:
     assert decide(observe(running=2, desired=2, protected=2), eager).desired == 2
 
 
+def test_lag_what_the_router_just_sent_counts_while_the_reading_lags() -> None:
+    # Woken by the router with 25 files sent; the queue reading still shows none of them.
+    assert decide(observe(just_sent=25), POLICY) == Decision(
+        3, State(), "backlog 25 (0 visible, 0 in flight, 0 delayed, 25 just sent): 10 per task wants 3: scale out 3"
+    )
+    # The reading, once it catches up, is the backlog: the count sent is only a floor.
+    assert observe(visible=40, just_sent=25).backlog == 40
+
+
 def test_idle_keeps_one_warm_through_the_idle_period_then_goes_to_min() -> None:
     warm = decide(observe(running=1, desired=1, now=10_599.0), POLICY, State(idle_since=10_000.0))
     assert warm == Decision(1, State(idle_since=10_000.0), "idle 599s < 600s: wants 1 warm: hold 1")
