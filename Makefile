@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate scaling-timeline bench demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,8 +98,11 @@ package: venv ## Build the Lambda zips reproducibly into build/
 bench: venv ## Detection throughput: naive per-frame loop vs this engine, with decode and inference bounds
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
 
-simulate: venv ## Compare this scaler with the original guide's policy over three traces
+simulate: venv ## Compare this scaler with the guide's alarm and the previous table policy over four traces, three seeds
 	$(BIN)/python -m bench.scaling_sim
+
+scaling-timeline: venv ## Redraw docs/images/scaling-timeline.png from the simulation's large trace
+	$(BIN)/python -m bench.scaling_timeline
 
 demo: venv package tf-config ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
 	BIN=$(BIN) tools/demo.sh
