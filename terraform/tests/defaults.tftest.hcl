@@ -32,6 +32,11 @@ run "one_queue_dlq_service_and_group_per_step" {
   }
 
   assert {
+    condition     = contains(module.observability.alarm_names, "unit-people-not-scaled")
+    error_message = "a step the scaler could not scale alarms (its failures no longer fail the whole run)"
+  }
+
+  assert {
     condition     = jsondecode(module.lambdas.pipeline_config).scaler_function == "unit-scaler"
     error_message = "the router is told which scaler to wake"
   }
