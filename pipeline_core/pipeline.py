@@ -1,4 +1,4 @@
-"""The pipeline definition: ordered steps, their queues, services and scaling tables.
+"""The pipeline definition: ordered steps, their queues, services and scaling policies.
 
 Terraform renders it once as JSON into the ``PIPELINE_CONFIG`` environment
 variable of both Lambdas (and the local runtime reads the same document), so

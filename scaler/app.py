@@ -55,14 +55,13 @@ def save_state(step: str, decision: Decision, version: int, now: float) -> bool:
     """Write the decision's state if nobody wrote since ``version`` was read; False when another run did."""
     item = {"step": step, "version": version + 1, "desired": decision.desired, "reason": decision.reason, "updated_at": now}
     item |= {name: value for name, value in vars(decision.state).items() if value is not None}
-    if version == 0:
-        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#step)", "ExpressionAttributeNames": {"#step": "step"}}
-    else:
-        condition = {
-            "ConditionExpression": "#version = :read",
-            "ExpressionAttributeNames": {"#version": "version"},
-            "ExpressionAttributeValues": {":read": version},
-        }
+    # Version 0: no item yet, or one the scaler wrote before it versioned its state.
+    condition: dict[str, Any] = {
+        "ConditionExpression": "attribute_not_exists(#version)",
+        "ExpressionAttributeNames": {"#version": "version"},
+    }
+    if version:
+        condition |= {"ConditionExpression": "#version = :read", "ExpressionAttributeValues": {":read": version}}
     try:
         state_table().put_item(Item=to_dynamo(item), **condition)
     except ClientError as error:

@@ -356,6 +356,16 @@ def test_conditional_state_write_refuses_a_stale_version(pipeline: PipelineStack
     assert scaler_app.load_state("people") == (State(), 2)
 
 
+def test_state_written_before_it_was_versioned_is_taken_over(pipeline: PipelineStack) -> None:
+    from scaler.decision import Decision, State
+
+    table = boto3.resource("dynamodb").Table(pipeline.config["scaler_state_table"])
+    table.put_item(Item={"step": "people", "desired": 2, "idle_since": 900, "reason": "an older scaler", "updated_at": 950})
+    assert scaler_app.load_state("people") == (State(idle_since=900), 0)
+    assert scaler_app.save_state("people", Decision(2, State(idle_since=900), "now"), 0, now=1000.0) is True
+    assert scaler_app.load_state("people") == (State(idle_since=900), 1)
+
+
 def test_finished_jobs_are_announced_on_the_topic(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch) -> None:
     sns, sqs = pipeline.client("sns"), pipeline.client("sqs")
     topic = sns.create_topic(Name="jobs-finished")["TopicArn"]
