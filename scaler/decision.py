@@ -85,7 +85,7 @@ def decide(obs: Observation, policy: ScalingPolicy, state: State = State()) -> D
         if idle_for >= policy.idle_seconds:
             reason = f"idle {idle_for:.0f}s >= {policy.idle_seconds:.0f}s: scale to min {policy.min_tasks}"
             return _floor_busy(obs, Decision(policy.min_tasks, State(idle_since=idle_since), reason))
-        wanted = min(current, max(policy.min_tasks, 1), policy.max_tasks)
+        wanted = min(max(policy.min_tasks, min(current, 1)), policy.max_tasks)
         reason = f"idle {idle_for:.0f}s < {policy.idle_seconds:.0f}s: wants {wanted} warm"
 
     if wanted >= current:

@@ -105,6 +105,10 @@ def test_idle_keeps_one_warm_through_the_idle_period_then_goes_to_min() -> None:
     assert zero == Decision(0, State(idle_since=10_000.0), "idle 600s >= 600s: scale to min 0")
     floor = ScalingPolicy(min_tasks=1, max_tasks=2, idle_seconds=0)
     assert decide(observe(running=2, desired=2), floor).desired == 1
+    # min_tasks holds while idle too, even for a service that was left at fewer.
+    assert decide(observe(desired=0), ScalingPolicy(min_tasks=2)) == Decision(
+        2, State(idle_since=10_000.0), "idle 0s < 180s: wants 2 warm: scale out 2"
+    )
 
 
 def test_new_work_resets_the_idle_clock() -> None:
