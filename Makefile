@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench bench-throughput soak demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate scaling-timeline bench bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -104,8 +104,11 @@ bench-throughput: venv ## Worker throughput: sequential vs several in flight wit
 soak: venv package ## Randomized soak of the job lifecycle: chaos signals and AWS faults; fails unless every job ends with the right bytes
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
-simulate: venv ## Compare this scaler with the original guide's policy over three traces
+simulate: venv ## Compare this scaler with the guide's alarm and the previous table policy over four traces, three seeds
 	$(BIN)/python -m bench.scaling_sim
+
+scaling-timeline: venv ## Redraw docs/images/scaling-timeline.png from the simulation's large trace
+	$(BIN)/python -m bench.scaling_timeline
 
 demo: venv package tf-config ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
 	BIN=$(BIN) tools/demo.sh

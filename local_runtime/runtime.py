@@ -127,6 +127,8 @@ class LocalRuntime:
         for decision in result["decisions"]:
             if decision["changed"]:
                 log.info("scale", extra={**decision, "trigger": reason})
+        for error in result["errors"]:
+            log.error("scaler could not scale a step", extra={**error, "trigger": reason})
 
     # --- the loop ----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core import aws
 from pipeline_core.jobs import JobStatus, WorkMessage
@@ -93,10 +94,27 @@ def enqueue(job: dict[str, Any], step: str) -> None:
     aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
     logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
-    if config.scaler_function:
-        aws.client("lambda").invoke(
-            FunctionName=config.scaler_function, InvocationType="Event", Payload=json.dumps({"step": step}).encode()
-        )
+    steps_to_wake[step] = steps_to_wake.get(step, 0) + 1
+
+
+# Messages sent per step in the batch being routed, in order: the scaler is woken once per step per batch.
+steps_to_wake: dict[str, int] = {}
+
+
+def wake_scaler() -> None:
+    """Wake the scaler once for each step that got work, with the count sent (queue readings lag it), asynchronously;
+    on failure its schedule still runs."""
+    function, sent = aws.pipeline().scaler_function, dict(steps_to_wake)
+    steps_to_wake.clear()
+    if not function:
+        return
+    for step, count in sent.items():
+        payload = json.dumps({"step": step, "sent": count}).encode()
+        try:
+            aws.client("lambda").invoke(FunctionName=function, InvocationType="Event", Payload=payload)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("could not wake the scaler: its schedule will scale the step", extra={"step": step, "reason": str(error)})
+            metrics.add_metric(name="ScalerWakeFailures", unit=MetricUnit.Count, value=1)
 
 
 def finish(job: dict[str, Any], action: Finish) -> None:
@@ -130,4 +148,8 @@ def finish(job: dict[str, Any], action: Finish) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)
+    steps_to_wake.clear()
+    try:
+        return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)
+    finally:
+        wake_scaler()

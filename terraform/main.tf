@@ -16,13 +16,15 @@ locals {
   # The pipeline definition both Lambdas and the local runtime read (pipeline_core/pipeline.py).
   pipeline_config = {
     steps = [for step in var.steps : {
-      name          = step.name
-      queue_url     = module.step[step.name].queue_url
-      service       = module.service[step.name].service_name
-      scaling_table = step.scaling_table
-      min_tasks     = step.min_tasks
-      max_tasks     = step.max_tasks
-      idle_seconds  = step.idle_seconds
+      name                      = step.name
+      queue_url                 = module.step[step.name].queue_url
+      service                   = module.service[step.name].service_name
+      target_backlog_per_task   = step.target_backlog_per_task
+      scaling_table             = step.scaling_table
+      scale_in_cooldown_seconds = step.scale_in_cooldown_seconds
+      min_tasks                 = step.min_tasks
+      max_tasks                 = step.max_tasks
+      idle_seconds              = step.idle_seconds
       # The dead-letter consumer finds a message's step by its DLQ and reports the receives it had.
       dlq_url           = module.step[step.name].dlq_url
       dlq_arn           = module.step[step.name].dlq_arn

@@ -31,38 +31,43 @@ variable "steps" {
     name: step name; image: worker image; command: container command override; processor and
     processor_options (a JSON object string): what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
     task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
-    min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
-    to zero; visibility_timeout of the queue, and max_receive_count: receives that end in no answer (crashes)
-    before the message is dead-lettered and its job failed; max_attempts: attempts a transient failure may
-    use before the step fails; concurrency: messages each worker holds in flight (their downloads, uploads and
-    commits overlap, and images of different jobs share inference batches); timeout_seconds: an attempt longer than this fails as transient and its task
-    is replaced (at most 12 hours less the visibility timeout); grace_seconds a worker may finish
-    a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
+    min_tasks/max_tasks bound the task count; target_backlog_per_task: messages (visible, in flight
+    and delayed) per task the scaler aims at, or scaling_table ([[min backlog, tasks], ...]) for exact
+    capacity instead; scale_in_cooldown_seconds a lower count must be wanted before capacity falls;
+    idle_seconds with no backlog before scaling to min_tasks; visibility_timeout of the queue, and
+    max_receive_count: receives that end in no answer (crashes) before the message is dead-lettered and its
+    job failed; max_attempts: attempts a transient failure may use before the step fails; concurrency:
+    messages each worker holds in flight (their downloads, uploads and commits overlap, and images of
+    different jobs share inference batches); timeout_seconds: an attempt longer than this fails as
+    transient and its task is replaced (at most 12 hours less the visibility timeout); grace_seconds a
+    worker may finish a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
   EOT
   type = list(object({
-    name               = string
-    image              = string
-    command            = optional(list(string), [])
-    processor          = optional(string, "media-info")
-    processor_options  = optional(string, "{}")
-    cpu                = optional(number, 3584)
-    memory             = optional(number, 14336)
-    gpus               = optional(number, 1)
-    instance_types     = optional(list(string), ["g4dn.xlarge"])
-    spot               = optional(bool, false)
-    root_volume_gib    = optional(number, 100)
-    min_tasks          = optional(number, 0)
-    max_tasks          = optional(number, 4)
-    scaling_table      = optional(list(list(number)), [[1, 1], [25, 2], [50, 3], [100, 4]])
-    idle_seconds       = optional(number, 180)
-    visibility_timeout = optional(number, 300)
-    max_receive_count  = optional(number, 5)
-    concurrency        = optional(number, 8)
-    max_attempts       = optional(number, 3)
-    timeout_seconds    = optional(number, 3600)
-    grace_seconds      = optional(number, 25)
-    stop_timeout       = optional(number, 120)
-    environment        = optional(map(string), {})
+    name                      = string
+    image                     = string
+    command                   = optional(list(string), [])
+    processor                 = optional(string, "media-info")
+    processor_options         = optional(string, "{}")
+    cpu                       = optional(number, 3584)
+    memory                    = optional(number, 14336)
+    gpus                      = optional(number, 1)
+    instance_types            = optional(list(string), ["g4dn.xlarge"])
+    spot                      = optional(bool, false)
+    root_volume_gib           = optional(number, 100)
+    min_tasks                 = optional(number, 0)
+    max_tasks                 = optional(number, 4)
+    target_backlog_per_task   = optional(number, 10)
+    scaling_table             = optional(list(list(number)), null)
+    scale_in_cooldown_seconds = optional(number, 300)
+    idle_seconds              = optional(number, 180)
+    visibility_timeout        = optional(number, 300)
+    max_receive_count         = optional(number, 5)
+    concurrency               = optional(number, 8)
+    max_attempts              = optional(number, 3)
+    timeout_seconds           = optional(number, 3600)
+    grace_seconds             = optional(number, 25)
+    stop_timeout              = optional(number, 120)
+    environment               = optional(map(string), {})
   }))
 
   validation {
@@ -81,10 +86,15 @@ variable "steps" {
   }
 
   validation {
-    condition = alltrue([for step in var.steps : length(step.scaling_table) >= 1 && alltrue([
+    condition = alltrue([for step in var.steps : step.scaling_table == null ? true : length(step.scaling_table) >= 1 && alltrue([
       for index, row in step.scaling_table : length(row) == 2 && row[0] >= 1 && row[1] >= 1 && (index == 0 || (row[0] > step.scaling_table[max(index - 1, 0)][0] && row[1] >= step.scaling_table[max(index - 1, 0)][1]))
     ])])
     error_message = "Each scaling_table row is [min backlog >= 1, tasks >= 1], thresholds strictly increasing and task counts non-decreasing."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.target_backlog_per_task >= 1 && step.scale_in_cooldown_seconds >= 0 && step.scale_in_cooldown_seconds <= 86400])
+    error_message = "target_backlog_per_task must be >= 1 and scale_in_cooldown_seconds 0..86400."
   }
 
   validation {

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
-from pipeline_core.pipeline import DEFAULT_SCALING
+from pipeline_core.pipeline import DEFAULT_SCALING, ScalingPolicy
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
 
@@ -19,11 +20,23 @@ def optional_default(text: str, attribute: str) -> str:
 def test_step_scaling_defaults_match_the_python_defaults() -> None:
     for path in (TERRAFORM / "variables.tf", TERRAFORM / "modules" / "step" / "variables.tf"):
         text = path.read_text()
-        table = [tuple(int(n) for n in row) for row in re.findall(r"\[(\d+), (\d+)\]", optional_default(text, "scaling_table"))]
-        assert tuple(table) == DEFAULT_SCALING.table, path
+        # No table by default: the backlog-per-task policy.
+        assert optional_default(text, "scaling_table") == "null", path
+        assert DEFAULT_SCALING.table is None
+        assert float(optional_default(text, "target_backlog_per_task")) == DEFAULT_SCALING.target_backlog_per_task, path
+        assert float(optional_default(text, "scale_in_cooldown_seconds")) == DEFAULT_SCALING.scale_in_cooldown_seconds, path
         assert int(optional_default(text, "max_tasks")) == DEFAULT_SCALING.max_tasks, path
         assert int(optional_default(text, "min_tasks")) == DEFAULT_SCALING.min_tasks, path
         assert float(optional_default(text, "idle_seconds")) == DEFAULT_SCALING.idle_seconds, path
+
+
+def test_every_scaling_field_reaches_the_rendered_pipeline_definition() -> None:
+    # Each ScalingPolicy field is a step input and is rendered into PIPELINE_CONFIG (terraform/main.tf).
+    main = (TERRAFORM / "main.tf").read_text()
+    rendered = main[main.index("pipeline_config = {") :]
+    for field in fields(ScalingPolicy):
+        name = "scaling_table" if field.name == "table" else field.name
+        assert re.search(rf"^\s+{name}\s+= step\.{name}$", rendered, re.M), name
 
 
 def test_step_worker_defaults_match_the_worker_config() -> None:

@@ -27,6 +27,16 @@ run "one_queue_dlq_service_and_group_per_step" {
   }
 
   assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).steps[0].target_backlog_per_task == 10 && jsondecode(module.lambdas.pipeline_config).steps[0].scaling_table == null && jsondecode(module.lambdas.pipeline_config).steps[0].scale_in_cooldown_seconds == 300
+    error_message = "by default a step scales on backlog per task (10), with no table and a 300 s scale-in cooldown"
+  }
+
+  assert {
+    condition     = contains(module.observability.alarm_names, "unit-people-not-scaled")
+    error_message = "a step the scaler could not scale alarms (its failures no longer fail the whole run)"
+  }
+
+  assert {
     condition     = jsondecode(module.lambdas.pipeline_config).scaler_function == "unit-scaler"
     error_message = "the router is told which scaler to wake"
   }
@@ -77,6 +87,39 @@ run "scaling_table_thresholds_must_increase" {
 
   variables {
     steps = [{ name = "a", image = "x", scaling_table = [[100, 2], [1, 1]] }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "the_scaling_table_is_the_alternative" {
+  command = apply
+
+  variables {
+    steps = [{ name = "a", image = "x", scaling_table = [[1, 1], [100, 2]], max_tasks = 2, scale_in_cooldown_seconds = 120 }]
+  }
+
+  assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).steps[0].scaling_table == [[1, 1], [100, 2]] && jsondecode(module.lambdas.pipeline_config).steps[0].scale_in_cooldown_seconds == 120
+    error_message = "a step's scaling_table and cooldown reach the pipeline definition"
+  }
+}
+
+run "target_backlog_per_task_must_be_at_least_one" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", target_backlog_per_task = 0.5 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "scale_in_cooldown_must_not_be_negative" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", scale_in_cooldown_seconds = -1 }]
   }
 
   expect_failures = [var.steps]

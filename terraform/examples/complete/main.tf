@@ -47,9 +47,10 @@ module "pipeline" {
       processor_options = jsonencode({ detectors = [{ name = "people-hog" }], sample_fps = 1, batch_size = 8 })
       gpus              = 1
       instance_types    = ["g4dn.xlarge", "g5.xlarge"]
-      max_tasks         = 4
-      scaling_table     = [[1, 1], [25, 2], [50, 3], [100, 4]]
-      idle_seconds      = 180
+      # Backlog per task (the default policy): one task per 10 queued files, up to 4.
+      max_tasks               = 4
+      target_backlog_per_task = 10
+      idle_seconds            = 180
     },
     {
       name              = "faces"
@@ -59,8 +60,9 @@ module "pipeline" {
       gpus              = 1
       instance_types    = ["g4dn.xlarge"]
       spot              = true
-      max_tasks         = 2
-      scaling_table     = [[1, 1], [100, 2]]
+      # The exact-capacity alternative, as the original guide wrote it: 1 task from 1 file, 2 from 100.
+      max_tasks     = 2
+      scaling_table = [[1, 1], [100, 2]]
     },
   ]
 

@@ -58,8 +58,9 @@ module "pipeline" {
       memory         = 2048
       instance_types = ["c5.large"]
       max_tasks      = 2
-      scaling_table  = [[1, 1], [100, 2]]
       idle_seconds   = var.idle_seconds
+      # Short, so that a local run shows a scale-in; real deployments keep the default.
+      scale_in_cooldown_seconds = 30
       # Short polls and a short lease make a local run lively; real deployments keep the defaults.
       visibility_timeout = var.visibility_timeout
       max_receive_count  = 3

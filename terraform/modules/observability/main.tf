@@ -117,6 +117,26 @@ resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
   tags = var.tags
 }
 
+resource "aws_cloudwatch_metric_alarm" "scaler_step_errors" {
+  for_each = { for step in var.steps : step.name => step }
+
+  alarm_name          = "${var.name}-${each.key}-not-scaled"
+  alarm_description   = "The scaler could not scale step ${each.key} (a missing service, a denied or throttled call); the other steps were scaled. The reason is in the scaler's log."
+  namespace           = "GpuPipeline"
+  metric_name         = "ScalerStepErrors"
+  dimensions          = { Step = each.key, service = "scaler" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
 ################################################################################
 # Dashboard
 ################################################################################

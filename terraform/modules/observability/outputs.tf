@@ -9,6 +9,7 @@ output "alarm_names" {
     [for alarm in aws_cloudwatch_metric_alarm.dlq_not_empty : alarm.alarm_name],
     [for alarm in aws_cloudwatch_metric_alarm.oldest_message : alarm.alarm_name],
     [for alarm in aws_cloudwatch_metric_alarm.lambda_errors : alarm.alarm_name],
+    [for alarm in aws_cloudwatch_metric_alarm.scaler_step_errors : alarm.alarm_name],
   )
 }
 
