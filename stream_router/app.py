@@ -90,7 +90,7 @@ def route_record(record: DynamoDBRecord) -> None:
 
 def enqueue(job: dict[str, Any], step: str) -> None:
     config = aws.pipeline()
-    message = WorkMessage(job["job_id"], step, job["bucket"], job["key"], job["version"])
+    message = WorkMessage.for_item(job, step)
     aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
     logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)

@@ -215,7 +215,7 @@ def test_a_duplicate_s3_event_gives_one_job(pipeline: dict[str, Any]) -> None:
     assert gpupipe(pipeline, "submit", str(path)).returncode == 0
     wait_finished(pipeline, [key])
     s3, sqs, outputs = pipeline["aws"]["s3"], pipeline["aws"]["sqs"], pipeline["outputs"]
-    duplicate = s3_notification(s3, outputs["bucket_name"], key)
+    duplicate = s3_notification(s3, outputs["bucket_name"], key, version_id=False)  # as moto sent the original
     resent = time.time()
     sqs.send_message(QueueUrl=outputs["intake_queue_url"], MessageBody=json.dumps(duplicate))
     wait_for(
@@ -307,10 +307,11 @@ def test_mixed_case_suffixes_become_jobs(pipeline: dict[str, Any]) -> None:
 
 
 def test_a_dead_lettered_message_fails_its_job_with_the_reason_and_gpupipe_retry_runs_it_again(pipeline: dict[str, Any]) -> None:
-    # A raw S3 notification dead-lettered on the step's queue, for an object no job was made for
-    # (it lies outside the input prefix, so S3 told intake nothing): the consumer makes its job and fails it.
+    # A raw S3 notification dead-lettered on the step's queue, for an object no job was made for (intake
+    # ignores its suffix; the worker sniffs media by content): the consumer makes its job and fails it.
+    # The object lies under the input prefix, the only place the worker's role may read.
     outputs, s3, sqs = pipeline["outputs"], pipeline["aws"]["s3"], pipeline["aws"]["sqs"]
-    key = "elsewhere/dead letter.png"
+    key = "uploads/dead letter.png.orig"
     image = sample_media.image(pipeline["media"] / "dead letter.png", "coffee")
     s3.put_object(Bucket=outputs["bucket_name"], Key=key, Body=image.read_bytes())
     sent = time.time()
@@ -324,7 +325,7 @@ def test_a_dead_lettered_message_fails_its_job_with_the_reason_and_gpupipe_retry
     failed_in = time.time() - sent
     status = gpupipe(pipeline, "status")
     assert status.returncode == 1 and "gpupipe retry --failed" in status.stdout
-    retried = gpupipe(pipeline, "retry", "dead letter.png")
+    retried = gpupipe(pipeline, "retry", "dead letter.png.orig")
     assert retried.returncode == 0, retried.stderr
     assert f"retried {job['job_id']} {key} step detect" in retried.stdout
     wait_for(lambda: jobs_by_key(pipeline)[key]["status"] == "succeeded", 120, what="the retried job to succeed")

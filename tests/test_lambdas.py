@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from pipeline_core import aws
-from pipeline_core.jobs import ObjectRef
+from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
 from scaler import app as scaler_app
 from stream_router import app as router_app
@@ -423,3 +423,16 @@ def test_a_replayed_stream_record_announces_nothing_and_a_retried_job_is_announc
     router_app.stream_handler(second, LambdaContext())
     router_app.stream_handler({"Records": failed["Records"] + second["Records"]}, LambdaContext())  # both ends replayed
     assert [note["reason"] for note in announcements()] == ["step people failed: PermanentError: still corrupt"]
+
+
+def test_a_job_of_a_versioned_object_reaches_its_step_pinned_to_that_version(pipeline: PipelineStack) -> None:
+    s3 = pipeline.client("s3")
+    s3.put_bucket_versioning(Bucket=pipeline.bucket, VersioningConfiguration={"Status": "Enabled"})
+    event = s3_event(pipeline, "uploads/versioned.jpg")
+    version = event["Records"][0]["s3"]["object"]["versionId"]
+    router_app.intake_handler(sqs_event(event), LambdaContext())
+    route_new_records(pipeline)
+    sqs = pipeline.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10)["Messages"]
+    sent = WorkMessage.from_dict(json.loads(message["Body"]))
+    assert (sent.object_ref.version, sent.object_ref.versioned) == (version, True)
