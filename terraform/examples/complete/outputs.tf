@@ -17,6 +17,16 @@ output "results_prefix" {
   value       = module.pipeline.results_prefix
 }
 
+output "models_prefix" {
+  description = "make model uploads detection models under this prefix of the bucket"
+  value       = module.pipeline.models_prefix
+}
+
+output "models_uri" {
+  description = "Where workers find those models (MODELS_URI)"
+  value       = module.pipeline.models_uri
+}
+
 output "jobs_table_name" {
   description = "DynamoDB table of jobs"
   value       = module.pipeline.jobs_table_name
