@@ -149,7 +149,8 @@ def test_an_archive_member_that_leaves_the_folder_is_refused(tmp_path, s3) -> No
 def test_the_committed_lock_holds_the_example_model_and_only_checksums_or_none() -> None:
     lock = json.loads((REPO / "models.lock.json").read_text())["models"]
     example = (REPO / "terraform" / "examples" / "complete" / "main.tf").read_text()
-    [used] = re.findall(r"\$\$\{MODELS_URI\}([A-Za-z0-9._-]+)", example)
+    assert "$${MODELS_URI}${local.people_model}" in example
+    [used] = re.findall(r'people_model = "([^"]+)"', example)
     assert used in lock
     for name, entry in lock.items():
         assert entry["url"].endswith(f"/{name}.tar.gz"), name

@@ -17,13 +17,6 @@ locals {
   # A TensorFlow 2 Detection Model Zoo model (docs/choosing-a-model.md): put it in the bucket once with
   # `make model MODEL=efficientdet_d0_coco17_tpu-32`; workers copy it from MODELS_URI at start-up.
   people_model = "efficientdet_d0_coco17_tpu-32"
-}
-
-module "pipeline" {
-  source = "../.."
-
-  name       = var.name
-  gpu_ami_id = var.gpu_ami_id
 
   steps = [
     {
@@ -72,6 +65,15 @@ module "pipeline" {
       scaling_table     = [[1, 1], [50, 2]]
     },
   ]
+}
+
+module "pipeline" {
+  source = "../.."
+
+  name       = var.name
+  gpu_ami_id = var.gpu_ami_id
+
+  steps = local.steps
 
   notifications = true
 

@@ -27,6 +27,15 @@ output "models_uri" {
   value       = module.pipeline.models_uri
 }
 
+output "step_resources" {
+  description = "Per step: the GPUs, instance types and detectors it runs (GPU models on GPU instances, HOG on CPUs)"
+  value = { for step in local.steps : step.name => {
+    gpus           = step.gpus
+    instance_types = step.instance_types
+    detectors      = [for detector in jsondecode(step.processor_options).detectors : detector.name]
+  } }
+}
+
 output "jobs_table_name" {
   description = "DynamoDB table of jobs"
   value       = module.pipeline.jobs_table_name
