@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate scaling-timeline bench bench-throughput soak demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -89,13 +89,17 @@ ami: ## Build the GPU AMI with WORKER_IMAGE pre-pulled (needs Packer >= 1.7); pa
 	@test -n "$(WORKER_IMAGE)" || { echo "usage: make ami WORKER_IMAGE=<image URI from make image>" >&2; exit 1; }
 	tools/build-ami.sh $(WORKER_IMAGE) $(TF_EXAMPLE)
 
+model: venv ## Download MODEL, check it against models.lock.json (SHA256=<hex> for one not yet locked), upload it under the bucket's models/
+	@test -n "$(MODEL)" || { echo "usage: make model MODEL=<name in models.lock.json> [SHA256=<hex>] [URL=<archive URL>]" >&2; exit 1; }
+	$(BIN)/python -m tools.model $(MODEL) --terraform-dir $(TF_EXAMPLE) $(if $(SHA256),--sha256 $(SHA256)) $(if $(URL),--url $(URL))
+
 pytest: venv ## The test suite, moto-backed integration tests included
 	$(BIN)/pytest
 
 package: venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build
 
-bench: venv ## Detection throughput: naive per-frame loop vs this engine, with decode and inference bounds
+bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) and max_side vs full-size accuracy
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
 
 bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds

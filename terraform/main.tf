@@ -6,6 +6,9 @@ locals {
   any_cpu        = anytrue([for step in var.steps : step.gpus == 0])
   lambda_zip_dir = coalesce(var.lambda_zip_dir, "${path.module}/../build")
 
+  # Where `make model` (tools/model.py) uploads detection models; workers read them from here (MODELS_URI).
+  models_prefix = "models/"
+
   subnet_ids         = var.network.create_vpc ? module.network[0].worker_subnet_ids : var.network.subnet_ids
   security_group_ids = var.network.create_vpc ? [module.network[0].worker_security_group_id] : var.network.security_group_ids
   public_ip          = var.network.create_vpc ? module.network[0].workers_need_public_ip : var.network.public_ip
@@ -156,6 +159,7 @@ module "step" {
   bucket_arn          = module.storage.bucket_arn
   input_prefix        = var.input_prefix
   results_prefix      = var.results_prefix
+  models_prefix       = local.models_prefix
   jobs_table_name     = module.storage.jobs_table_name
   jobs_table_arn      = module.storage.jobs_table_arn
   ecr_repository_arn  = aws_ecr_repository.this.arn
@@ -249,4 +253,40 @@ module "observability" {
   oldest_message_age_seconds = var.oldest_message_age_seconds
   alarm_actions              = var.alarm_actions
   tags                       = var.tags
+}
+
+################################################################################
+# Plan-time warnings: GPUs that no model uses
+################################################################################
+
+locals {
+  # Detectors with no GPU code path (worker/detection/detectors.py: device = "CPU"), and the detectors
+  # a detect step runs when its options name none (worker/detection/engine.py: DEFAULT_DETECTORS).
+  cpu_only_detectors = ["people-hog"]
+  default_detectors  = ["people-hog", "faces-mtcnn"]
+
+  step_detectors = {
+    for step in var.steps : step.name => [for detector in try(jsondecode(step.processor_options).detectors, []) : try(detector.name, "")]
+  }
+  gpu_steps_running_cpu_only_detectors = [
+    for step in var.steps : step.name
+    if step.gpus > 0 && step.processor == "detect" && alltrue([
+      for name in(length(local.step_detectors[step.name]) > 0 ? local.step_detectors[step.name] : local.default_detectors) :
+      contains(local.cpu_only_detectors, name)
+    ])
+  ]
+}
+
+check "gpu_steps_run_gpu_models" {
+  assert {
+    condition     = length(local.gpu_steps_running_cpu_only_detectors) == 0
+    error_message = "Steps ${join(", ", local.gpu_steps_running_cpu_only_detectors)} ask for GPUs but run only CPU-only detectors (${join(", ", local.cpu_only_detectors)}): they pay for a GPU they never use. Give them gpus = 0 and CPU instance types (c6i, c7i), or a GPU model (tf-savedmodel, faces-mtcnn)."
+  }
+}
+
+check "models_prefix_apart_from_uploads" {
+  assert {
+    condition     = !startswith(local.models_prefix, var.input_prefix) && !startswith(var.input_prefix, local.models_prefix)
+    error_message = "input_prefix ${var.input_prefix} overlaps the models prefix ${local.models_prefix}: uploading a model would start jobs on its files."
+  }
 }

@@ -50,3 +50,21 @@ def test_step_worker_defaults_match_the_worker_config() -> None:
         assert float(optional_default(text, "timeout_seconds")) == config.step_timeout_seconds, path
         assert int(optional_default(text, "visibility_timeout")) == config.visibility_timeout, path
         assert float(optional_default(text, "grace_seconds")) == config.grace_seconds, path
+
+
+def test_the_plan_time_gpu_warning_knows_the_detectors_the_worker_has() -> None:
+    from worker.detection.engine import DEFAULT_DETECTORS
+    from worker.detection.model import REGISTRY
+    from worker.plugins import resolve
+
+    text = (TERRAFORM / "main.tf").read_text()
+
+    def names(local: str) -> list[str]:
+        match = re.search(rf"^\s+{local}\s+= \[([^\]]*)\]$", text, re.M)
+        assert match, f"{local} is not a list literal in terraform/main.tf"
+        return re.findall(r'"([^"]+)"', match.group(1))
+
+    # CPU-only: the class itself says it runs on the CPU; GPU-capable ones find out when built.
+    cpu_only = sorted(name for name in REGISTRY if getattr(resolve(name, REGISTRY, "detector"), "device", None) == "CPU")
+    assert sorted(names("cpu_only_detectors")) == cpu_only == ["people-hog"]
+    assert names("default_detectors") == [spec["name"] for spec in DEFAULT_DETECTORS]

@@ -2,7 +2,7 @@
 
 A worker with several messages in flight runs ``process()`` in several threads at once; each hands its
 frames to a ``Batcher``, whose one dispatcher thread groups what has arrived (up to ``batch_size``
-items of the same shape, waiting at most ``wait_seconds`` after the first so that a lone image is
+items of the same shape, a number or a function of the shape, waiting at most ``wait_seconds`` after the first so that a lone image is
 not held back) and calls ``infer`` once for the group. Results go back to each caller in order.
 
 If ``infer`` raises for a group, each item of it is run alone, so a bad image fails only the job
@@ -34,14 +34,15 @@ class Batcher(Generic[Item, Result]):
     def __init__(
         self,
         infer: Callable[[list[Item]], Sequence[Result]],
-        batch_size: int,
+        batch_size: int | Callable[[Hashable], int],
         wait_seconds: float,
         key: Callable[[Item], Hashable] = lambda _item: None,
         name: str = "batcher",
     ):
-        if batch_size < 1 or wait_seconds < 0:
+        if (isinstance(batch_size, int) and batch_size < 1) or wait_seconds < 0:
             raise ValueError("batch_size must be >= 1 and wait_seconds >= 0")
-        self.infer, self.batch_size, self.wait_seconds, self.key = infer, batch_size, wait_seconds, key
+        self.infer, self.wait_seconds, self.key = infer, wait_seconds, key
+        self.limit = batch_size if callable(batch_size) else lambda _key: batch_size  # items per call, by key
         self.batches = 0  # calls of infer, for the logs and the benchmark
         self.items = 0
         self._pending: deque[_Request[Item]] = deque()
@@ -70,11 +71,12 @@ class Batcher(Generic[Item, Result]):
             while not self._pending:
                 self._arrived.wait()
             first = self._pending[0]
+            size = max(1, self.limit(first.key))
             deadline = time.monotonic() + self.wait_seconds
             while True:
-                batch = [request for request in self._pending if request.key == first.key][: self.batch_size]
+                batch = [request for request in self._pending if request.key == first.key][:size]
                 left = deadline - time.monotonic()
-                if len(batch) >= self.batch_size or left <= 0:
+                if len(batch) >= size or left <= 0:
                     break
                 self._arrived.wait(left)
             for request in batch:

@@ -16,6 +16,7 @@ locals {
       STEP_NAME            = var.step.name
       RESULTS_BUCKET       = var.bucket_name
       RESULTS_PREFIX       = var.results_prefix
+      MODELS_URI           = "s3://${var.bucket_name}/${var.models_prefix}"
       PROCESSOR            = var.step.processor
       PROCESSOR_OPTIONS    = var.step.processor_options
       VISIBILITY_TIMEOUT   = tostring(var.step.visibility_timeout)
@@ -158,6 +159,25 @@ data "aws_iam_policy_document" "task" {
     sid       = "ReadInputsAndEarlierResults"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${var.bucket_arn}/${var.input_prefix}*", "${var.bucket_arn}/${var.results_prefix}*"]
+  }
+
+  # Detection models make model uploaded (issue 15); read once at start-up, listed to find their files.
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/${var.models_prefix}*"]
+  }
+
+  statement {
+    sid       = "ListModels"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.models_prefix}*"]
+    }
   }
 
   statement {

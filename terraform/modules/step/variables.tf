@@ -100,6 +100,12 @@ variable "results_prefix" {
   type        = string
 }
 
+variable "models_prefix" {
+  description = "Prefix of the bucket holding detection models (make model); the worker may read it and gets it as MODELS_URI"
+  type        = string
+  default     = "models/"
+}
+
 variable "jobs_table_name" {
   description = "Jobs table"
   type        = string
