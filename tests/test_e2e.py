@@ -355,7 +355,7 @@ def scaler_calls_as_on_aws(pipeline: dict[str, Any], monkeypatch: pytest.MonkeyP
     cluster_arn = f"arn:aws:ecs:{outputs['region']}:123456789012:cluster/{config['cluster']}"
     tasks = [f"{cluster_arn.replace(':cluster/', ':task/')}/{n:032x}" for n in (1, 2)]
     answers = {
-        "DescribeServices": lambda p: {"services": [{"runningCount": 2, "pendingCount": 0, "desiredCount": 2}]},
+        "DescribeServices": lambda p: {"services": [{"status": "ACTIVE", "runningCount": 2, "pendingCount": 0, "desiredCount": 2}]},
         "ListTasks": lambda p: {"taskArns": tasks},
         "GetTaskProtection": lambda p: {"protectedTasks": [{"taskArn": t, "protectionEnabled": t == tasks[0]} for t in p["tasks"]]},
         "UpdateService": lambda p: {"service": {"serviceName": p["service"], "desiredCount": p["desiredCount"]}},
