@@ -110,7 +110,7 @@ def test_same_job_delivered_to_two_workers_runs_once(stack: StepStack, spawn, tm
     env = stack.worker_env(STEP, PROCESSOR=SLOW, PROCESSOR_OPTIONS=json.dumps({"seconds": 3, "runs_file": str(log)}))
     first, second = spawn(env), spawn(env)
     wait_state(stack, "uploads/dup.png", "done")
-    wait_for(lambda: drained(stack), 15, what="both messages deleted")
+    wait_for(lambda: drained(stack), 30, what="both messages deleted")  # a worker started on a loaded machine can take seconds
     assert len(runs(log)) == 1
     assert job(stack, "uploads/dup.png")["steps"][STEP]["attempts"] == 1
     skipped = first.events("step not claimed") + second.events("step not claimed")
