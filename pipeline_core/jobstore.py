@@ -77,7 +77,7 @@ class Claim:
 def _path(step: str, segment: int | None) -> tuple[str, dict[str, str]]:
     if segment is None:
         return _STEP, {"#step": step}
-    return f"{_STEP}.segments.#seg", {"#step": step, "#seg": segment_key(segment)}
+    return f"{_STEP}.#segments.#seg", {"#step": step, "#segments": "segments", "#seg": segment_key(segment)}
 
 
 class Unclaimable(StrEnum):
@@ -244,9 +244,10 @@ class JobStore:
         planned = {segment_key(s.index): {**s.to_item(), "state": StepState.PENDING.value, "attempts": 0, "failures": 0} for s in segments}
         self._update_claimed(
             claim,
-            f"SET {_STEP}.segments = :segments, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
+            f"SET {_STEP}.#segments = :segments, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
             f"{_STEP}.segment_seconds = :seconds, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
             {":segments": planned, ":count": len(segments), ":zero": 0, ":seconds": segment_seconds, ":now": now},
+            names={"#segments": "segments"},  # a DynamoDB reserved word
         )
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:

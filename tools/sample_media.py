@@ -81,10 +81,17 @@ def video(
     return path
 
 
-def long_video(path: Path, seconds: float = 180.0, fps: float = 10.0, size: tuple[int, int] = (160, 120)) -> Path:
+def long_video(
+    path: Path,
+    seconds: float = 180.0,
+    fps: float = 10.0,
+    size: tuple[int, int] = (160, 120),
+    red_between: tuple[float, float] | None = None,
+) -> Path:
     """A cheap synthetic video of ``seconds``: a bright square moving over a dark field, visible in about half the frames.
 
     Small and Motion-JPEG (``.avi``), so minutes of it write in seconds; long enough to be split into segments.
+    ``red_between`` (seconds) paints those frames plain red: the tests' detector reads them as corrupt frame data.
     """
     width, height = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
@@ -99,6 +106,8 @@ def long_video(path: Path, seconds: float = 180.0, fps: float = 10.0, size: tupl
                 y = (index * 2) % (height - side)
                 frame[y : y + side, x : x + side] = 235
             cv2.putText(frame, str(index), (2, height - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (120, 120, 120), 1)
+            if red_between and red_between[0] <= index / fps < red_between[1]:
+                frame[:] = (0, 0, 255)
             writer.write(frame)
     finally:
         writer.release()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from worker.detection.model import Detection, normalised_box
-from worker.errors import TransientError
+from worker.errors import PermanentError, TransientError
 from worker.processors import MediaInfoProcessor, StepContext, StepOutput
 
 
@@ -62,6 +62,7 @@ class SquareDetector:
     """A deterministic detector for tests and benchmarks: the bright square that ``tools.sample_media.long_video`` draws.
 
     ``seconds_per_frame`` sleeps that long per frame, standing in for GPU time (so two CPU cores are not the limit).
+    A plain red frame (``long_video(red_between=...)``) stands for data no decoder can read: a permanent error.
     """
 
     name = "square"
@@ -77,6 +78,8 @@ class SquareDetector:
             time.sleep(self.seconds_per_frame * len(frames))
         found = []
         for frame in frames:
+            if frame[..., 2].mean() > 200 and frame[..., 1].mean() < 50:
+                raise PermanentError("corrupt frame data")
             ys, xs = np.nonzero(frame[..., 1] > 200)
             if len(xs) < 4:
                 found.append([])
