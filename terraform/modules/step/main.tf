@@ -18,6 +18,7 @@ locals {
       MAX_ATTEMPTS            = tostring(var.step.max_attempts)
       STEP_TIMEOUT_SECONDS    = tostring(var.step.timeout_seconds)
       GRACE_SECONDS           = tostring(var.step.grace_seconds)
+      SEGMENT_SECONDS         = tostring(var.step.segment_seconds)
       HOME                    = "/tmp"
       PYTHONDONTWRITEBYTECODE = "1"
       PYTHONUNBUFFERED        = "1"
