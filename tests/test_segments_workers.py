@@ -9,6 +9,7 @@ import json
 import signal
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from pipeline_core.jobs import WorkMessage
@@ -20,6 +21,7 @@ from worker.detection.engine import DetectionProcessor
 from worker.processors import StepContext
 
 STEP = "detect"
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "worker" / "result.schema.json").read_text())
 KEY = "uploads/long.avi"
 SECONDS, FPS, SEGMENT_SECONDS = 40, 10, 10  # four segments of 10 s
 
@@ -63,6 +65,7 @@ def finished(stack: StepStack, timeout: float = 90) -> dict:
 def assert_merged_equals_one_pass(stack: StepStack, job: dict, reference: dict) -> dict:
     assert job["status"] == "succeeded", job["steps"][STEP].get("error")
     result = stack.committed_result(job, STEP)
+    jsonschema.validate(result, SCHEMA)
     output = result["output"]
     assert output["frames"] == reference["frames"]
     assert output["summary"] == reference["summary"]
