@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from worker.processors import Processor, SegmentPart, can_split
 log = logging.getLogger("worker")
 
 SQS_BATCH = 10
+FETCH_THREADS = 8
 
 
 class Splitter:
@@ -76,24 +78,26 @@ class Splitter:
     # --- merge inputs ------------------------------------------------------------------------------------
 
     def fetch_parts(self, job: Mapping[str, Any], step: str, workdir: Path) -> list[SegmentPart]:
-        """Every segment's committed result document and files, in order."""
+        """Every segment's committed result document and files, in order (fetched side by side: the merge waits on them)."""
         step_item = job["steps"][step]
-        parts = []
-        for segment in segments_of(step_item):
-            recorded = step_item["segments"][segment_key(segment.index)]
-            bucket, key = split_s3_uri(recorded["result_file"])
-            result = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            prefix = key.rsplit("/", 1)[0] + "/"
-            folder = workdir / f"segment-{segment.index:04d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            files = {}
-            for name in result.get("files", []):
-                path = folder / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(bucket, prefix + name, str(path))
-                files[name] = path
-            parts.append(SegmentPart(segment=segment, result=result, files=files))
-        return parts
+        segments = segments_of(step_item)
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            return list(pool.map(lambda segment: self._fetch_part(step_item, segment, workdir), segments))
+
+    def _fetch_part(self, step_item: Mapping[str, Any], segment: Segment, workdir: Path) -> SegmentPart:
+        recorded = step_item["segments"][segment_key(segment.index)]
+        bucket, key = split_s3_uri(recorded["result_file"])
+        result = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        prefix = key.rsplit("/", 1)[0] + "/"
+        folder = workdir / f"segment-{segment.index:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name in result.get("files", []):
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.s3.get_object(Bucket=bucket, Key=prefix + name)["Body"].read())
+            files[name] = path
+        return SegmentPart(segment=segment, result=result, files=files)
 
 
 def segments_summary(parts: list[SegmentPart]) -> list[dict[str, Any]]:
