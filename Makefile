@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami simulate bench bench-split demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -89,6 +89,10 @@ ami: ## Build the GPU AMI with WORKER_IMAGE pre-pulled (needs Packer >= 1.7); pa
 	@test -n "$(WORKER_IMAGE)" || { echo "usage: make ami WORKER_IMAGE=<image URI from make image>" >&2; exit 1; }
 	tools/build-ami.sh $(WORKER_IMAGE) $(TF_EXAMPLE)
 
+model: venv ## Download MODEL, check it against models.lock.json (SHA256=<hex> for one not yet locked), upload it under the bucket's models/
+	@test -n "$(MODEL)" || { echo "usage: make model MODEL=<name in models.lock.json> [SHA256=<hex>] [URL=<archive URL>]" >&2; exit 1; }
+	$(BIN)/python -m tools.model $(MODEL) --terraform-dir $(TF_EXAMPLE) $(if $(SHA256),--sha256 $(SHA256)) $(if $(URL),--url $(URL))
+
 pytest: venv ## The test suite, moto-backed integration tests included
 	$(BIN)/pytest
 
@@ -98,11 +102,20 @@ package: venv ## Build the Lambda zips reproducibly into build/
 bench-split: venv ## A long video split over 1, 2 and 4 worker tasks: upload-to-result wall time, merge share
 	$(BIN)/python -m bench.split_bench $(BENCH_ARGS)
 
-bench: venv ## Detection throughput: naive per-frame loop vs this engine, with decode and inference bounds
+bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) and max_side vs full-size accuracy
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
 
-simulate: venv ## Compare this scaler with the original guide's policy over three traces
+bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+soak: venv package ## Randomized soak of the job lifecycle: chaos signals and AWS faults; fails unless every job ends with the right bytes
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+simulate: venv ## Compare this scaler with the guide's alarm and the previous table policy over four traces, three seeds
 	$(BIN)/python -m bench.scaling_sim
+
+scaling-timeline: venv ## Redraw docs/images/scaling-timeline.png from the simulation's large trace
+	$(BIN)/python -m bench.scaling_timeline
 
 demo: venv package tf-config ## The whole pipeline on this machine: moto, terraform apply, local runtime, sample media, results
 	BIN=$(BIN) tools/demo.sh

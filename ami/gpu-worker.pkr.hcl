@@ -1,4 +1,4 @@
-# GPU worker AMI: the ECS GPU-optimised Amazon Linux AMI (NVIDIA driver, NVIDIA container toolkit,
+# GPU worker AMI: the ECS GPU-optimised Amazon Linux 2023 AMI (NVIDIA driver, NVIDIA container toolkit,
 # ECS agent) with the worker image pre-pulled, so a new instance skips the multi-GB pull.
 
 locals {

@@ -16,8 +16,8 @@ variable "instance_type" {
 
 variable "base_ami_ssm_parameter" {
   type        = string
-  description = "SSM parameter holding the base AMI: the ECS GPU-optimised Amazon Linux AMI"
-  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+  description = "SSM parameter holding the base AMI: the ECS GPU-optimised Amazon Linux 2023 AMI"
+  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 }
 
 variable "base_ami_id" {

@@ -28,13 +28,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from local_runtime.events import LambdaContext, sqs_event
-from pipeline_core import aws
 from pipeline_core.jobs import split_s3_uri
+from tests.support import deadletters
 from tests.support.aws import CREDENTIALS, StepStack, free_port
 from tests.support.faultproxy import FaultProxy
 from tests.support.media import png
@@ -66,9 +64,13 @@ class Figures:
 
 def inject_faults(proxy: FaultProxy, rate: float) -> None:
     """AWS's bad days, at ``rate`` of the calls each rule covers."""
-    proxy.add("UpdateItem", "GetItem", "PutItem", error=(400, "ProvisionedThroughputExceededException", "Throughput exceeded"), probability=rate)
+    proxy.add(
+        "UpdateItem", "GetItem", "PutItem", error=(400, "ProvisionedThroughputExceededException", "Throughput exceeded"), probability=rate
+    )
     proxy.add("ReceiveMessage", "SendMessage", error=(400, "ThrottlingException", "Rate exceeded"), probability=rate)
-    proxy.add("ChangeMessageVisibilityBatch", "DeleteMessage", error=(500, "InternalError", "We encountered an internal error"), probability=rate)
+    proxy.add(
+        "ChangeMessageVisibilityBatch", "DeleteMessage", error=(500, "InternalError", "We encountered an internal error"), probability=rate
+    )
     proxy.add("S3.PUT", "S3.GET", "S3.HEAD", error=(503, "SlowDown", "Please reduce your request rate"), probability=rate)
     proxy.add("UpdateItem", delay=0.5, probability=rate)
 
@@ -129,23 +131,9 @@ def chaos(supervisor: Supervisor, figures: Figures, rng: random.Random, pause_se
 
 
 def drain_dead_letters(stack: StepStack, stop: threading.Event, figures: Figures) -> None:
-    """What the DLQ's event source mapping does: batches into the dead-letter handler, delete what it settled."""
-    from stream_router import deadletter
-
-    sqs = stack.aws["sqs"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    """What the DLQ's event source mapping does, every half second."""
     while not stop.wait(0.5):
-        messages = sqs.receive_message(
-            QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not messages:
-            continue
-        result = deadletter.handler(sqs_event(messages, dlq_arn), LambdaContext("dead-letter"))
-        failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=stack.dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                figures.dead_lettered += 1
+        figures.dead_lettered += deadletters.pump(stack)
 
 
 def check(stack: StepStack, uploads: dict[str, bytes], figures: Figures) -> None:
@@ -178,71 +166,63 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rng = random.Random(seed)  # seeded: the same run, the same chaos schedule (timing aside)
     figures = Figures(submitted=jobs)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"  # noqa: SLF001 - moto exposes no accessor
+    endpoint = f"http://127.0.0.1:{port}"
     proxy = FaultProxy(endpoint, seed=seed)
     stop = threading.Event()
     visibility = 4
     stack = StepStack.create(endpoint, visibility_timeout=visibility, max_receive_count=4)
-    dlq_arn = stack.aws["sqs"].get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["PIPELINE_CONFIG"] = json.dumps(
-        {
-            "steps": [{"name": STEP, "queue_url": stack.queue_url, "dlq_arn": dlq_arn, "max_receive_count": stack.max_receive_count}],
-            "jobs_table": stack.table_name,
-        }
-    )
-    aws.reset()
-    env = stack.worker_env(
-        STEP,
-        AWS_ENDPOINT_URL=proxy.url,
-        PROCESSOR="tests.support.plugins:SlowProcessor",
-        PROCESSOR_OPTIONS=json.dumps({"seconds": 0.2}),
-        HEARTBEAT_SECONDS=1,
-        GRACE_SECONDS=1,
-        MAX_ATTEMPTS=5,
-        STEP_TIMEOUT_SECONDS=60,
-        AWS_MAX_ATTEMPTS=3,
-    )
-    supervisor = Supervisor(env, workers, logs, rng)
-    started = time.monotonic()
-    threads = [threading.Thread(target=drain_dead_letters, args=(stack, stop, figures), daemon=True)]
-    uploads: dict[str, bytes] = {}
-    try:
-        inject_faults(proxy, fault_rate)
-        supervisor.top_up()
-        threads.append(
-            threading.Thread(
-                target=chaos, args=(supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop), daemon=True
-            )
+    with deadletters.configured(stack, STEP):
+        env = stack.worker_env(
+            STEP,
+            AWS_ENDPOINT_URL=proxy.url,
+            PROCESSOR="tests.support.plugins:SlowProcessor",
+            PROCESSOR_OPTIONS=json.dumps({"seconds": 0.2}),
+            HEARTBEAT_SECONDS=1,
+            GRACE_SECONDS=1,
+            MAX_ATTEMPTS=5,
+            STEP_TIMEOUT_SECONDS=60,
+            AWS_MAX_ATTEMPTS=3,
         )
-        for thread in threads:
-            thread.start()
-        for index in range(jobs):  # arrivals spread over the first half of the chaos
-            key = f"uploads/soak/{index:05d}.png"
-            body = png(8 + index % 7, 8 + index % 5, (index % 251, (index * 7) % 253, (index * 13) % 255))
-            uploads[key] = body
-            stack.put(key, body)
-            stack.send(stack.s3_event(key))
-            time.sleep(chaos_seconds / 2 / jobs)
-        deadline = started + chaos_seconds + settle_seconds
-        while time.monotonic() < deadline:
+        supervisor = Supervisor(env, workers, logs, rng)
+        started = time.monotonic()
+        threads = [threading.Thread(target=drain_dead_letters, args=(stack, stop, figures), daemon=True)]
+        uploads: dict[str, bytes] = {}
+        try:
+            inject_faults(proxy, fault_rate)
             supervisor.top_up()
-            if time.monotonic() > started + chaos_seconds and all(stack.job(key).get("status") in ("succeeded", "failed") for key in uploads):
-                break
-            time.sleep(1.0)
-        proxy.clear()
-    finally:
-        stop.set()
-        supervisor.stop_all()
-        figures.faults = sum(proxy.faults.values())
-        proxy.close()
-    check(stack, uploads, figures)
-    figures.crashes = len(supervisor.crashes)
-    figures.seconds = round(time.monotonic() - started, 1)
-    for path, code in supervisor.crashes:
-        print(f"crash: exit {code}, log {path}", file=sys.stderr)
+            chaos_args = (supervisor, figures, rng, visibility + 2.0, started + chaos_seconds, stop)
+            threads.append(threading.Thread(target=chaos, args=chaos_args, daemon=True))
+            for thread in threads:
+                thread.start()
+            for index in range(jobs):  # arrivals spread over the first half of the chaos
+                key = f"uploads/soak/{index:05d}.png"
+                body = png(8 + index % 7, 8 + index % 5, (index % 251, (index * 7) % 253, (index * 13) % 255))
+                uploads[key] = body
+                stack.put(key, body)
+                stack.send(stack.s3_event(key))
+                time.sleep(chaos_seconds / 2 / jobs)
+            deadline = started + chaos_seconds + settle_seconds
+            while time.monotonic() < deadline:
+                supervisor.top_up()
+                if time.monotonic() > started + chaos_seconds and all(
+                    stack.job(key).get("status") in ("succeeded", "failed") for key in uploads
+                ):
+                    break
+                time.sleep(1.0)
+            proxy.clear()
+        finally:
+            stop.set()
+            supervisor.stop_all()
+            figures.faults = sum(proxy.faults.values())
+            proxy.close()
+        check(stack, uploads, figures)
+        figures.crashes = len(supervisor.crashes)
+        figures.seconds = round(time.monotonic() - started, 1)
+        for path, code in supervisor.crashes:
+            print(f"crash: exit {code}, log {path}", file=sys.stderr)
     server.stop()
     return figures
 

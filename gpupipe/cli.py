@@ -1,4 +1,5 @@
-"""The user's command line: ``gpupipe submit FILES...``, ``gpupipe status [--wait]``, ``gpupipe results JOB_OR_KEY``.
+"""The user's command line: ``gpupipe submit FILES...``, ``gpupipe status [--wait]``, ``gpupipe results JOB_OR_KEY``,
+``gpupipe retry JOB_OR_KEY | --failed [--step S]``.
 
 It finds the stack from Terraform's outputs: ``--outputs FILE`` (``terraform output -json``
 saved), or ``--terraform-dir DIR`` (default terraform/examples/complete). ``AWS_ENDPOINT_URL``
@@ -21,7 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from pipeline_core.jobs import TERMINAL_JOB_STATUSES, split_s3_uri
-from pipeline_core.jobstore import from_dynamo
+from pipeline_core.jobstore import JobStore, from_dynamo
 from pipeline_core.segments import progress
 
 
@@ -123,11 +124,13 @@ def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         for name in job["step_names"]:
             if job["steps"][name].get("error") and job["status"] == "failed":
                 print(f"{'':<34}{'':<11}{name}: {job['steps'][name]['error']}")
+    if counts["failed"]:
+        print(f"\n{counts['failed']} failed: fix the cause, then `gpupipe retry --failed` (or `gpupipe retry JOB_OR_KEY`)")
     return 0 if counts["failed"] == 0 else 1
 
 
 def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
-    jobs = [job for job in scan_jobs(outputs) if args.job in (job["job_id"], job["key"], Path(job["key"]).name)]
+    jobs = matching_jobs(scan_jobs(outputs), args.job)
     if not jobs:
         raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
     job = jobs[-1]
@@ -162,6 +165,41 @@ def describe_result(job: dict[str, Any], step: str, folder: Path) -> str:
     return f"{Path(job['key']).name:<16} {step:<8} {job['status']:<10} {kind:<16} {found or '-'}\n{'':<16} pictures: {pictures or '-'}"
 
 
+def matching_jobs(jobs: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    return [job for job in jobs if wanted in (job["job_id"], job["key"], Path(job["key"]).name)]
+
+
+def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
+    """Put failed steps back to pending with a fresh retry budget; the router sends each to its queue again."""
+    if bool(args.job) == args.failed:
+        raise CliError("name one job (id, key or file name), or pass --failed for every failed job")
+    jobs = scan_jobs(outputs)
+    if args.job:
+        jobs = matching_jobs(jobs, args.job)
+        if not jobs:
+            raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
+    if args.step:
+        known = {name for job in jobs for name in job["step_names"]}
+        if jobs and args.step not in known:
+            raise CliError(f"no step named {args.step!r}; the steps are {sorted(known)}")
+    store = JobStore(boto3.resource("dynamodb").Table(outputs["jobs_table_name"]))
+    retried = 0
+    for job in jobs:
+        failed = [name for name in job["step_names"] if job["steps"][name]["state"] == "failed" and args.step in (None, name)]
+        for step in failed:
+            error = job["steps"][step].get("error", "")
+            if store.retry_failed_step(job["job_id"], step, time.time()):
+                retried += 1
+                print(f"retried {job['job_id']} {job['key']} step {step} (was: {error})")
+            else:
+                print(f"not retried {job['job_id']} {job['key']} step {step}: no longer failed")
+    if not retried:
+        print("nothing to retry: no failed step matched" if jobs else "nothing to retry: no jobs")
+        return 1
+    print(f"{retried} step{'s' if retried != 1 else ''} back to pending; `gpupipe status --wait` follows them")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpupipe", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -176,12 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     results_parser = commands.add_parser("results", help="download a job's result JSON and pictures")
     results_parser.add_argument("job", help="job id, key, or file name")
     results_parser.add_argument("--out", type=Path, default=Path("results"))
+    retry_parser = commands.add_parser("retry", help="run failed steps again, with a fresh retry budget")
+    retry_parser.add_argument("job", nargs="?", help="job id, key, or file name")
+    retry_parser.add_argument("--failed", action="store_true", help="every failed job")
+    retry_parser.add_argument("--step", help="only this step")
     args = parser.parse_args(argv)
     try:
         outputs = load_outputs(args)
         if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             boto3.setup_default_session(region_name=outputs["region"])
-        return {"submit": submit, "status": status, "results": results}[args.command](args, outputs)
+        return {"submit": submit, "status": status, "results": results, "retry": retry}[args.command](args, outputs)
     except CliError as error:
         print(f"gpupipe: {error}", file=sys.stderr)
         return 2

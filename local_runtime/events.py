@@ -28,7 +28,10 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
                 "receiptHandle": message["ReceiptHandle"],
                 "body": message["Body"],
                 "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
+                "messageAttributes": {
+                    name: {"stringValue": value.get("StringValue"), "dataType": value.get("DataType", "String")}
+                    for name, value in (message.get("MessageAttributes") or {}).items()
+                },
                 "md5OfBody": message.get("MD5OfBody", ""),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,

@@ -1,5 +1,6 @@
-"""One process that plays the triggers and ECS: intake queue and jobs stream into the real handlers,
-the real scaler on a schedule and whenever work was routed, and worker processes per service."""
+"""One process that plays the triggers and ECS: intake queue, jobs stream and step dead-letter queues
+into the real handlers, the real scaler on a schedule and whenever work was routed, and worker
+processes per service."""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ class LocalRuntime:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         from scaler import app as scaler_app
         from stream_router import app as router_app
+        from stream_router import deadletter
 
-        self.router, self.scaler = router_app, scaler_app
+        self.router, self.scaler, self.deadletter = router_app, scaler_app, deadletter
         aws.reset()
         self.pipeline = pipeline
         self.sqs = boto3.client("sqs")
@@ -93,11 +95,40 @@ class LocalRuntime:
                 handled += len(records)
         return handled
 
+    def pump_dead_letters(self) -> int:
+        """Each step DLQ into the dead-letter consumer, as its event source mapping would: delete what it settled."""
+        handled = 0
+        for step in self.pipeline["steps"]:
+            if not step.get("dlq_url"):
+                continue
+            messages = self.sqs.receive_message(
+                QueueUrl=step["dlq_url"],
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            try:
+                response = self.deadletter.handler(sqs_event(messages, step["dlq_arn"]), LambdaContext("deadletter"))
+            except Exception:  # the whole batch failed: Lambda would retry it after the visibility timeout
+                log.exception("dead-letter consumer failed the whole batch", extra={"step": step["name"]})
+                continue
+            failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.sqs.delete_message(QueueUrl=step["dlq_url"], ReceiptHandle=message["ReceiptHandle"])
+            handled += len(messages)
+        return handled
+
     def run_scaler(self, reason: str) -> None:
         result = self.scaler.handler({}, LambdaContext("scaler"))
         for decision in result["decisions"]:
             if decision["changed"]:
                 log.info("scale", extra={**decision, "trigger": reason})
+        for error in result["errors"]:
+            log.error("scaler could not scale a step", extra={**error, "trigger": reason})
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -107,6 +138,7 @@ class LocalRuntime:
         try:
             while not self.stop.is_set():
                 self.pump_intake()
+                self.pump_dead_letters()
                 if self.pump_stream():
                     self.run_scaler("woken by routed work")
                     next_scale = time.monotonic() + self.scaler_period

@@ -84,7 +84,8 @@ class TaskRunner:
                 "ECS_AGENT_URI": self.agent.uri(task_id),
                 "WORKER_ID": f"local-{step}-{task_id}",
                 "HEALTH_FILE": str(self.log_dir / f"{task_id}.alive"),
-                "PYTHONPATH": str(REPO),
+                # The repository, then the runtime's own entries (a folder with a sitecustomize.py, say).
+                "PYTHONPATH": os.pathsep.join(p for p in dict.fromkeys([str(REPO), *os.environ.get("PYTHONPATH", "").split(":")]) if p),
                 "PATH": os.environ.get("PATH", ""),
             }
         )

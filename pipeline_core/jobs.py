@@ -17,6 +17,7 @@ MESSAGE_KIND = "gpu-pipeline.step"
 MESSAGE_VERSION = 1
 DEFAULT_TTL_DAYS = 30
 MAX_S3_KEY_BYTES = 1024  # S3 refuses longer keys
+ORIGIN_ATTRIBUTE = "gpupipe-origin"  # message attribute: a requeued copy carries the id of the message it continues
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -124,6 +125,16 @@ def result_prefix(results_prefix: str, key: str, job_id: str, step: str, attempt
 
 def result_key(results_prefix: str, key: str, job_id: str, step: str, attempt: int, segment: int | None = None) -> str:
     return result_prefix(results_prefix, key, job_id, step, attempt, segment) + "result.json"
+
+
+def origin_id(message_id: str, attributes: Mapping[str, Any] | None) -> str:
+    """The id of the chain of copies a message belongs to (a claim records it): its origin attribute, else its own id.
+
+    ``attributes`` are message attributes as ReceiveMessage gives them (``StringValue``) or as Lambda's
+    SQS events do (``stringValue``).
+    """
+    attribute = (attributes or {}).get(ORIGIN_ATTRIBUTE) or {}
+    return attribute.get("StringValue") or attribute.get("stringValue") or message_id
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -419,3 +419,109 @@ class JobStore:
                 raise ClaimLost(f"{claim.job_id}/{what} attempt {claim.attempt} is no longer held by {claim.worker_id}") from None
             raise
         return from_dynamo(response.get("Attributes") or {})
+
+    # --- dead letters, retries and announcements ------------------------------------------
+    # Writes made outside a claim: by the dead-letter consumer, `gpupipe retry` and the router.
+
+    def fail_dead_lettered(self, job_id: str, step: str, reason: str, now: float, message_id: str) -> bool:
+        """Fail a step whose message SQS moved to the dead-letter queue, and its job with it. True when this call failed it.
+
+        Only the message the step waits on can fail it: a running step held through this
+        message (``message_id``; SQS keeps a message's id when it dead-letters it) or whose
+        holder's lease has run out, or a pending step that no message holds (never claimed,
+        or put back by a retry) or that was handed back by this message. A done or failed
+        step, or one a live holder with another message works on, is left alone (returns False).
+        """
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
+                    f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
+                ),
+                ConditionExpression=(
+                    f"attribute_exists({_STEP}) AND "
+                    f"(({_STEP}.#state = :running AND ({_STEP}.message_id = :message OR {_STEP}.lease_expires_at < :now)) OR "
+                    f"({_STEP}.#state = :pending AND (attribute_not_exists({_STEP}.message_id) OR {_STEP}.message_id = :message)))"
+                ),
+                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":failed": StepState.FAILED.value,
+                        ":running": StepState.RUNNING.value,
+                        ":pending": StepState.PENDING.value,
+                        ":job_failed": JobStatus.FAILED.value,
+                        ":reason": reason,
+                        ":message": message_id,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def retry_failed_step(self, job_id: str, step: str, now: float) -> bool:
+        """failed -> pending with a fresh retry budget; the job runs again. True when this call moved it.
+
+        ``attempts`` stays: it only ever grows (it fences claims). The router sees the step
+        go failed -> pending on the stream and sends it to the step's queue.
+        """
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
+                    "#status = :job_running, updated_at = :now "
+                    f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
+                ),
+                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed",
+                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":pending": StepState.PENDING.value,
+                        ":failed": StepState.FAILED.value,
+                        ":zero": 0,
+                        ":job_running": JobStatus.RUNNING.value,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def claim_announcement(self, job_id: str, finished_at: float) -> bool:
+        """Claim the right to announce the job's end recorded at ``finished_at`` (the item's ``updated_at``
+        in the stream image that finished it). True once per end: a replayed record, or an older end
+        replayed after a newer one, gets False; a job that is retried and ends again gets True again.
+        """
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET announced_at = :at",
+                ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(announced_at) OR announced_at < :at)",
+                ExpressionAttributeValues=to_dynamo({":at": finished_at}),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def release_announcement(self, job_id: str, finished_at: float) -> None:
+        """Give back a claim whose announcement could not be sent, so the record's retry sends it."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="REMOVE announced_at",
+                ConditionExpression="announced_at = :at",
+                ExpressionAttributeValues=to_dynamo({":at": finished_at}),
+            )
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise

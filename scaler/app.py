@@ -5,6 +5,14 @@ minutes), the ECS service and its protected tasks, applies ``decide`` and sets
 the service's desired count. The capacity provider's managed scaling follows
 with instances, and its managed termination protection keeps instances that
 run tasks, so scale-in removes only idle capacity.
+
+Each step is read, decided and set in its own ``try``: a failure (a missing
+service, a throttled or denied call) is logged with the step and its reason and
+counted in the ``ScalerStepErrors`` metric, and the other steps are scaled
+regardless. The step's state (idle and cooldown clocks) is written with a
+condition on the version that was read, before the service is set: when two
+runs overlap (woken and scheduled), the one that writes second changes nothing,
+so neither undoes the other.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from pipeline_core import aws
-from pipeline_core.jobstore import from_dynamo, to_dynamo
+from pipeline_core.jobstore import from_dynamo, is_conditional_failure, to_dynamo
 from pipeline_core.pipeline import StepConfig
-from scaler.decision import Decision, Observation, decide
+from scaler.decision import Decision, Observation, State, decide
 
 logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME ("scaler"), as the dashboard expects
 metrics = Metrics(namespace="GpuPipeline")
@@ -27,15 +36,58 @@ metrics = Metrics(namespace="GpuPipeline")
 QUEUE_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
 
 
+class ServiceNotFound(LookupError):
+    """The step's ECS service is missing or inactive."""
+
+
 def state_table() -> Any:
     return aws.table(aws.pipeline().scaler_state_table)
 
 
-def observe(step: StepConfig, idle_since: float | None, now: float) -> Observation:
+def load_state(step: str) -> tuple[State, int]:
+    """The step's last state and the version it was written at (0: never written)."""
+    item = from_dynamo(state_table().get_item(Key={"step": step}, ConsistentRead=True).get("Item") or {})
+    state = State(idle_since=item.get("idle_since"), below_since=item.get("below_since"), peak=int(item.get("peak", 0)))
+    return state, int(item.get("version", 0))
+
+
+def save_state(step: str, decision: Decision, version: int, now: float) -> bool:
+    """Write the decision's state if nobody wrote since ``version`` was read; False when another run did."""
+    item = {"step": step, "version": version + 1, "desired": decision.desired, "reason": decision.reason, "updated_at": now}
+    item |= {name: value for name, value in vars(decision.state).items() if value is not None}
+    # Version 0: no item yet, or one the scaler wrote before it versioned its state.
+    condition: dict[str, Any] = {
+        "ConditionExpression": "attribute_not_exists(#version)",
+        "ExpressionAttributeNames": {"#version": "version"},
+    }
+    if version:
+        condition |= {"ConditionExpression": "#version = :read", "ExpressionAttributeValues": {":read": version}}
+    try:
+        state_table().put_item(Item=to_dynamo(item), **condition)
+    except ClientError as error:
+        if is_conditional_failure(error):
+            return False
+        raise
+    return True
+
+
+def describe_service(step: StepConfig) -> dict[str, Any]:
+    config = aws.pipeline()
+    response = aws.client("ecs").describe_services(cluster=config.cluster, services=[step.service])
+    services = [s for s in response.get("services", []) if s.get("status") == "ACTIVE"]
+    if not services:
+        failures = [f.get("reason", "?") for f in response.get("failures", [])]
+        inactive = [s.get("status", "?") for s in response.get("services", [])]
+        why = ", ".join(failures + inactive) or "none"
+        raise ServiceNotFound(f"service {step.service!r} not found in cluster {config.cluster!r}: {why}")
+    return services[0]
+
+
+def observe(step: StepConfig, now: float, just_sent: int = 0) -> Observation:
     config = aws.pipeline()
     attrs = aws.client("sqs").get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=QUEUE_ATTRIBUTES)["Attributes"]
     ecs = aws.client("ecs")
-    service = ecs.describe_services(cluster=config.cluster, services=[step.service])["services"][0]
+    service = describe_service(step)
     protected = 0
     if config.task_protection_api and service["runningCount"]:
         tasks = ecs.list_tasks(cluster=config.cluster, serviceName=step.service, desiredStatus="RUNNING")["taskArns"]
@@ -50,24 +102,25 @@ def observe(step: StepConfig, idle_since: float | None, now: float) -> Observati
         pending=int(service["pendingCount"]),
         desired=int(service["desiredCount"]),
         protected=protected,
-        idle_since=idle_since,
         now=now,
+        just_sent=just_sent,
     )
 
 
-def scale_step(step: StepConfig, now: float) -> dict[str, Any]:
-    state = from_dynamo(state_table().get_item(Key={"step": step.name}, ConsistentRead=True).get("Item") or {})
-    obs = observe(step, state.get("idle_since"), now)
-    decision: Decision = decide(obs, step.scaling)
+def scale_step(step: StepConfig, now: float, just_sent: int = 0) -> dict[str, Any]:
+    """Observe, decide, record the state conditionally, then set the service (only if the record went in)."""
+    state, version = load_state(step.name)
+    obs = observe(step, now, just_sent)
+    decision = decide(obs, step.scaling, state)
+    fields = {"step": step.name, "backlog": obs.backlog, "busy": obs.busy, "from": obs.desired, "to": decision.desired}
+    if not save_state(step.name, decision, version, now):
+        reason = "another scaler run decided this step meanwhile: its decision stands"
+        logger.info(reason, extra={**fields, "changed": False})
+        return {**fields, "to": obs.desired, "reason": reason, "changed": False, "superseded": True}
     changed = decision.desired != obs.desired
     if changed:
         aws.client("ecs").update_service(cluster=aws.pipeline().cluster, service=step.service, desiredCount=decision.desired)
-    item = {"step": step.name, "desired": decision.desired, "reason": decision.reason, "updated_at": now}
-    if decision.idle_since is not None:
-        item["idle_since"] = decision.idle_since
-    state_table().put_item(Item=to_dynamo(item))
     publish(step.name, obs, decision)
-    fields = {"step": step.name, "backlog": obs.backlog, "busy": obs.busy, "from": obs.desired, "to": decision.desired}
     logger.info(decision.reason, extra={**fields, "changed": changed})
     return {**fields, "reason": decision.reason, "changed": changed}
 
@@ -89,17 +142,27 @@ def publish(step: str, obs: Observation, decision: Decision) -> None:
     metrics.flush_metrics()
 
 
+def report_failure(step: str, reason: str) -> None:
+    """One step could not be scaled: logged with its reason and counted, per step."""
+    logger.error("step not scaled", extra={"step": step, "reason": reason})
+    metrics.add_dimension(name="Step", value=step)
+    metrics.add_metric(name="ScalerStepErrors", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Scale one step (``{"step": name}`` from the router) or every step (the schedule)."""
+    """Scale one step (``{"step": name, "sent": n}`` from the router) or every step (the schedule); never raises for a step."""
     config, now = aws.pipeline(), time.time()
-    names = [event["step"]] if isinstance(event, dict) and event.get("step") else config.step_names
-    decisions = []
+    woken = isinstance(event, dict) and bool(event.get("step"))
+    names = [event["step"]] if woken else config.step_names
+    just_sent = int(event.get("sent", 0)) if woken else 0
+    decisions, errors = [], []
     for name in names:
         try:
-            step = config.step(name)
-        except KeyError as error:
-            logger.error("unknown step", extra={"step": name, "reason": str(error)})
-            continue
-        decisions.append(scale_step(step, now))
-    return {"decisions": decisions}
+            decisions.append(scale_step(config.step(name), now, just_sent))
+        except Exception as error:  # noqa: BLE001 - one step's failure must not stop the others
+            reason = f"{type(error).__name__}: {error}"
+            report_failure(name, reason)
+            errors.append({"step": name, "reason": reason})
+    return {"decisions": decisions, "errors": errors}

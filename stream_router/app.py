@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core import aws
 from pipeline_core.jobs import JobStatus, WorkMessage
@@ -89,32 +90,66 @@ def route_record(record: DynamoDBRecord) -> None:
 
 def enqueue(job: dict[str, Any], step: str) -> None:
     config = aws.pipeline()
-    message = WorkMessage(job["job_id"], step, job["bucket"], job["key"], job["version"])
+    message = WorkMessage.for_item(job, step)
     aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
     logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
-    if config.scaler_function:
-        aws.client("lambda").invoke(
-            FunctionName=config.scaler_function, InvocationType="Event", Payload=json.dumps({"step": step}).encode()
-        )
+    steps_to_wake[step] = steps_to_wake.get(step, 0) + 1
+
+
+# Messages sent per step in the batch being routed, in order: the scaler is woken once per step per batch.
+steps_to_wake: dict[str, int] = {}
+
+
+def wake_scaler() -> None:
+    """Wake the scaler once for each step that got work, with the count sent (queue readings lag it), asynchronously;
+    on failure its schedule still runs."""
+    function, sent = aws.pipeline().scaler_function, dict(steps_to_wake)
+    steps_to_wake.clear()
+    if not function:
+        return
+    for step, count in sent.items():
+        payload = json.dumps({"step": step, "sent": count}).encode()
+        try:
+            aws.client("lambda").invoke(FunctionName=function, InvocationType="Event", Payload=payload)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("could not wake the scaler: its schedule will scale the step", extra={"step": step, "reason": str(error)})
+            metrics.add_metric(name="ScalerWakeFailures", unit=MetricUnit.Count, value=1)
 
 
 def finish(job: dict[str, Any], action: Finish) -> None:
-    """Record the final status (the worker usually has already) and notify."""
-    job_store().set_status(job["job_id"], action.status, time.time())
+    """Record the final status (the worker usually has already), then count and notify once per end.
+
+    The end is named by the finishing image's ``updated_at``: a replayed stream record finds
+    it claimed and announces nothing; a job retried and finished again is announced again.
+    """
+    store = job_store()
+    store.set_status(job["job_id"], action.status, time.time())
     fields = {"job_id": job["job_id"], "key": job["key"], "status": action.status.value, "reason": action.reason}
+    ended_at = float(job.get("updated_at", 0))
+    if not store.claim_announcement(job["job_id"], ended_at):
+        logger.info("job end already announced: replayed record", extra=fields)
+        return
     logger.info("job finished", extra=fields)
-    metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
     topic = aws.pipeline().notify_topic_arn
     if topic:
-        aws.client("sns").publish(
-            TopicArn=topic,
-            Subject=f"gpu-pipeline job {action.status.value}",
-            Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
-        )
+        try:
+            aws.client("sns").publish(
+                TopicArn=topic,
+                Subject=f"gpu-pipeline job {action.status.value}",
+                Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
+            )
+        except Exception:
+            store.release_announcement(job["job_id"], ended_at)  # the record's retry announces it
+            raise
+    metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)
+    steps_to_wake.clear()
+    try:
+        return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)
+    finally:
+        wake_scaler()

@@ -47,9 +47,10 @@ def route(event_name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
     """What a change to a job item sets off.
 
     A new job sends its first step; a step that became done sends the next, or
-    finishes the job after the last; a step that became failed fails the job.
-    Removals and writes that changed no step's state set off nothing, so
-    unrelated updates (a lease extension, a retry note) never send twice.
+    finishes the job after the last; a step that became failed fails the job; a
+    failed step put back to pending (``gpupipe retry``) is sent again. Removals
+    and writes that changed no step's state set off nothing, so unrelated updates
+    (a lease extension, a retry note, a release to pending) never send twice.
     """
     if event_name == "REMOVE" or not new or "step_names" not in new:
         return []
@@ -67,6 +68,8 @@ def route(event_name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
         if after == StepState.FAILED:
             error = (new["steps"][name] or {}).get("error", "")
             return [Finish(JobStatus.FAILED, f"step {name} failed: {error}")]
+        if before == StepState.FAILED and after == StepState.PENDING:
+            actions.append(Enqueue(name))
         if after == StepState.DONE:
             following = next_step(step_names, name)
             if following is None:

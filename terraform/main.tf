@@ -6,6 +6,9 @@ locals {
   any_cpu        = anytrue([for step in var.steps : step.gpus == 0])
   lambda_zip_dir = coalesce(var.lambda_zip_dir, "${path.module}/../build")
 
+  # Where `make model` (tools/model.py) uploads detection models; workers read them from here (MODELS_URI).
+  models_prefix = "models/"
+
   subnet_ids         = var.network.create_vpc ? module.network[0].worker_subnet_ids : var.network.subnet_ids
   security_group_ids = var.network.create_vpc ? [module.network[0].worker_security_group_id] : var.network.security_group_ids
   public_ip          = var.network.create_vpc ? module.network[0].workers_need_public_ip : var.network.public_ip
@@ -16,13 +19,19 @@ locals {
   # The pipeline definition both Lambdas and the local runtime read (pipeline_core/pipeline.py).
   pipeline_config = {
     steps = [for step in var.steps : {
-      name          = step.name
-      queue_url     = module.step[step.name].queue_url
-      service       = module.service[step.name].service_name
-      scaling_table = step.scaling_table
-      min_tasks     = step.min_tasks
-      max_tasks     = step.max_tasks
-      idle_seconds  = step.idle_seconds
+      name                      = step.name
+      queue_url                 = module.step[step.name].queue_url
+      service                   = module.service[step.name].service_name
+      target_backlog_per_task   = step.target_backlog_per_task
+      scaling_table             = step.scaling_table
+      scale_in_cooldown_seconds = step.scale_in_cooldown_seconds
+      min_tasks                 = step.min_tasks
+      max_tasks                 = step.max_tasks
+      idle_seconds              = step.idle_seconds
+      # The dead-letter consumer finds a message's step by its DLQ and reports the receives it had.
+      dlq_url           = module.step[step.name].dlq_url
+      dlq_arn           = module.step[step.name].dlq_arn
+      max_receive_count = step.max_receive_count
     }]
     jobs_table          = module.storage.jobs_table_name
     cluster             = aws_ecs_cluster.this.name
@@ -56,15 +65,14 @@ module "network" {
 module "storage" {
   source = "./modules/storage"
 
-  name             = var.name
-  bucket_name      = var.bucket_name
-  force_destroy    = var.force_destroy
-  tls_only         = var.bucket_tls_only
-  input_prefix     = var.input_prefix
-  results_prefix   = var.results_prefix
-  allowed_suffixes = var.allowed_suffixes
-  kms_key_arn      = var.kms_key_arn
-  tags             = var.tags
+  name           = var.name
+  bucket_name    = var.bucket_name
+  force_destroy  = var.force_destroy
+  tls_only       = var.bucket_tls_only
+  input_prefix   = var.input_prefix
+  results_prefix = var.results_prefix
+  kms_key_arn    = var.kms_key_arn
+  tags           = var.tags
 }
 
 ################################################################################
@@ -117,6 +125,14 @@ data "aws_ssm_parameter" "cpu_ami" {
 resource "aws_ecs_cluster" "this" {
   name = var.name
 
+  lifecycle {
+    # awsvpc tasks on EC2 get no public IP: in the module's VPC they reach SQS and ECS only through NAT.
+    precondition {
+      condition     = var.task_network_mode != "awsvpc" || !var.network.create_vpc || var.network.nat_gateway
+      error_message = "task_network_mode = \"awsvpc\" needs network.nat_gateway = true (awsvpc tasks on EC2 have no public IP and cannot reach SQS from public subnets); use bridge otherwise."
+    }
+  }
+
   setting {
     name  = "containerInsights"
     value = var.container_insights ? "enabled" : "disabled"
@@ -143,6 +159,7 @@ module "step" {
   bucket_arn          = module.storage.bucket_arn
   input_prefix        = var.input_prefix
   results_prefix      = var.results_prefix
+  models_prefix       = local.models_prefix
   jobs_table_name     = module.storage.jobs_table_name
   jobs_table_arn      = module.storage.jobs_table_arn
   ecr_repository_arn  = aws_ecr_repository.this.arn
@@ -177,7 +194,7 @@ module "service" {
 }
 
 ################################################################################
-# Lambdas: intake, router, scaler
+# Lambdas: intake, router, dead-letter consumer, scaler
 ################################################################################
 
 resource "aws_sns_topic" "jobs" {
@@ -200,14 +217,17 @@ module "lambdas" {
   scaler_state_table_arn = module.storage.scaler_state_table_arn
   intake_queue_arn       = module.storage.intake_queue_arn
   step_queue_arns        = [for step in var.steps : module.step[step.name].queue_arn]
+  step_dlq_arns          = { for step in var.steps : step.name => module.step[step.name].dlq_arn }
   cluster_name           = aws_ecs_cluster.this.name
   service_arns           = [for step in var.steps : module.service[step.name].service_arn]
   notify_topic_arn       = try(aws_sns_topic.jobs[0].arn, null)
   create_triggers        = var.create_lambda_triggers
   scaler_schedule        = var.scaler_schedule
   log_retention_days     = var.log_retention_days
-  kms_key_arn            = var.kms_key_arn
-  tags                   = var.tags
+
+  scaler_reserved_concurrency = var.scaler_reserved_concurrency
+  kms_key_arn                 = var.kms_key_arn
+  tags                        = var.tags
 }
 
 ################################################################################
@@ -233,4 +253,40 @@ module "observability" {
   oldest_message_age_seconds = var.oldest_message_age_seconds
   alarm_actions              = var.alarm_actions
   tags                       = var.tags
+}
+
+################################################################################
+# Plan-time warnings: GPUs that no model uses
+################################################################################
+
+locals {
+  # Detectors with no GPU code path (worker/detection/detectors.py: device = "CPU"), and the detectors
+  # a detect step runs when its options name none (worker/detection/engine.py: DEFAULT_DETECTORS).
+  cpu_only_detectors = ["people-hog"]
+  default_detectors  = ["people-hog", "faces-mtcnn"]
+
+  step_detectors = {
+    for step in var.steps : step.name => [for detector in try(jsondecode(step.processor_options).detectors, []) : try(detector.name, "")]
+  }
+  gpu_steps_running_cpu_only_detectors = [
+    for step in var.steps : step.name
+    if step.gpus > 0 && step.processor == "detect" && alltrue([
+      for name in(length(local.step_detectors[step.name]) > 0 ? local.step_detectors[step.name] : local.default_detectors) :
+      contains(local.cpu_only_detectors, name)
+    ])
+  ]
+}
+
+check "gpu_steps_run_gpu_models" {
+  assert {
+    condition     = length(local.gpu_steps_running_cpu_only_detectors) == 0
+    error_message = "Steps ${join(", ", local.gpu_steps_running_cpu_only_detectors)} ask for GPUs but run only CPU-only detectors (${join(", ", local.cpu_only_detectors)}): they pay for a GPU they never use. Give them gpus = 0 and CPU instance types (c6i, c7i), or a GPU model (tf-savedmodel, faces-mtcnn)."
+  }
+}
+
+check "models_prefix_apart_from_uploads" {
+  assert {
+    condition     = !startswith(local.models_prefix, var.input_prefix) && !startswith(var.input_prefix, local.models_prefix)
+    error_message = "input_prefix ${var.input_prefix} overlaps the models prefix ${local.models_prefix}: uploading a model would start jobs on its files."
+  }
 }

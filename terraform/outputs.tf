@@ -31,6 +31,16 @@ output "results_prefix" {
   value       = var.results_prefix
 }
 
+output "models_prefix" {
+  description = "Prefix of the media bucket where make model uploads detection models; workers may read it and see it as MODELS_URI"
+  value       = local.models_prefix
+}
+
+output "models_uri" {
+  description = "s3:// URI of the models prefix: a tf-savedmodel step names a model as \"$${MODELS_URI}<name>\" (docs/choosing-a-model.md)"
+  value       = "s3://${module.storage.bucket_name}/${local.models_prefix}"
+}
+
 output "intake_queue_url" {
   description = "Queue S3 notifies on upload"
   value       = module.storage.intake_queue_url
@@ -99,7 +109,7 @@ output "vpc_id" {
 ################################################################################
 
 output "function_names" {
-  description = "Lambda function names: intake, router, scaler"
+  description = "Lambda function names: intake, router, deadletter, scaler"
   value       = module.lambdas.function_names
 }
 

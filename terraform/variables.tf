@@ -11,6 +11,12 @@ variable "name" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name))
     error_message = "name must start with a letter and hold 2 to 24 lowercase letters, digits or hyphens."
   }
+
+  # Capacity providers are named <name>-<step>, and ECS rejects names starting with these.
+  validation {
+    condition     = !can(regex("^(aws|ecs|fargate)", var.name))
+    error_message = "name must not start with aws, ecs or fargate: ECS rejects capacity provider names with those prefixes."
+  }
 }
 
 variable "tags" {
@@ -25,39 +31,46 @@ variable "steps" {
     name: step name; image: worker image; command: container command override; processor and
     processor_options (a JSON object string): what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
     task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
-    min_tasks/max_tasks and scaling_table ([[min backlog, tasks], ...]); idle_seconds before scaling
-    to zero; visibility_timeout of the queue, and max_receive_count: receives that end in no answer (crashes)
-    before the message is dead-lettered and its job failed; max_attempts: attempts a transient failure may
-    use before the step fails; timeout_seconds: an attempt longer than this fails as transient and its task
-    is replaced (at most 12 hours less the visibility timeout); grace_seconds a worker may finish
-    a file after SIGTERM; stop_timeout before ECS kills it; segment_seconds: videos longer than this (plus a
+    min_tasks/max_tasks bound the task count; target_backlog_per_task: messages (visible, in flight
+    and delayed) per task the scaler aims at, or scaling_table ([[min backlog, tasks], ...]) for exact
+    capacity instead; scale_in_cooldown_seconds a lower count must be wanted before capacity falls;
+    idle_seconds with no backlog before scaling to min_tasks; visibility_timeout of the queue, and
+    max_receive_count: receives that end in no answer (crashes) before the message is dead-lettered and its
+    job failed; max_attempts: attempts a transient failure may use before the step fails; concurrency:
+    messages each worker holds in flight (their downloads, uploads and commits overlap, and images of
+    different jobs share inference batches); timeout_seconds: an attempt longer than this fails as
+    transient and its task is replaced (at most 12 hours less the visibility timeout); grace_seconds a
+    worker may finish a file after SIGTERM; stop_timeout before ECS kills it; segment_seconds: videos longer than this (plus a
     quarter) are split into segments of this length that tasks process side by side, then merged into one
     result (processors that can split: detect; 0 never splits); environment: extra worker variables.
   EOT
   type = list(object({
-    name               = string
-    image              = string
-    command            = optional(list(string), [])
-    processor          = optional(string, "media-info")
-    processor_options  = optional(string, "{}")
-    cpu                = optional(number, 3584)
-    memory             = optional(number, 14336)
-    gpus               = optional(number, 1)
-    instance_types     = optional(list(string), ["g4dn.xlarge"])
-    spot               = optional(bool, false)
-    root_volume_gib    = optional(number, 100)
-    min_tasks          = optional(number, 0)
-    max_tasks          = optional(number, 4)
-    scaling_table      = optional(list(list(number)), [[1, 1], [25, 2], [50, 3], [100, 4]])
-    idle_seconds       = optional(number, 180)
-    visibility_timeout = optional(number, 300)
-    max_receive_count  = optional(number, 5)
-    max_attempts       = optional(number, 3)
-    timeout_seconds    = optional(number, 3600)
-    grace_seconds      = optional(number, 25)
-    segment_seconds    = optional(number, 60)
-    stop_timeout       = optional(number, 120)
-    environment        = optional(map(string), {})
+    name                      = string
+    image                     = string
+    command                   = optional(list(string), [])
+    processor                 = optional(string, "media-info")
+    processor_options         = optional(string, "{}")
+    cpu                       = optional(number, 3584)
+    memory                    = optional(number, 14336)
+    gpus                      = optional(number, 1)
+    instance_types            = optional(list(string), ["g4dn.xlarge"])
+    spot                      = optional(bool, false)
+    root_volume_gib           = optional(number, 100)
+    min_tasks                 = optional(number, 0)
+    max_tasks                 = optional(number, 4)
+    target_backlog_per_task   = optional(number, 10)
+    scaling_table             = optional(list(list(number)), null)
+    scale_in_cooldown_seconds = optional(number, 300)
+    idle_seconds              = optional(number, 180)
+    visibility_timeout        = optional(number, 300)
+    max_receive_count         = optional(number, 5)
+    concurrency               = optional(number, 8)
+    max_attempts              = optional(number, 3)
+    timeout_seconds           = optional(number, 3600)
+    grace_seconds             = optional(number, 25)
+    segment_seconds           = optional(number, 60)
+    stop_timeout              = optional(number, 120)
+    environment               = optional(map(string), {})
   }))
 
   validation {
@@ -76,10 +89,15 @@ variable "steps" {
   }
 
   validation {
-    condition = alltrue([for step in var.steps : length(step.scaling_table) >= 1 && alltrue([
+    condition = alltrue([for step in var.steps : step.scaling_table == null ? true : length(step.scaling_table) >= 1 && alltrue([
       for index, row in step.scaling_table : length(row) == 2 && row[0] >= 1 && row[1] >= 1 && (index == 0 || (row[0] > step.scaling_table[max(index - 1, 0)][0] && row[1] >= step.scaling_table[max(index - 1, 0)][1]))
     ])])
     error_message = "Each scaling_table row is [min backlog >= 1, tasks >= 1], thresholds strictly increasing and task counts non-decreasing."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.target_backlog_per_task >= 1 && step.scale_in_cooldown_seconds >= 0 && step.scale_in_cooldown_seconds <= 86400])
+    error_message = "target_backlog_per_task must be >= 1 and scale_in_cooldown_seconds 0..86400."
   }
 
   validation {
@@ -88,8 +106,8 @@ variable "steps" {
   }
 
   validation {
-    condition     = alltrue([for step in var.steps : step.timeout_seconds >= 10 && step.timeout_seconds <= 43200 - step.visibility_timeout && step.max_attempts >= 1 && step.max_attempts <= 100])
-    error_message = "timeout_seconds must be at least 10 and at most 43200 - visibility_timeout (SQS keeps a message invisible for at most 12 hours from its receive); max_attempts 1..100."
+    condition     = alltrue([for step in var.steps : step.timeout_seconds >= 10 && step.timeout_seconds <= 43200 - step.visibility_timeout && step.max_attempts >= 1 && step.max_attempts <= 100 && step.concurrency >= 1 && step.concurrency <= 64])
+    error_message = "timeout_seconds must be at least 10 and at most 43200 - visibility_timeout (SQS keeps a message invisible for at most 12 hours from its receive); max_attempts 1..100; concurrency 1..64."
   }
 
   validation {
@@ -187,7 +205,7 @@ variable "gpu_ami_id" {
 variable "gpu_ami_ssm_parameter" {
   description = "Public SSM parameter of the default GPU AMI, used when gpu_ami_id is null"
   type        = string
-  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 }
 
 variable "cpu_ami_id" {
@@ -197,7 +215,7 @@ variable "cpu_ami_id" {
 }
 
 variable "task_network_mode" {
-  description = "Task network mode: bridge (works in public subnets; IMDS hop limit 1 keeps containers off the instance role) or awsvpc (needs network.nat_gateway)"
+  description = "Task network mode: bridge (works in public subnets; IMDS hop limit 1 keeps containers off the instance role) or awsvpc (needs network.nat_gateway with create_vpc; with your own subnets, a NAT or interface endpoints for SQS, ECS, ECR, CloudWatch Logs)"
   type        = string
   default     = "bridge"
 
@@ -273,6 +291,17 @@ variable "scaler_schedule" {
   description = "Schedule expression of the scaler; the router also wakes it on new work"
   type        = string
   default     = "rate(1 minute)"
+}
+
+variable "scaler_reserved_concurrency" {
+  description = "Reserved concurrency of the scaler function (1 keeps one decision at a time); null reserves none, for accounts whose Lambda concurrency quota cannot spare it"
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.scaler_reserved_concurrency == null || try(var.scaler_reserved_concurrency >= 1, false)
+    error_message = "scaler_reserved_concurrency must be null or at least 1."
+  }
 }
 
 variable "notifications" {

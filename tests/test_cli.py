@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 
 from gpupipe.cli import main
+from pipeline_core.jobs import ObjectRef
+from pipeline_core.jobstore import JobStore
 from tests.support.aws import free_port
+from tests.support.pipeline import PipelineStack
 
 
 @pytest.fixture
@@ -59,8 +63,6 @@ def test_missing_outputs_are_explained(tmp_path: Path, capsys: pytest.CaptureFix
 def test_status_shows_the_segments_done_of_a_split_video(
     stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline_core.jobs import ObjectRef
-    from pipeline_core.jobstore import JobStore
     from pipeline_core.segments import VideoTimeline, plan_segments
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
@@ -76,3 +78,45 @@ def test_status_shows_the_segments_done_of_a_split_video(
     path.write_text(json.dumps(names))
     assert main(["--outputs", str(path), "status"]) == 0
     assert "detect:running(segments 3/8)" in capsys.readouterr().out
+
+
+def test_retry_puts_failed_steps_back_and_says_which(
+    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = PipelineStack.create(moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    outputs = tmp_path / "stack.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "bucket_name": stack.bucket,
+                "input_prefix": "uploads/",
+                "results_prefix": "results/",
+                "jobs_table_name": stack.config["jobs_table"],
+            }
+        )
+    )
+    store = JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"]))
+    first, second, fine = (ObjectRef(stack.bucket, f"uploads/{name}", "v1") for name in ("a.jpg", "b.jpg", "c.jpg"))
+    for obj in (first, second, fine):
+        store.create_job(obj, ["people", "faces"], now=1.0)
+    store.fail_dead_lettered(first.job_id, "people", "moved to the dead-letter queue after 5 receives", 2.0, message_id="m1")
+    store.mark_done(store.claim(second.job_id, "people", "w", "m2", 1.0, 60), 2.0, "s3://r", {})
+    store.mark_failed(store.claim(second.job_id, "faces", "w", "m3", 3.0, 60), 4.0, "PermanentError: corrupt")
+    cli = ["--outputs", str(outputs), "retry"]
+
+    assert main([*cli, "--failed", "--step", "faces"]) == 0
+    out = capsys.readouterr().out
+    assert f"retried {second.job_id} uploads/b.jpg step faces (was: PermanentError: corrupt)" in out
+    assert "a.jpg" not in out
+    assert main([*cli, "a.jpg"]) == 0
+    assert "step people (was: moved to the dead-letter queue after 5 receives)" in capsys.readouterr().out
+    jobs = {obj.key: store.get_job(obj.job_id) for obj in (first, second, fine)}
+    assert [jobs[key]["status"] for key in ("uploads/a.jpg", "uploads/b.jpg", "uploads/c.jpg")] == ["running", "running", "pending"]
+    assert jobs["uploads/b.jpg"]["steps"]["faces"]["state"] == "pending" and jobs["uploads/b.jpg"]["steps"]["people"]["state"] == "done"
+    assert main([*cli, "--failed"]) == 1
+    assert "nothing to retry" in capsys.readouterr().out
+    assert main([*cli, "no-such.jpg"]) == 2
+    assert main([*cli, "--failed", "--step", "nope"]) == 2
+    assert "no step named 'nope'" in capsys.readouterr().err
+    assert main([*cli]) == 2

@@ -11,9 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.detection_bench import frame_agrees
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from tests.support.savedmodel import LABEL_MAP_PBTXT, build_detection_savedmodel
 from tools import sample_media
+from worker.detection.batch_size import choose_batch_size
+from worker.detection.detectors import device_label
 from worker.detection.engine import DetectionProcessor
 from worker.detection.model import build_detector
 from worker.errors import PermanentError
@@ -186,6 +189,75 @@ def test_a_savedmodel_loads_from_an_s3_uri(savedmodel: Path, moto_endpoint: str,
     )
     [found] = detector.detect([np.full((16, 16, 3), 200, np.uint8)])
     assert [d.label for d in found] == ["person"]
+
+
+def test_every_model_says_where_it_ran_and_on_this_cpu_that_is_the_cpu(savedmodel: Path, media: Path) -> None:
+    detectors = [
+        {"name": "people-hog"},
+        {"name": "faces-mtcnn"},
+        {"name": "tf-savedmodel", "model": str(savedmodel / "model"), "label_map": {"1": "person"}},
+    ]
+    document = run(DetectionProcessor({"detectors": detectors}), media / "person.jpg")
+    devices = [(m["name"], m["device"]) for m in document["models"]]
+    assert devices == [("people-hog", "CPU"), ("faces-mtcnn", "CPU"), ("tf-savedmodel", "CPU")]
+
+
+@pytest.mark.parametrize(
+    ("placement", "label"),
+    [
+        ("CPU:0", "CPU"),
+        ("GPU:0", "GPU:0"),
+        ("/job:localhost/replica:0/task:0/device:GPU:1", "GPU:1"),
+        ("/job:localhost/replica:0/task:0/device:CPU:0", "CPU"),
+        ("", "CPU"),
+    ],
+)
+def test_tensorflow_device_strings_become_cpu_or_gpu_n(placement: str, label: str) -> None:
+    assert device_label(placement) == label
+
+
+def test_the_batch_is_one_frame_on_a_cpu_and_what_fits_the_card_on_a_gpu() -> None:
+    full_hd, small = 1920 * 1080, 960 * 540
+    assert choose_batch_size(["CPU", "CPU"], full_hd) == 1
+    on_t4 = choose_batch_size(["GPU:0"], full_hd, gpu_memory_mib=16 * 1024)
+    assert on_t4 == 14  # 4 GiB / (1920 x 1080 x 3 bytes x 48)
+    assert choose_batch_size(["GPU:0"], small, gpu_memory_mib=16 * 1024) == 32  # capped
+    assert choose_batch_size(["GPU:0", "GPU:0"], full_hd, gpu_memory_mib=16 * 1024) < on_t4  # two models share the card
+    assert choose_batch_size(["GPU:0"], full_hd, gpu_memory_mib=24 * 1024) > on_t4  # an A10G holds more
+    assert choose_batch_size(["GPU:0"], 8000 * 8000, gpu_memory_mib=1024) == 1  # never zero
+    assert choose_batch_size(["GPU:0"], full_hd) == on_t4  # unknown card: assume a T4
+
+
+def test_auto_batch_is_recorded_and_a_fixed_batch_is_kept(media: Path) -> None:
+    auto = run(DetectionProcessor({"detectors": [{"name": "people-hog"}], "sample_fps": 2}), media / "pan.mp4")
+    assert auto["sampling"]["batch_size"] == 1  # the CPU
+    fixed = run(DetectionProcessor({"detectors": [{"name": "people-hog"}], "sample_fps": 2, "batch_size": 3}), media / "pan.mp4")
+    assert fixed["sampling"]["batch_size"] == 3
+    assert [f["detections"] for f in auto["frames"]] == [f["detections"] for f in fixed["frames"]]
+
+
+def test_a_model_path_may_name_the_models_uri_and_an_unset_one_is_a_clear_error(savedmodel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELS_URI", f"{savedmodel}/")
+    detector = build_detector({"name": "tf-savedmodel", "model": "${MODELS_URI}model", "label_map": {"1": "person"}})
+    assert detector.version == "savedmodel:model"
+    monkeypatch.delenv("MODELS_URI")
+    with pytest.raises(ValueError, match="names an environment variable that is not set"):
+        build_detector({"name": "tf-savedmodel", "model": "${MODELS_URI}model"})
+
+
+def person(box: list[float]) -> dict:
+    return {"label": "person", "score": 0.9, "box": box}
+
+
+def test_frames_agree_when_counts_match_and_every_box_pairs_at_iou_one_half() -> None:
+    a, b = [0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]
+    nudged = [0.12, 0.1, 0.52, 0.5]  # IoU 0.9
+    assert frame_agrees([person(a), person(b)], [person(b), person(nudged)])
+    assert not frame_agrees([person(a)], [person(a), person(b)]), "a different count"
+    assert not frame_agrees([person(a)], [person([0.3, 0.3, 0.7, 0.7])]), "IoU 0.14"
+    assert not frame_agrees([person(a), person(nudged)], [person(a), person(b)]), "two boxes cannot share one"
+    assert not frame_agrees([person(a)], [{**person(a), "label": "face"}]), "a different label"
+    assert frame_agrees([], [])
 
 
 def test_unknown_detector_names_say_what_exists() -> None:

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 
 from pipeline_core.jobs import split_s3_uri
 from pipeline_core.jobstore import from_dynamo
+from tests.support import iam_contract, iam_recorder
 from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for
 from tools import sample_media
@@ -35,7 +36,11 @@ class Runtime:
     def __init__(self, outputs_file: Path, endpoint: str, workdir: Path):
         self.log_path = workdir / "runtime.log"
         self.workdir = workdir
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # Every AWS call of the runtime's handlers and its workers is recorded for the IAM contract.
+        self.calls_log = workdir / "aws-calls.jsonl"
+        recorder = iam_recorder.sitecustomize_dir(workdir / "recorder", self.calls_log)
+        path = os.pathsep.join([str(REPO), str(recorder)])
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("AWS_ENDPOINT_URL", None)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -68,6 +73,10 @@ class Runtime:
             if name is None or entry.get("event") == name:
                 found.append(entry)
         return found
+
+    def lambda_logs(self, message: str) -> list[dict[str, Any]]:
+        """The handlers' Powertools log lines with this message."""
+        return [entry for entry in self.events() if entry.get("message") == message]
 
     def worker_logs(self) -> list[dict[str, Any]]:
         entries = []
@@ -166,6 +175,11 @@ def test_happy_path_two_images_and_a_video_scale_from_zero_and_back(pipeline: di
         assert not errors, errors[:3]
     assert result(pipeline, "uploads/person.jpg")["output"]["summary"]["face"]["max_count"] == 1
     assert result(pipeline, "uploads/coffee.png")["output"]["summary"]["face"]["max_count"] == 0
+    # No GPU here: each model says it ran on the CPU (a GPU machine would say GPU:0 for faces-mtcnn).
+    assert [(m["name"], m["device"]) for m in result(pipeline, "uploads/walk.mp4")["output"]["models"]] == [
+        ("people-hog", "CPU"),
+        ("faces-mtcnn", "CPU"),
+    ]
     scale_out = next(e for e in pipeline["runtime"].events("scale") if e["to"] > e["from"])
     # The scaler sets the service, then the runtime logs the decision: wait for the log line.
     scale_in = wait_for(
@@ -206,7 +220,7 @@ def test_a_duplicate_s3_event_gives_one_job(pipeline: dict[str, Any]) -> None:
     assert gpupipe(pipeline, "submit", str(path)).returncode == 0
     wait_finished(pipeline, [key])
     s3, sqs, outputs = pipeline["aws"]["s3"], pipeline["aws"]["sqs"], pipeline["outputs"]
-    duplicate = s3_notification(s3, outputs["bucket_name"], key)
+    duplicate = s3_notification(s3, outputs["bucket_name"], key, version_id=False)  # as moto sent the original
     resent = time.time()
     sqs.send_message(QueueUrl=outputs["intake_queue_url"], MessageBody=json.dumps(duplicate))
     wait_for(
@@ -259,7 +273,7 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     print(f"\nscaled in to 0 mid-job; the busy worker finished: upload -> result {time.time() - uploaded:.1f}s")
 
 
-def test_an_unreadable_file_is_retried_then_fails_its_job_and_lands_in_the_dlq(pipeline: dict[str, Any]) -> None:
+def test_an_unreadable_file_is_retried_then_fails_its_job(pipeline: dict[str, Any]) -> None:
     # An archived object (uploaded straight into Glacier, or archived by a lifecycle rule before it
     # was processed) cannot be read until restored: a transient error on every attempt.
     outputs, s3, sqs = pipeline["outputs"], pipeline["aws"]["s3"], pipeline["aws"]["sqs"]
@@ -274,12 +288,115 @@ def test_an_unreadable_file_is_retried_then_fails_its_job_and_lands_in_the_dlq(p
     assert step["error"].startswith("gave up after 3 attempts") and "InvalidObjectState" in step["error"]
     assert step["attempts"] == 3
     assert jobs["uploads/beside archived.png"]["status"] == "succeeded"
+    # The worker failed the step itself and deleted the message: retries are counted in the job item,
+    # so the message never needed the DLQ (whose consumer is for receives that end in no answer).
     dlq = outputs["steps"]["detect"]["dlq_url"]
+    attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    wait_for(
+        lambda: all(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=attributes)["Attributes"] == dict.fromkeys(attributes, "0")
+            for url in (outputs["steps"]["detect"]["queue_url"], dlq)
+        ),
+        30,
+        what="the step queue and its DLQ empty",
+    )
+    print(f"\nupload -> job failed after 3 attempts, message deleted: {time.time() - uploaded:.1f}s")
 
-    def in_dlq() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-        return [m for m in messages if "archived.jpg" in m["Body"]]
 
-    [message] = wait_for(in_dlq, 30, what="the message in the step's DLQ")
-    assert json.loads(message["Body"])["key"] == "uploads/archived.jpg"
-    print(f"\nupload -> job failed after 3 attempts and message in the DLQ: {time.time() - uploaded:.1f}s")
+def test_mixed_case_suffixes_become_jobs(pipeline: dict[str, Any]) -> None:
+    media = pipeline["media"]
+    files = [sample_media.image(media / "photo.Jpg", "astronaut"), sample_media.video(media / "CLIP.Mp4", frames=30)]
+    assert gpupipe(pipeline, "submit", *map(str, files)).returncode == 0
+    jobs = wait_finished(pipeline, ["uploads/photo.Jpg", "uploads/CLIP.Mp4"], timeout=120)
+    assert {key: job["status"] for key, job in jobs.items()} == {"uploads/photo.Jpg": "succeeded", "uploads/CLIP.Mp4": "succeeded"}
+
+
+def test_a_dead_lettered_message_fails_its_job_with_the_reason_and_gpupipe_retry_runs_it_again(pipeline: dict[str, Any]) -> None:
+    # A raw S3 notification dead-lettered on the step's queue, for an object no job was made for (intake
+    # ignores its suffix; the worker sniffs media by content): the consumer makes its job and fails it.
+    # The object lies under the input prefix, the only place the worker's role may read.
+    outputs, s3, sqs = pipeline["outputs"], pipeline["aws"]["s3"], pipeline["aws"]["sqs"]
+    key = "uploads/dead letter.png.orig"
+    image = sample_media.image(pipeline["media"] / "dead letter.png", "coffee")
+    s3.put_object(Bucket=outputs["bucket_name"], Key=key, Body=image.read_bytes())
+    sent = time.time()
+    sqs.send_message(
+        QueueUrl=outputs["steps"]["detect"]["dlq_url"], MessageBody=json.dumps(s3_notification(s3, outputs["bucket_name"], key))
+    )
+    job = wait_finished(pipeline, [key], timeout=60)[key]
+    max_receives = json.loads(outputs["pipeline_config"])["steps"][0]["max_receive_count"]
+    assert job["status"] == "failed"
+    assert job["steps"]["detect"]["error"] == f"moved to the dead-letter queue after {max_receives} receives"
+    failed_in = time.time() - sent
+    status = gpupipe(pipeline, "status")
+    assert status.returncode == 1 and "gpupipe retry --failed" in status.stdout
+    retried = gpupipe(pipeline, "retry", "dead letter.png.orig")
+    assert retried.returncode == 0, retried.stderr
+    assert f"retried {job['job_id']} {key} step detect" in retried.stdout
+    wait_for(lambda: jobs_by_key(pipeline)[key]["status"] == "succeeded", 120, what="the retried job to succeed")
+    again = jobs_by_key(pipeline)[key]["steps"]["detect"]
+    assert again["state"] == "done" and "error" not in again
+    assert result(pipeline, key)["output"]["summary"]["face"]["max_count"] == 0
+    print(f"\ndead-lettered -> job failed: {failed_in:.1f}s; retry -> succeeded: {time.time() - sent - failed_in:.1f}s")
+
+
+def scaler_calls_as_on_aws(pipeline: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The scaler's calls where tasks run: moto runs no tasks and has no GetTaskProtection, so the ECS
+    calls are answered here (two running tasks, one protected) and the rest goes to the emulator."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from local_runtime.events import LambdaContext
+    from pipeline_core import aws
+    from scaler import app as scaler_app
+
+    outputs, calls = pipeline["outputs"], []
+    config = json.loads(outputs["pipeline_config"]) | {"scaler_function": "", "task_protection_api": True}
+    cluster_arn = f"arn:aws:ecs:{outputs['region']}:123456789012:cluster/{config['cluster']}"
+    tasks = [f"{cluster_arn.replace(':cluster/', ':task/')}/{n:032x}" for n in (1, 2)]
+    answers = {
+        "DescribeServices": lambda p: {"services": [{"runningCount": 2, "pendingCount": 0, "desiredCount": 2}]},
+        "ListTasks": lambda p: {"taskArns": tasks},
+        "GetTaskProtection": lambda p: {"protectedTasks": [{"taskArn": t, "protectionEnabled": t == tasks[0]} for t in p["tasks"]]},
+        "UpdateService": lambda p: {"service": {"serviceName": p["service"], "desiredCount": p["desiredCount"]}},
+    }
+
+    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if model.name not in answers:
+            return None
+        return AWSResponse("http://ecs.invalid", 200, {}, None), answers[model.name](json.loads(params["body"] or b"{}"))
+
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps(config))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", pipeline["endpoint"])
+    session = boto3.session.Session()
+    session._session.register("before-parameter-build", iam_recorder.handler(calls.append))
+    session._session.register("before-call.ecs", answer)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    aws.reset()
+    try:
+        scaler_app.handler({}, LambdaContext("scaler"))
+    finally:
+        aws.reset()
+    for call in calls:
+        call["main"] = "local_runtime"
+    return calls
+
+
+def test_every_aws_call_is_allowed_by_its_components_role_as_applied(
+    pipeline: dict[str, Any], local_stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs last in this module: the calls of every test above, of the handlers and of the workers.
+    terraform, _, _ = local_stack
+    state = iam_contract.State.read(terraform.state)
+    calls = iam_recorder.read(pipeline["runtime"].calls_log) + scaler_calls_as_on_aws(pipeline, monkeypatch)
+    verdict = iam_contract.check(calls, state)
+    assert not verdict.unattributed, f"calls no component is known to make: {verdict.unattributed[:5]}"
+    assert not verdict.denied, "denied on AWS:\n  " + "\n  ".join(verdict.denied)
+    for component, checked in verdict.checked.items():
+        assert checked, f"no call of {component} was seen: the contract did not exercise it"
+    scaler = " ".join(verdict.checked["scaler"])
+    assert "ecs:ListTasks on *" in scaler and "ecs:GetTaskProtection" in scaler, "the scaler's protection path was not exercised"
+    policies = iam_contract.role_policies_by_component(state)
+    findings = {name: [finding for policy in documents for finding in iam_contract.lint(policy)] for name, documents in policies.items()}
+    assert not any(findings.values()), f"parliament: {findings}"
+    print(f"\n{len(calls)} AWS calls; allowed requests per component: " + ", ".join(f"{c} {len(r)}" for c, r in verdict.checked.items()))

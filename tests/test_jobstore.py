@@ -114,3 +114,77 @@ def test_unknown_job_or_step_is_refused(store: JobStore) -> None:
     with pytest.raises(ClaimRefused) as refused:
         store.claim(OBJ.job_id, "nope", "w1", "m1", 1000.0, 30)
     assert refused.value.reason == Unclaimable.NO_STEP
+
+
+# --- dead letters, retries and announcements --------------------------------------------------
+
+DLQ_REASON = "moved to the dead-letter queue after 5 receives"
+
+
+def test_a_dead_lettered_message_fails_the_step_it_holds_or_a_pending_one(store: JobStore) -> None:
+    store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    assert not store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1010.0, message_id="m-duplicate")  # a live holder
+    assert store.get_job(OBJ.job_id)["steps"]["people"]["state"] == "running"
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1010.0, message_id="m1")
+    job = store.get_job(OBJ.job_id)
+    assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", DLQ_REASON)
+    assert "lease_expires_at" not in job["steps"]["people"]
+    assert not store.fail_dead_lettered(OBJ.job_id, "people", "again", 1200.0, message_id="m1")
+    assert store.get_job(OBJ.job_id)["steps"]["people"]["error"] == DLQ_REASON
+
+
+def test_a_dead_lettered_message_fails_a_step_whose_holder_is_gone(store: JobStore) -> None:
+    store.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1031.0, message_id="m-other")
+    assert store.get_job(OBJ.job_id)["status"] == "failed"
+
+
+def test_a_dead_lettered_message_fails_a_pending_step_unless_another_message_handed_it_back(store: JobStore) -> None:
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1100.0, message_id="m1")  # never claimed
+    other = ObjectRef("bucket", "uploads/other.jpg", "v1")
+    store.create_job(other, ["people"], now=1000.0)
+    store.release(store.claim(other.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0)
+    assert not store.fail_dead_lettered(other.job_id, "people", DLQ_REASON, 1100.0, message_id="m2")
+    assert store.fail_dead_lettered(other.job_id, "people", DLQ_REASON, 1100.0, message_id="m1")
+
+
+def test_a_done_step_or_a_missing_job_is_not_failed_by_a_dead_letter(store: JobStore) -> None:
+    store.mark_done(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "s3://a", {})
+    assert not store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 1100.0, message_id="m1")
+    assert not store.fail_dead_lettered("no-such-job", "people", DLQ_REASON, 1100.0, message_id="m1")
+    assert not store.fail_dead_lettered(OBJ.job_id, "nope", DLQ_REASON, 1100.0, message_id="m1")
+    assert store.get_job("no-such-job") is None
+
+
+def test_retry_puts_a_failed_step_back_with_a_fresh_budget_and_keeps_its_attempts(store: JobStore) -> None:
+    assert not store.retry_failed_step(OBJ.job_id, "people", 1001.0)  # pending: nothing to retry
+    store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "PermanentError: corrupt")
+    failures = {"UpdateExpression": "SET steps.people.failures = :n", "ExpressionAttributeValues": {":n": 4}}
+    store.table.update_item(Key={"job_id": OBJ.job_id}, **failures)  # transient failures the worker counted
+    assert store.retry_failed_step(OBJ.job_id, "people", 2000.0)
+    job = store.get_job(OBJ.job_id)
+    assert job["status"] == "running"
+    step = job["steps"]["people"]
+    assert (step["state"], step["attempts"], step["failures"], step["retried_at"]) == ("pending", 1, 0, 2000.0)
+    assert not {"error", "finished_at", "worker_id", "lease_expires_at", "message_id"} & set(step)
+    assert not store.retry_failed_step(OBJ.job_id, "people", 2001.0)  # a second retry finds it pending
+    assert store.claim(OBJ.job_id, "people", "w2", "m2", 2002.0, 30).attempt == 2
+
+
+def test_a_retried_step_can_be_failed_by_its_new_message_dead_lettering(store: JobStore) -> None:
+    store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "PermanentError: corrupt")
+    store.retry_failed_step(OBJ.job_id, "people", 2000.0)
+    assert store.fail_dead_lettered(OBJ.job_id, "people", DLQ_REASON, 2100.0, message_id="m2")
+    assert store.get_job(OBJ.job_id)["status"] == "failed"
+
+
+def test_each_end_of_a_job_is_announced_once(store: JobStore) -> None:
+    assert store.claim_announcement(OBJ.job_id, 1001.5)
+    assert not store.claim_announcement(OBJ.job_id, 1001.5)  # the same record replayed
+    assert store.claim_announcement(OBJ.job_id, 2005.0)  # retried and ended again
+    assert not store.claim_announcement(OBJ.job_id, 1001.5)  # the older end replayed after the newer
+    store.release_announcement(OBJ.job_id, 1001.5)  # not the current claim: no effect
+    assert not store.claim_announcement(OBJ.job_id, 2005.0)
+    store.release_announcement(OBJ.job_id, 2005.0)  # publishing failed: the record's retry may announce
+    assert store.claim_announcement(OBJ.job_id, 2005.0)
+    assert not store.claim_announcement("no-such-job", 1.0)

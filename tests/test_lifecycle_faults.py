@@ -13,14 +13,26 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
+from tests.support import deadletters
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.media import png, png_bomb
 from tests.support.workers import wait_for
 
 STEP = "detect"
+
+
+@pytest.fixture(autouse=True, params=[1, 4], ids=["concurrency-1", "concurrency-4"])
+def concurrency(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The whole suite runs with one message in flight per worker, and with four."""
+    monkeypatch.setattr(StepStack, "concurrency", request.param)
+    return request.param
+
+
 SLOW = "tests.support.plugins:SlowProcessor"
 FLAKY = "tests.support.plugins:FlakyProcessor"
 HANGING = "tests.support.plugins:HangingProcessor"
@@ -257,3 +269,30 @@ def test_an_input_key_too_long_for_its_result_keys_fails_permanently_at_once(sta
     item = wait_state(stack, key, "failed")
     assert item["steps"][STEP]["error"].startswith("PermanentError: input key is too long: its result keys would be")
     assert item["steps"][STEP]["attempts"] == 1
+
+
+# --- a message that runs out of receives ends its job ------------------------------------------------------------
+
+
+def test_a_worker_killed_on_every_receive_dead_letters_the_message_and_the_job_fails_with_the_reason(
+    moto_endpoint: str, spawn, tmp_path: Path
+) -> None:
+    """Out-of-memory kills or host losses on every receive: SQS dead-letters the message, and the consumer ends the job."""
+    stack = StepStack.create(moto_endpoint, visibility_timeout=2, max_receive_count=2)
+    stack.put("uploads/oom.png", png())
+    stack.send(stack.s3_event("uploads/oom.png"))
+    log = tmp_path / "runs.txt"
+    env = stack.worker_env(STEP, PROCESSOR=SLOW, PROCESSOR_OPTIONS=json.dumps({"seconds": 60, "runs_file": str(log)}), HEARTBEAT_SECONDS=1)
+    for receive in range(1, stack.max_receive_count + 1):
+        worker = spawn(env, f"killed-{receive}")
+        wait_for(lambda n=receive: len(runs(log)) == n, 30, what=f"receive {receive} to start its step")
+        worker.signal(signal.SIGKILL)
+        worker.wait()
+    # The next receive by any worker finds the message over maxReceiveCount, and SQS moves it to the DLQ.
+    spawn(stack.worker_env(STEP), "next")
+    with deadletters.configured(stack, STEP):
+        wait_for(lambda: deadletters.pump(stack), 30, what="the message in the DLQ")
+    item = stack.job("uploads/oom.png")
+    assert item["status"] == "failed"
+    assert item["steps"][STEP]["error"] == f"moved to the dead-letter queue after {stack.max_receive_count} receives"
+    assert stack.counts() == (0, 0) and stack.counts(stack.dlq_url) == (0, 0)

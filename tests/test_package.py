@@ -14,7 +14,8 @@ def test_zips_are_byte_identical_across_builds_and_import_from_the_zip(tmp_path:
     first, second = build(tmp_path / "one"), build(tmp_path / "two")
     assert first == second
     assert set(first) == {"stream_router", "scaler"}
-    for function, handler_module in (("stream_router", "stream_router.app"), ("scaler", "scaler.app")):
+    handlers = (("stream_router", "stream_router.app"), ("stream_router", "stream_router.deadletter"), ("scaler", "scaler.app"))
+    for function, handler_module in handlers:
         archive = tmp_path / "one" / f"{function}.zip"
         names = zipfile.ZipFile(archive).namelist()
         assert f"{handler_module.replace('.', '/')}.py" in names

@@ -52,6 +52,17 @@ def test_writes_that_change_no_step_to_done_or_failed_send_nothing(old: dict, ne
     assert route("MODIFY", old, new) == []
 
 
+def test_a_retried_step_is_sent_again_and_does_not_finish_the_job() -> None:
+    # gpupipe retry moves failed -> pending; the router, not the CLI, sends the step message.
+    failed = changed(JOB, "people", "failed", error="moved to the dead-letter queue after 5 receives")
+    failed["status"] = "failed"
+    retried = changed(JOB, "people", "pending")
+    retried["status"] = "running"
+    assert route("MODIFY", failed, retried) == [Enqueue("people")]
+    later_failed = changed(changed(JOB, "people", "done"), "faces", "failed", error="x")
+    assert route("MODIFY", later_failed, changed(changed(JOB, "people", "done"), "faces", "pending")) == [Enqueue("faces")]
+
+
 def test_removals_and_foreign_items_are_ignored() -> None:
     assert route("REMOVE", JOB, None) == []
     assert route("INSERT", None, {"job_id": "not-a-job"}) == []

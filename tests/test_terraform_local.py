@@ -14,6 +14,7 @@ import pytest
 
 from pipeline_core.pipeline import PipelineConfig
 from pipeline_core.s3events import created_objects
+from tests.support.iam_contract import reference
 from worker.config import WorkerConfig
 
 
@@ -37,11 +38,13 @@ def test_an_upload_under_the_input_prefix_produces_intake_work(deployed) -> None
     _, outputs, aws = deployed
     bucket, intake = outputs["bucket_name"], outputs["intake_queue_url"]
     aws["s3"].put_object(Bucket=bucket, Key="uploads/street scene.JPG", Body=b"\xff\xd8\xff")
+    aws["s3"].put_object(Bucket=bucket, Key="uploads/photo.Jpg", Body=b"\xff\xd8\xff")
     aws["s3"].put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"not media")
     aws["s3"].put_object(Bucket=bucket, Key="elsewhere/a.jpg", Body=b"\xff\xd8\xff")
-    # S3 may send a test event first; the router's own parser reads what arrived.
+    # S3 may send a test event first; the router's own parser reads what arrived. Only the prefix
+    # filters here (S3's suffix filters are case-sensitive): intake matches suffixes in any case.
     keys = [obj.key for body in receive_all(aws["sqs"], intake) for obj in created_objects(body)]
-    assert keys == ["uploads/street scene.JPG"]
+    assert sorted(keys) == ["uploads/notes.txt", "uploads/photo.Jpg", "uploads/street scene.JPG"]
 
 
 def test_every_queue_has_its_dead_letter_queue(deployed) -> None:
@@ -78,13 +81,31 @@ def test_lambdas_read_one_pipeline_definition_naming_the_deployed_queues(deploye
         assert config.jobs_table == outputs["jobs_table_name"]
 
 
+def test_the_pipeline_definition_names_each_steps_dead_letter_queue_as_deployed(deployed) -> None:
+    _, outputs, aws = deployed
+    config = PipelineConfig.from_dict(json.loads(outputs["pipeline_config"]))
+    for step in config.steps:
+        attributes = aws["sqs"].get_queue_attributes(QueueUrl=step.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        redrive = json.loads(attributes["RedrivePolicy"])
+        assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (step.dlq_arn, step.max_receive_count)
+        assert step.dlq_url == outputs["steps"][step.name]["dlq_url"]
+        assert config.step_for_dead_letter_queue(step.dlq_arn) == step
+    assert "deadletter" in outputs["function_names"]
+
+
 def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
     _, _, aws = deployed
     name, iam = aws["name"], aws["iam"]
     roles = [role["RoleName"] for role in iam.list_roles()["Roles"] if role["RoleName"].startswith(name + "-")]
     assert len(roles) >= 5
-    # AWS requires "*" for this action alone; every other statement names a resource of this deployment.
-    wildcard_ok = {"ecr:GetAuthorizationToken"}
+    # "*" only where the action has no resource types in the Service Authorization Reference
+    # (ecr:GetAuthorizationToken, dynamodb:ListStreams), or with a condition naming this deployment's
+    # resource (ecs:ListTasks by ecs:cluster); every other statement names a resource of this deployment.
+
+    def wildcard_ok(actions: set[str], statement: dict) -> bool:
+        scoped = name in json.dumps(statement.get("Condition", {}))
+        return scoped or all(row["resource_arn_format"] == "*" for action in actions for row in reference(action))
+
     for role in roles:
         for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
             document = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
@@ -94,7 +115,7 @@ def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
                 actions = {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
                 for resource in resources:
                     if resource == "*":
-                        assert actions <= wildcard_ok, f"{role}/{policy_name} grants {actions} on *"
+                        assert wildcard_ok(actions, statement), f"{role}/{policy_name} grants {actions} on *"
                     else:
                         assert name in resource, f"{role}/{policy_name} names {resource}, not a resource of {name}"
 

@@ -42,6 +42,10 @@ def test_worker_results_validate_against_the_schema_and_carry_pictures(stack: St
     errors = sorted(Draft202012Validator(SCHEMA).iter_errors(result), key=str)
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
     output = result["output"]
+    # This machine has no GPU: every model says it ran on the CPU, in the result and in the start-up log.
+    assert {model["name"]: model["device"] for model in output["models"]} == {"people-hog": "CPU", "faces-mtcnn": "CPU"}
+    ready = {event["detector"]: event["device"] for event in worker.events("detector ready")}
+    assert ready == {"people-hog": "CPU", "faces-mtcnn": "CPU"}
     assert output["summary"]["face"]["max_count"] == 1
     assert result["files"] == ["contact-sheet.jpg", "timeline.png"]
     assert {"download", "process", "upload"} <= set(result["timings"])

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
+DEFAULT_CONCURRENCY = 8  # messages in flight per worker; terraform/variables.tf `concurrency` mirrors it
 SQS_MAX_VISIBILITY = 43200  # a message cannot stay invisible longer than 12 hours from its receive
 
 
@@ -30,6 +31,7 @@ class WorkerConfig:
     processor_options: Mapping[str, Any] = field(default_factory=dict)
     visibility_timeout: int = 300
     heartbeat_seconds: float = 100.0
+    concurrency: int = DEFAULT_CONCURRENCY
     max_attempts: int = 3
     step_timeout_seconds: float = 3600.0
     grace_seconds: float = 25.0
@@ -58,6 +60,7 @@ class WorkerConfig:
             processor_options=_json_object(env, "PROCESSOR_OPTIONS"),
             visibility_timeout=visibility,
             heartbeat_seconds=_float(env, "HEARTBEAT_SECONDS", visibility / 3, minimum=0.5),
+            concurrency=_int(env, "CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1, maximum=64),
             max_attempts=_int(env, "MAX_ATTEMPTS", 3, minimum=1, maximum=100),
             step_timeout_seconds=_float(env, "STEP_TIMEOUT_SECONDS", 3600.0, minimum=1.0, maximum=SQS_MAX_VISIBILITY - visibility),
             grace_seconds=_float(env, "GRACE_SECONDS", 25.0, minimum=0.0),

@@ -2,13 +2,16 @@
 
 What lives here and nowhere else:
 
+- **Concurrency**: up to ``CONCURRENCY`` messages in flight, each handled in its own thread (download,
+  process, upload and commit of one overlap with the others'); the loop receives up to ten at a time as
+  capacity frees, and one keepalive holds them all.
 - **Receiving** with a long poll, retried with capped exponential backoff when SQS errors
   (botocore's adaptive retries come first; see ``worker.main``).
 - **Settling** a message once its items are settled (``messages.settle``): delete it, requeue it
   (a fresh copy carrying the same origin id, then delete this one), or leave it to SQS.
   Requeueing keeps retries, postponements and shutdown hand-backs from using up the receives that
   the queue counts towards its dead-letter queue.
-- **Shutdown**: on SIGTERM no new message is taken; the one in progress gets the grace period, then
+- **Shutdown**: on SIGTERM no new message is taken; each one in progress gets the grace period, then
   is handed back; a message received while stopping is requeued untouched.
 - **Survival**: no AWS error and no bad message ends the process. A message whose handling raised is
   left to come back after its visibility timeout. The process exits non-zero only for a broken
@@ -21,10 +24,12 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline_core.jobs import ORIGIN_ATTRIBUTE, origin_id
 from pipeline_core.jobstore import JobStore
 from worker import health
 from worker.config import WorkerConfig
@@ -35,13 +40,10 @@ from worker.processors import Processor
 
 log = logging.getLogger("worker")
 
-ORIGIN_ATTRIBUTE = "gpupipe-origin"  # a requeued copy carries the id of the message it continues
 
-
-def origin_id(message: dict[str, Any]) -> str:
-    """The id of the chain of copies a message belongs to: the claim records it, so a copy is 'this message'."""
-    attribute = (message.get("MessageAttributes") or {}).get(ORIGIN_ATTRIBUTE) or {}
-    return attribute.get("StringValue") or message["MessageId"]
+def origin(message: dict[str, Any]) -> str:
+    """The id of the chain of copies this message belongs to: the claim records it, so a copy is 'this message'."""
+    return origin_id(message["MessageId"], message.get("MessageAttributes"))
 
 
 class Worker:
@@ -61,37 +63,61 @@ class Worker:
         self.steps = StepRunner(config, s3=s3, store=store, processor=processor, stop=stop, sqs=sqs)
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
         self._failures = 0  # consecutive failed receives, for the backoff
+        self._in_flight = 0
+        self._capacity = threading.Condition()
 
     def run(self) -> None:
-        log.info("worker started", extra={"step": self.config.step_name, "processor": self.processor.name})
+        log.info(
+            "worker started",
+            extra={"step": self.config.step_name, "processor": self.processor.name, "concurrency": self.config.concurrency},
+        )
         self.keepalive.start()
+        pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="message")
         try:
-            while not self.stop.is_set() and not self.steps.hung.is_set():
+            while not self._stopping():
                 health.touch()
-                messages = self._receive()
+                free = self._wait_for_capacity()
+                if not free:
+                    continue
+                messages = self._receive(min(10, free))
+                received_at = time.time()
                 if not messages:
-                    self.protection.set(False)
+                    if not self._in_flight:
+                        self.protection.set(False)
                     continue
                 self.protection.set(True)
                 for message in messages:
-                    if self.stop.is_set() or self.steps.hung.is_set():
+                    if self._stopping():
                         self._requeue(message, 0, "received while stopping")
                         continue
-                    self._handle_safely(message)
+                    with self._capacity:
+                        self._in_flight += 1
+                    pool.submit(self._handle_safely, message, received_at)
         finally:
+            pool.shutdown(wait=True)  # each message in flight finishes, or is handed back within the grace period
             self.keepalive.close()
             self.protection.set(False)
         if self.steps.hung.is_set():
             log.error("a processor did not return within the step timeout; exiting so that the task is replaced")
         log.info("worker stopped", extra={"step": self.config.step_name})
 
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or self.steps.hung.is_set()
+
+    def _wait_for_capacity(self) -> int:
+        """Block until a handler is free (or stopping); return how many are."""
+        with self._capacity:
+            while self._in_flight >= self.config.concurrency and not self._stopping():
+                self._capacity.wait(0.5)
+            return 0 if self._stopping() else self.config.concurrency - self._in_flight
+
     # --- receiving -----------------------------------------------------------------------------------
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def _receive(self, count: int) -> list[dict[str, Any]]:
         try:
             messages = self.sqs.receive_message(
                 QueueUrl=self.config.queue_url,
-                MaxNumberOfMessages=1,
+                MaxNumberOfMessages=count,
                 WaitTimeSeconds=self.config.wait_time_seconds,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 MessageAttributeNames=[ORIGIN_ATTRIBUTE],
@@ -107,9 +133,9 @@ class Worker:
 
     # --- one message -----------------------------------------------------------------------------------
 
-    def _handle_safely(self, message: dict[str, Any]) -> None:
+    def _handle_safely(self, message: dict[str, Any], received_at: float) -> None:
         try:
-            self.handle(message)
+            self.handle(message, received_at)
         except Abandoned:
             pass  # handed back by handle(); the loop sees the stop flag
         except Exception as error:
@@ -118,8 +144,12 @@ class Worker:
                 extra={"message_id": message["MessageId"], "error": str(error), "code": error_code(error)},
                 exc_info=True,
             )
+        finally:
+            with self._capacity:
+                self._in_flight -= 1
+                self._capacity.notify_all()
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def handle(self, message: dict[str, Any], received_at: float) -> None:
         """Run every item in one message while the keepalive holds it, then settle it."""
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
@@ -135,7 +165,7 @@ class Worker:
             log.info("s3 test event deleted", extra={"message_id": message["MessageId"]})
             self._delete(message)
             return
-        held = self.keepalive.hold(origin_id(message), message["ReceiptHandle"], time.time())
+        held = self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
         try:
             results = [self.steps.run(item, held) for item in parsed.items]
         except Abandoned:
@@ -177,7 +207,7 @@ class Worker:
                 QueueUrl=self.config.queue_url,
                 MessageBody=message["Body"],
                 DelaySeconds=delay,
-                MessageAttributes={ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": origin_id(message)}},
+                MessageAttributes={ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": origin(message)}},
             )
         except (ClientError, BotoCoreError) as error:
             log.warning(
@@ -186,4 +216,4 @@ class Worker:
             self._change_visibility(message, delay)
             return
         self._delete(message)
-        log.info("message requeued", extra={"message_id": message["MessageId"], "origin": origin_id(message), "delay": delay, "why": why})
+        log.info("message requeued", extra={"message_id": message["MessageId"], "origin": origin(message), "delay": delay, "why": why})

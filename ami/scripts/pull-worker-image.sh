@@ -7,6 +7,8 @@ set -euo pipefail
 
 registry="${WORKER_IMAGE%%/*}"
 if [[ "$registry" == *.dkr.ecr.*.amazonaws.com ]]; then
+  # Amazon Linux 2023 packages the AWS CLI v2 as awscli-2 (dnf; no yum, no pip install).
+  command -v aws >/dev/null || dnf install -y --quiet awscli-2
   token=$(aws ecr get-login-password --region "$REGION")
   docker login --username AWS --password-stdin "$registry" <<<"$token"
 fi

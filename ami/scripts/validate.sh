@@ -9,6 +9,10 @@ fail() {
   exit 1
 }
 
+if ! grep -q '^ID="amzn"' /etc/os-release || ! grep -q '^VERSION_ID="2023"' /etc/os-release; then
+  fail "the base is not Amazon Linux 2023"
+fi
+
 for setting in ECS_ENABLE_GPU_SUPPORT=true ECS_IMAGE_PULL_BEHAVIOR=prefer-cached ECS_WARM_POOLS_CHECK=true; do
   grep -qx "$setting" /etc/ecs/ecs.config || fail "/etc/ecs/ecs.config lacks $setting"
 done

@@ -27,6 +27,16 @@ run "one_queue_dlq_service_and_group_per_step" {
   }
 
   assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).steps[0].target_backlog_per_task == 10 && jsondecode(module.lambdas.pipeline_config).steps[0].scaling_table == null && jsondecode(module.lambdas.pipeline_config).steps[0].scale_in_cooldown_seconds == 300
+    error_message = "by default a step scales on backlog per task (10), with no table and a 300 s scale-in cooldown"
+  }
+
+  assert {
+    condition     = contains(module.observability.alarm_names, "unit-people-not-scaled")
+    error_message = "a step the scaler could not scale alarms (its failures no longer fail the whole run)"
+  }
+
+  assert {
     condition     = jsondecode(module.lambdas.pipeline_config).scaler_function == "unit-scaler"
     error_message = "the router is told which scaler to wake"
   }
@@ -82,6 +92,39 @@ run "scaling_table_thresholds_must_increase" {
   expect_failures = [var.steps]
 }
 
+run "the_scaling_table_is_the_alternative" {
+  command = apply
+
+  variables {
+    steps = [{ name = "a", image = "x", scaling_table = [[1, 1], [100, 2]], max_tasks = 2, scale_in_cooldown_seconds = 120 }]
+  }
+
+  assert {
+    condition     = jsondecode(module.lambdas.pipeline_config).steps[0].scaling_table == [[1, 1], [100, 2]] && jsondecode(module.lambdas.pipeline_config).steps[0].scale_in_cooldown_seconds == 120
+    error_message = "a step's scaling_table and cooldown reach the pipeline definition"
+  }
+}
+
+run "target_backlog_per_task_must_be_at_least_one" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", target_backlog_per_task = 0.5 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "scale_in_cooldown_must_not_be_negative" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", scale_in_cooldown_seconds = -1 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
 run "stop_timeout_must_cover_the_grace_period" {
   command = plan
 
@@ -110,4 +153,47 @@ run "name_is_validated" {
   }
 
   expect_failures = [var.name]
+}
+
+run "names_ecs_rejects_for_capacity_providers_are_rejected" {
+  command = plan
+
+  variables {
+    name = "ecs-media"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "awsvpc_without_nat_is_rejected" {
+  command = plan
+
+  variables {
+    task_network_mode = "awsvpc"
+  }
+
+  expect_failures = [aws_ecs_cluster.this]
+}
+
+run "dead_letters_end_jobs_and_alarm_with_the_retry_command" {
+  command = apply
+
+  assert {
+    condition = (
+      jsondecode(module.lambdas.pipeline_config).steps[0].max_receive_count == 4
+      && jsondecode(module.lambdas.pipeline_config).steps[0].dlq_arn == module.step["people"].dlq_arn
+      && jsondecode(module.lambdas.pipeline_config).steps[1].dlq_url == module.step["faces"].dlq_url
+    )
+    error_message = "the pipeline definition names each step's DLQ and its max receive count, for the consumer"
+  }
+
+  assert {
+    condition     = length(module.lambdas.function_names) == 4 && module.lambdas.function_names["deadletter"] == "unit-deadletter"
+    error_message = "the dead-letter consumer is deployed (and its errors alarm like the other functions')"
+  }
+
+  assert {
+    condition     = length([for name in module.observability.alarm_names : name if endswith(name, "-dead-lettered")]) == 2
+    error_message = "every step DLQ alarms on messages dead-lettered, though its consumer empties it"
+  }
 }

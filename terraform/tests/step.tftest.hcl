@@ -106,4 +106,19 @@ run "warm_pool_uses_one_instance_type" {
     condition     = strcontains(base64decode(aws_launch_template.this[0].user_data), "ECS_WARM_POOLS_CHECK=true")
     error_message = "the ECS agent waits until an instance leaves the warm pool"
   }
+
+  assert {
+    condition     = aws_autoscaling_group.this[0].warm_pool[0].max_group_prepared_capacity == 1 && length(aws_autoscaling_group.this[0].warm_pool[0].instance_reuse_policy) == 0
+    error_message = "the pool holds min_size stopped instances, and no reuse on scale-in (not allowed for ECS capacity providers)"
+  }
+
+  assert {
+    condition     = length(aws_autoscaling_group.this[0].instance_refresh) == 1 && contains(aws_autoscaling_group.this[0].enabled_metrics, "GroupInServiceInstances")
+    error_message = "a new AMI refreshes warm and running instances; the dashboard's group metrics are enabled"
+  }
+
+  assert {
+    condition     = local.worker_environment.AWS_REGION == "eu-west-1" && local.worker_environment.AWS_DEFAULT_REGION == "eu-west-1"
+    error_message = "the task definition sets the region; the worker does not depend on the agent injecting it"
+  }
 }

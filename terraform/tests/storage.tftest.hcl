@@ -1,4 +1,4 @@
-# The storage module alone: a private, TLS-only, encrypted bucket; intake filtered by prefix and suffix.
+# The storage module alone: a private, TLS-only, encrypted bucket; intake filtered by prefix only.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -12,10 +12,9 @@ run "secure_bucket_and_jobs_table" {
   command = plan
 
   variables {
-    name             = "unit"
-    input_prefix     = "uploads/"
-    results_prefix   = "results/"
-    allowed_suffixes = [".jpg", ".mp4"]
+    name           = "unit"
+    input_prefix   = "uploads/"
+    results_prefix = "results/"
   }
 
   assert {
@@ -39,8 +38,8 @@ run "secure_bucket_and_jobs_table" {
   }
 
   assert {
-    condition     = length(aws_s3_bucket_notification.this.queue) == 4 && alltrue([for queue in aws_s3_bucket_notification.this.queue : queue.filter_prefix == "uploads/"])
-    error_message = "each suffix, in both cases, notifies intake for the input prefix only"
+    condition     = length(aws_s3_bucket_notification.this.queue) == 1 && one(aws_s3_bucket_notification.this.queue).filter_prefix == "uploads/" && one(aws_s3_bucket_notification.this.queue).filter_suffix == null
+    error_message = "one notification for the input prefix, no suffix filter: S3's are case-sensitive, intake matches suffixes in any case"
   }
 
   assert {

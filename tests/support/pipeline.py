@@ -13,6 +13,7 @@ from tests.support.aws import REGION
 from tests.support.lambdas import read_stream
 
 STEPS = ("people", "faces")
+MAX_RECEIVE_COUNT = 2
 
 
 @dataclass
@@ -48,7 +49,10 @@ class PipelineStack:
         s3.create_bucket(Bucket=bucket)
         steps = []
         for name in STEPS:
-            queue_url = sqs.create_queue(QueueName=f"{name}-{suffix}")["QueueUrl"]
+            dlq_url = sqs.create_queue(QueueName=f"{name}-{suffix}-dlq")["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+            queue_url = sqs.create_queue(QueueName=f"{name}-{suffix}", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
             service = f"{name}-{suffix}"
             ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=f"worker-{suffix}", desiredCount=0)
             steps.append(
@@ -60,6 +64,9 @@ class PipelineStack:
                     "min_tasks": 0,
                     "max_tasks": 2,
                     "idle_seconds": idle_seconds,
+                    "dlq_url": dlq_url,
+                    "dlq_arn": dlq_arn,
+                    "max_receive_count": MAX_RECEIVE_COUNT,
                 }
             )
         config = {
@@ -84,6 +91,9 @@ class PipelineStack:
 
     def queue_url(self, step: str) -> str:
         return next(s["queue_url"] for s in self.config["steps"] if s["name"] == step)
+
+    def step_config(self, step: str) -> dict[str, Any]:
+        return next(s for s in self.config["steps"] if s["name"] == step)
 
     def new_stream_event(self) -> dict[str, Any]:
         """The stream records not yet handed to the router, as one Lambda event."""

@@ -34,7 +34,20 @@ def tensorflow() -> Any:
 
 
 def tf_device() -> str:
+    """Where TensorFlow models are placed: the first GPU when TensorFlow sees one, else the CPU."""
     return "GPU:0" if tensorflow().config.list_physical_devices("GPU") else "CPU:0"
+
+
+def device_label(device: str) -> str:
+    """A TensorFlow device string as result.json records it: ``GPU:0``, ``GPU:1``, ... or ``CPU``.
+
+    Accepts the short form (``GPU:0``) and the full one (``/job:localhost/replica:0/task:0/device:GPU:0``).
+    """
+    match = re.search(r"(?:device:)?([A-Za-z_]+):(\d+)$", device.strip())
+    if not match:
+        return "CPU"
+    kind, index = match.group(1).upper(), match.group(2)
+    return f"GPU:{index}" if kind == "GPU" else "CPU"
 
 
 class HogPeopleDetector:
@@ -43,6 +56,7 @@ class HogPeopleDetector:
     name = "people-hog"
     labels = ("person",)
     colour = "bgr"
+    device = "CPU"  # opencv-python's HOG has no CUDA path: it always runs on the CPU
 
     def __init__(self, options: Mapping[str, Any]):
         if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
@@ -94,7 +108,9 @@ class MtcnnFaceDetector:
         self.version = f"mtcnn-{metadata.version('mtcnn')}"
         self.min_score = float(options.get("min_score", 0.9))
         # The third stage (ONet) refines boxes and rejects false faces; it comes with landmarks, which are dropped.
-        self.model = MTCNN(stages=str(options.get("stages", "face_and_landmarks_detection")), device=tf_device())
+        placement = tf_device()
+        self.device = device_label(placement)
+        self.model = MTCNN(stages=str(options.get("stages", "face_and_landmarks_detection")), device=placement)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
         if not frames:
@@ -154,16 +170,24 @@ def fetch_s3_prefix(uri: str, destination: Path) -> Path:
 
 
 class SavedModelDetector:
-    """A TensorFlow 2 Object Detection API SavedModel: ``detection_boxes/scores/classes`` and ``num_detections``."""
+    """A TensorFlow 2 Object Detection API SavedModel: ``detection_boxes/scores/classes`` and ``num_detections``.
+
+    ``model`` is a local SavedModel folder or an ``s3://`` prefix holding one (copied from the module's
+    own bucket at start-up: ``make model`` puts zoo models under ``models/``); docs/choosing-a-model.md.
+    """
 
     name = "tf-savedmodel"
     colour = "rgb"
 
     def __init__(self, options: Mapping[str, Any]):
         tf = tensorflow()
-        model = str(options.get("model") or os.environ.get("MODEL_PATH", ""))
+        # ${MODELS_URI} (set by the Terraform module: s3://<bucket>/models/) expands, so a step can name
+        # "${MODELS_URI}<name>" where `make model MODEL=<name>` uploaded it.
+        model = os.path.expandvars(str(options.get("model") or os.environ.get("MODEL_PATH", "")))
         if not model:
             raise ValueError("tf-savedmodel needs a model: a SavedModel folder or an s3:// URI")
+        if "$" in model:
+            raise ValueError(f"tf-savedmodel model {model!r} names an environment variable that is not set")
         path = Path(model)
         if model.startswith("s3://"):
             path = fetch_s3_prefix(model, Path(tempfile.mkdtemp(prefix="savedmodel-")))
@@ -177,13 +201,17 @@ class SavedModelDetector:
         self.classes = set(options.get("classes") or [])
         self.labels = tuple(sorted(self.classes or set(self.label_map.values())))
         self.min_score = float(options.get("min_score", 0.5))
-        self.version = str(options.get("version") or f"savedmodel:{path.name}")
-        self.device = tf_device()
-        with tf.device(self.device):
+        self.version = str(options.get("version") or f"savedmodel:{Path(model.rstrip('/')).name}")
+        self.placement = tf_device()
+        with tf.device(self.placement):
             loaded = tf.saved_model.load(str(path))
         self._loaded = loaded  # keep the variables alive with the signature
         self.fn = loaded.signatures["serving_default"]
         self.input_name, spec = next(iter(self.fn.structured_input_signature[1].items()))
+        # Where the weights landed is where the model's convolutions run; a model without variables
+        # (like the test suite's) runs where it was placed.
+        weights = list(getattr(self.fn, "variables", ()) or ())
+        self.device = device_label(weights[0].device if weights else self.placement)
         self.fixed_batch = spec.shape[0] == 1  # many exported detectors take one image at a time
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
@@ -193,7 +221,7 @@ class SavedModelDetector:
         groups = [[frame] for frame in frames] if self.fixed_batch else [list(frames)]
         results: list[list[Detection]] = []
         for group in groups:
-            with tf.device(self.device):
+            with tf.device(self.placement):
                 output = self.fn(**{self.input_name: tf.convert_to_tensor(np.stack(group), dtype=tf.uint8)})
             boxes = output["detection_boxes"].numpy()
             scores = output["detection_scores"].numpy()

@@ -4,7 +4,10 @@ Options (``PROCESSOR_OPTIONS``)::
 
     {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}],   # run together over the same frames
      "sample_fps": 1.0,            # or "every_n_frames": 30
-     "batch_size": 8, "max_frames": 3600, "queue_frames": 32,
+     "batch_size": "auto",         # or a number; auto: 1 on a CPU, on a GPU what fits its memory (batch_size.py)
+     "batch_wait_ms": 10,          # frames of several files in flight share a batch (same size only)
+     "max_frames": 3600, "queue_frames": 32,
+     "max_frames_in_memory": 64,   # decoded frames this worker holds at once, over every file in flight
      "max_side": 960,              # frames larger than this are scaled down for inference (null: full size)
      "max_pixels": 100000000,      # larger images or video frames are refused before decoding (decompression bombs)
      "contact_sheet_frames": 12, "thumbnail_width": 320}
@@ -12,6 +15,8 @@ Options (``PROCESSOR_OPTIONS``)::
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +25,8 @@ from typing import Any
 import cv2
 
 from pipeline_core.segments import VideoTimeline
+from worker.batching import Batcher
+from worker.detection.batch_size import choose_batch_size, gpu_memory_mib
 from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, probe
 from worker.detection.merge import TILES, merge_segments, segment_tiles
 from worker.detection.model import Detection, Detector, build_detector
@@ -29,6 +36,13 @@ from worker.processors import DEFAULT_MAX_PIXELS, SegmentPart, StepContext, Step
 DEFAULT_DETECTORS = ({"name": "people-hog"}, {"name": "faces-mtcnn"})
 CONTACT_SHEET = "contact-sheet.jpg"
 TIMELINE = "timeline.png"
+
+log = logging.getLogger(__name__)
+
+
+def device_of(detector: Detector) -> str:
+    """Where a detector runs ("CPU", "GPU:0"); "unknown" for a plugin detector that does not say."""
+    return str(getattr(detector, "device", None) or "unknown")
 
 
 class DetectionProcessor:
@@ -40,26 +54,60 @@ class DetectionProcessor:
         self.detectors: list[Detector] = [build_detector(spec) for spec in specs]
         every_n = options.get("every_n_frames")
         self.sampling = Sampling(per_second=None if every_n else float(options.get("sample_fps", 1.0)), every_n_frames=every_n)
-        self.batch_size = max(1, int(options.get("batch_size", 8)))
+        batch_size = options.get("batch_size", "auto")
+        self.batch_size: int | None = None if batch_size in (None, "auto") else max(1, int(batch_size))
+        self.devices = [device_of(detector) for detector in self.detectors]
+        self.gpu_memory_mib = gpu_memory_mib() if any(d.startswith("GPU") for d in self.devices) else None
         self.max_frames = max(1, int(options.get("max_frames", 3600)))
         self.queue_frames = max(1, int(options.get("queue_frames", 32)))
+        # Decoded frames held at once by this worker, across every file in flight (the memory bound).
+        self.frames_in_memory = max(self.batch_size or 1, int(options.get("max_frames_in_memory", 64)))
+        self.frame_budget = threading.BoundedSemaphore(self.frames_in_memory)
         self.sheet_frames = max(1, int(options.get("contact_sheet_frames", 12)))
         self.thumbnail_width = max(64, int(options.get("thumbnail_width", 320)))
         self.max_pixels = int(options.get("max_pixels", DEFAULT_MAX_PIXELS))
         max_side = options.get("max_side", 960)
         self.max_side = int(max_side) if max_side else None
+        # One batcher per detector: frames of every file in flight in this worker (several jobs) share its calls,
+        # up to the batch size for their shape.
+        batch_wait = float(options.get("batch_wait_ms", 10)) / 1000
+        self.batchers = [
+            Batcher(detector.detect, self.batch_limit, batch_wait, key=lambda image: image.shape, name=f"batch-{detector.name}")
+            for detector in self.detectors
+        ]
         self.labels = sorted({label for detector in self.detectors for label in detector.labels})
         self.colours = label_colours(self.labels)
+        for detector in self.detectors:
+            log.info("detector ready", extra={"detector": detector.name, "version": detector.version, "device": device_of(detector)})
+
+    def batch_for(self, info: MediaInfo) -> int:
+        """The configured batch size, or one chosen by device and the frames' size at inference."""
+        width, height = info.width, info.height
+        if self.max_side and max(width, height) > self.max_side:
+            scale = self.max_side / max(width, height)
+            width, height = round(width * scale), round(height * scale)
+        return self.batch_limit((height, width))
+
+    def batch_limit(self, shape: Any) -> int:
+        """Frames of this (inference) shape per model call: the configured size, or chosen by device and memory."""
+        if self.batch_size is not None:
+            return self.batch_size
+        height, width = shape[:2]
+        return choose_batch_size(self.devices, width * height, self.gpu_memory_mib)
 
     def process(self, path: Path, context: StepContext) -> StepOutput:
         started = time.perf_counter()
         info = probe(path, self.max_pixels)
         segment = context.segment if info.kind == "video" else None
         frames = (segment.start_frame, segment.end_frame) if segment is not None else None
-        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, frames=frames)
+        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget, frames=frames)
         run = _Run(self, info)
-        for batch in reader.batches(self.batch_size):
-            run.infer(batch)
+        batch_size = self.batch_for(info)
+        for batch in reader.batches(batch_size):
+            try:
+                run.infer(batch)
+            finally:
+                reader.release(len(batch))
         if segment is not None:  # the merge draws the whole video's pictures from every segment's tiles
             files, tiles = segment_tiles(run.sheet, run.frames, context.workdir)
         else:
@@ -83,10 +131,10 @@ class DetectionProcessor:
                 "every_n_frames": self.sampling.every_n_frames,
                 "step": reader.step,
                 "sampled_frames": len(run.frames),
-                "batch_size": self.batch_size,
+                "batch_size": batch_size,
                 "max_side": self.max_side,
             },
-            "models": [{"name": d.name, "version": d.version, "labels": list(d.labels)} for d in self.detectors],
+            "models": [{"name": d.name, "version": d.version, "labels": list(d.labels), "device": device_of(d)} for d in self.detectors],
             "frames": run.frames,
             "summary": run.summary(),
             "timings": {
@@ -132,11 +180,11 @@ class _Run:
         bgr = [self.for_inference(frame.image) for frame in batch]
         rgb: list[Any] | None = None
         found: list[list[Detection]] = [[] for _ in batch]
-        for detector in self.processor.detectors:
+        for detector, batcher in zip(self.processor.detectors, self.processor.batchers, strict=True):
             if detector.colour == "rgb" and rgb is None:
                 rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in bgr]
             started = time.perf_counter()
-            results = detector.detect(rgb if detector.colour == "rgb" else bgr)  # type: ignore[arg-type]
+            results = batcher.submit(rgb if detector.colour == "rgb" else bgr)  # type: ignore[arg-type]
             self.inference_seconds += time.perf_counter() - started
             for index, detections in enumerate(results):
                 found[index].extend(detections)

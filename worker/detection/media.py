@@ -86,6 +86,11 @@ class FrameReader:
 
     ``decode_seconds`` is the decoder's own busy time; ``frames_read`` counts
     every frame passed over (grabbed or decoded).
+
+    With a ``budget`` (a semaphore shared by every file the worker has in flight), the decoder takes
+    one permit per decoded frame before decoding it; the consumer gives it back with ``release()``
+    once the frame is inferred. So a worker never holds more decoded frames than the budget, however
+    many files are in flight.
     """
 
     _END = object()
@@ -97,9 +102,11 @@ class FrameReader:
         sampling: Sampling,
         max_frames: int,
         queue_size: int = 32,
+        budget: threading.Semaphore | None = None,
         frames: tuple[int, int | None] | None = None,
     ):
         self.path, self.info, self.max_frames = path, info, max_frames
+        self.budget = budget
         self.step = sampling.step(info.fps or 1.0)
         # Only frames [start, end) of a video (a segment; end None: to the end). Sampling stays aligned to the
         # whole video: frame i is sampled when i % step == 0, so segments sample exactly what one pass does.
@@ -144,6 +151,34 @@ class FrameReader:
         finally:
             self._stop.set()
             self._thread.join(timeout=5)
+            while True:  # frames decoded but never consumed give their permits back
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Frame):
+                    self.release(1)
+
+    def release(self, frames: int) -> None:
+        """Give back the budget of ``frames`` consumed frames."""
+        if self.budget is not None:
+            for _ in range(frames):
+                self.budget.release()
+
+    def _take(self) -> bool:
+        """One permit of the budget for the next decoded frame; False when stopping."""
+        if self.budget is None:
+            return True
+        while not self._stop.is_set():
+            if self.budget.acquire(timeout=0.1):
+                return True
+        return False
+
+    def _put_frame(self, frame: Frame) -> bool:
+        if self._put(frame):
+            return True
+        self.release(1)
+        return False
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -157,11 +192,17 @@ class FrameReader:
     def _run(self) -> None:
         try:
             if self.info.kind == "image":
+                if not self._take():
+                    return
                 started = time.perf_counter()
-                image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+                try:
+                    image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+                except BaseException:
+                    self.release(1)
+                    raise
                 self.decode_seconds += time.perf_counter() - started
                 self.frames_read = 1
-                self._put(Frame(0, 0.0, image))
+                self._put_frame(Frame(0, 0.0, image))
             else:
                 self._read_video()
             self._put(self._END)
@@ -175,18 +216,23 @@ class FrameReader:
         try:
             index = self._seek(capture)
             while not self._stop.is_set() and sampled < self.max_frames and (self.end is None or index < self.end):
+                sampled_here = index % self.step == 0
+                if sampled_here and not self._take():
+                    return
                 started = time.perf_counter()
-                if index % self.step == 0:
+                if sampled_here:
                     ok, image = capture.read()
                 else:
                     ok, image = capture.grab(), None
                 self.decode_seconds += time.perf_counter() - started
                 if not ok:
+                    if sampled_here:
+                        self.release(1)
                     break
                 self.frames_read += 1
                 if image is not None:
                     sampled += 1
-                    if not self._put(Frame(index, round(index / fps, 4), image)):
+                    if not self._put_frame(Frame(index, round(index / fps, 4), image)):
                         return
                 index += 1
         finally:

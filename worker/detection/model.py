@@ -41,6 +41,7 @@ class Detector(Protocol):
     version: str
     labels: tuple[str, ...]
     colour: Colour
+    device: str  # where it runs, as result.json records it: "CPU", "GPU:0", ...
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]: ...
 

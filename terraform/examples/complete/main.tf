@@ -10,39 +10,92 @@ provider "aws" {
 }
 
 ################################################################################
-# Pipeline: people on a GPU, then faces on a GPU
+# Pipeline: people with a deep detector on a GPU, faces on a GPU, HOG people on a CPU
 ################################################################################
 
-module "pipeline" {
-  source = "../.."
-
-  name       = var.name
-  gpu_ami_id = var.gpu_ami_id
+locals {
+  # A TensorFlow 2 Detection Model Zoo model (docs/choosing-a-model.md): put it in the bucket once with
+  # `make model MODEL=efficientdet_d0_coco17_tpu-32`; workers copy it from MODELS_URI at start-up.
+  people_model = "efficientdet_d0_coco17_tpu-32"
 
   steps = [
     {
-      name              = "people"
-      image             = var.worker_image
-      processor         = "detect"
-      processor_options = jsonencode({ detectors = [{ name = "people-hog" }], sample_fps = 1, batch_size = 8 })
-      gpus              = 1
-      instance_types    = ["g4dn.xlarge", "g5.xlarge"]
-      max_tasks         = 4
-      scaling_table     = [[1, 1], [25, 2], [50, 3], [100, 4]]
-      idle_seconds      = 180
+      name      = "people"
+      image     = var.worker_image
+      processor = "detect"
+      processor_options = jsonencode({
+        detectors = [{
+          name      = "tf-savedmodel"
+          model     = "$${MODELS_URI}${local.people_model}"
+          label_map = { "1" = "person" } # COCO class 1; the zoo's archives carry no label map
+          classes   = ["person"]
+        }]
+        sample_fps = 1
+      })
+      gpus           = 1
+      instance_types = ["g4dn.xlarge", "g5.xlarge"]
+      # Backlog per task (the default policy): one task per 10 queued files, up to 4.
+      max_tasks               = 4
+      target_backlog_per_task = 10
+      idle_seconds            = 180
     },
     {
       name              = "faces"
       image             = var.worker_image
       processor         = "detect"
-      processor_options = jsonencode({ detectors = [{ name = "faces-mtcnn" }], sample_fps = 1, batch_size = 8 })
+      processor_options = jsonencode({ detectors = [{ name = "faces-mtcnn" }], sample_fps = 1 })
       gpus              = 1
       instance_types    = ["g4dn.xlarge"]
       spot              = true
+      # The exact-capacity alternative, as the original guide wrote it: 1 task from 1 file, 2 from 100.
+      max_tasks     = 2
+      scaling_table = [[1, 1], [100, 2]]
+    },
+    {
+      # OpenCV's HOG has no GPU code path: a CPU step, on CPU instances (the module warns at plan
+      # time when a GPU step runs only CPU-only detectors).
+      name              = "people-hog"
+      image             = var.worker_image
+      processor         = "detect"
+      processor_options = jsonencode({ detectors = [{ name = "people-hog" }], sample_fps = 1 })
+      gpus              = 0
+      cpu               = 3584
+      memory            = 6144
+      instance_types    = ["c6i.xlarge", "c7i.xlarge"]
+      spot              = true
       max_tasks         = 2
-      scaling_table     = [[1, 1], [100, 2]]
+      scaling_table     = [[1, 1], [50, 2]]
     },
   ]
+}
+
+################################################################################
+# Optional customer-managed key, with the key policy the pipeline needs
+################################################################################
+
+module "key_policy" {
+  source = "../../modules/kms_key_policy"
+  count  = var.create_kms_key ? 1 : 0
+
+  name = var.name
+}
+
+resource "aws_kms_key" "this" {
+  count = var.create_kms_key ? 1 : 0
+
+  description         = "${var.name} GPU pipeline"
+  enable_key_rotation = true
+  policy              = module.key_policy[0].json
+}
+
+module "pipeline" {
+  source = "../.."
+
+  name        = var.name
+  gpu_ami_id  = var.gpu_ami_id
+  kms_key_arn = try(aws_kms_key.this[0].arn, null)
+
+  steps = local.steps
 
   notifications = true
 

@@ -17,6 +17,25 @@ output "results_prefix" {
   value       = module.pipeline.results_prefix
 }
 
+output "models_prefix" {
+  description = "make model uploads detection models under this prefix of the bucket"
+  value       = module.pipeline.models_prefix
+}
+
+output "models_uri" {
+  description = "Where workers find those models (MODELS_URI)"
+  value       = module.pipeline.models_uri
+}
+
+output "step_resources" {
+  description = "Per step: the GPUs, instance types and detectors it runs (GPU models on GPU instances, HOG on CPUs)"
+  value = { for step in local.steps : step.name => {
+    gpus           = step.gpus
+    instance_types = step.instance_types
+    detectors      = [for detector in jsondecode(step.processor_options).detectors : detector.name]
+  } }
+}
+
 output "jobs_table_name" {
   description = "DynamoDB table of jobs"
   value       = module.pipeline.jobs_table_name

@@ -24,3 +24,9 @@ variable "gpu_ami_id" {
   type        = string
   default     = null
 }
+
+variable "create_kms_key" {
+  description = "Encrypt the bucket, tables, queues, logs and volumes with a new customer-managed key"
+  type        = bool
+  default     = false
+}

@@ -6,8 +6,10 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   s3_use_path_style           = true
-  # A gap in the emulator should fail fast, not retry for minutes.
-  max_retries = 1
+  # Connection errors against the emulator (a closed keep-alive connection) are retried a few times;
+  # the SDK's backoff stays under a minute in total, so a gap in the emulator still fails fast
+  # (the default of 25 retries turned such a gap into minutes of retrying).
+  max_retries = 5
 
   endpoints {
     autoscaling = var.endpoint
@@ -56,8 +58,9 @@ module "pipeline" {
       memory         = 2048
       instance_types = ["c5.large"]
       max_tasks      = 2
-      scaling_table  = [[1, 1], [100, 2]]
       idle_seconds   = var.idle_seconds
+      # Short, so that a local run shows a scale-in; real deployments keep the default.
+      scale_in_cooldown_seconds = 30
       # Short polls and a short lease make a local run lively; real deployments keep the defaults.
       visibility_timeout = var.visibility_timeout
       max_receive_count  = 3
@@ -81,6 +84,8 @@ module "pipeline" {
 
   network = {
     availability_zones = ["us-east-1a", "us-east-1b"]
+    # awsvpc tasks need NAT (or interface endpoints) to reach SQS; the module requires it.
+    nat_gateway = true
   }
 
   tags = {

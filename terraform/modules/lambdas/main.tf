@@ -3,9 +3,10 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  arn_prefix = "arn:${data.aws_partition.current.partition}"
-  region     = data.aws_region.current.name
-  account    = data.aws_caller_identity.current.account_id
+  arn_prefix  = "arn:${data.aws_partition.current.partition}"
+  region      = data.aws_region.current.name
+  account     = data.aws_caller_identity.current.account_id
+  cluster_arn = "${local.arn_prefix}:ecs:${local.region}:${local.account}:cluster/${var.cluster_name}"
 
   scaler_name = "${var.name}-scaler"
   pipeline_config = jsonencode(merge(var.pipeline_config, {
@@ -19,18 +20,31 @@ locals {
       handler     = "stream_router.app.intake_handler"
       description = "S3 notifications from the intake queue -> one job item per object version"
       concurrency = -1
+      # The event source mapping reads the (possibly key-encrypted) intake queue with this role.
+      kms_actions = ["kms:Decrypt"]
     }
     router = {
       zip         = "stream_router.zip"
       handler     = "stream_router.app.stream_handler"
       description = "Jobs table stream -> next step's queue, or the job's final status"
       concurrency = -1
+      # Sends to key-encrypted step queues, the failure queue and the topic.
+      kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    }
+    deadletter = {
+      zip         = "stream_router.zip"
+      handler     = "stream_router.deadletter.handler"
+      description = "Step dead-letter queues -> the step and its job failed with the reason"
+      concurrency = -1
+      kms_actions = [] # its own policy (deadletter below) holds the key statement for the DLQs it reads
     }
     scaler = {
       zip         = "scaler.zip"
       handler     = "scaler.app.handler"
       description = "Step queue backlogs -> ECS desired counts"
-      concurrency = 1 # one decision at a time per pipeline
+      # One decision at a time per pipeline where the account's concurrency quota allows reserving it.
+      concurrency = var.scaler_reserved_concurrency == null ? -1 : var.scaler_reserved_concurrency
+      kms_actions = []
     }
   }
 }
@@ -58,6 +72,13 @@ data "aws_iam_policy_document" "lambda_assume" {
     principals {
       type        = "Service"
       identifiers = ["lambda.amazonaws.com"]
+    }
+
+    # Confused deputy: only this account's functions may take the role.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
     }
   }
 }
@@ -110,7 +131,7 @@ resource "aws_lambda_function" "this" {
 
   tags = var.tags
 
-  depends_on = [aws_iam_role_policy.this]
+  depends_on = [aws_iam_role_policy.this, aws_iam_role_policy.deadletter]
 }
 
 ################################################################################
@@ -150,9 +171,21 @@ data "aws_iam_policy_document" "this" {
     for_each = each.key == "router" ? [1] : []
 
     content {
+      # Any stream of the jobs table: the label changes when the stream is re-enabled.
       sid       = "ReadJobsStream"
-      actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
-      resources = [var.jobs_table_stream_arn]
+      actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+      resources = ["${var.jobs_table_arn}/stream/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "router" ? [1] : []
+
+    content {
+      # ListStreams has no resource-level permissions: AWS authorizes it against "*".
+      sid       = "ListStreams"
+      actions   = ["dynamodb:ListStreams"]
+      resources = ["*"]
     }
   }
 
@@ -220,12 +253,32 @@ data "aws_iam_policy_document" "this" {
     for_each = each.key == "scaler" ? [1] : []
 
     content {
-      sid     = "CountProtectedTasks"
-      actions = ["ecs:ListTasks", "ecs:GetTaskProtection"]
-      resources = [
-        "${local.arn_prefix}:ecs:${local.region}:${local.account}:container-instance/${var.cluster_name}/*",
-        "${local.arn_prefix}:ecs:${local.region}:${local.account}:task/${var.cluster_name}/*",
-      ]
+      sid       = "CountProtectedTasks"
+      actions   = ["ecs:GetTaskProtection"]
+      resources = ["${local.arn_prefix}:ecs:${local.region}:${local.account}:task/${var.cluster_name}/*"]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "ecs:cluster"
+        values   = [local.cluster_arn]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "scaler" ? [1] : []
+
+    content {
+      # ListTasks without a container instance is authorized against "*"; the cluster condition scopes it.
+      sid       = "ListClusterTasks"
+      actions   = ["ecs:ListTasks"]
+      resources = ["*"]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "ecs:cluster"
+        values   = [local.cluster_arn]
+      }
     }
   }
 
@@ -238,6 +291,16 @@ data "aws_iam_policy_document" "this" {
       resources = [var.scaler_state_table_arn]
     }
   }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn != null && length(each.value.kms_actions) > 0 ? [var.kms_key_arn] : []
+
+    content {
+      sid       = "EncryptionKey"
+      actions   = each.value.kms_actions
+      resources = [statement.value]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "this" {
@@ -248,8 +311,41 @@ resource "aws_iam_role_policy" "this" {
   policy = data.aws_iam_policy_document.this[each.key].json
 }
 
+# The dead-letter consumer's own statements (its logs come from the shared document above).
+data "aws_iam_policy_document" "deadletter" {
+  statement {
+    sid       = "ReadStepDeadLetterQueues"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = values(var.step_dlq_arns)
+  }
+
+  # GetItem to tell why a step could not be failed; PutItem to create the job a dead-lettered
+  # raw S3 notification names, before failing it.
+  statement {
+    sid       = "FailDeadLetteredJobs"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [var.jobs_table_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid       = "EncryptionKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "deadletter" {
+  name   = "dead-letters"
+  role   = aws_iam_role.this["deadletter"].id
+  policy = data.aws_iam_policy_document.deadletter.json
+}
+
 ################################################################################
-# Triggers: intake queue, jobs stream, schedule
+# Triggers: intake queue, jobs stream, step dead-letter queues, schedule
 ################################################################################
 
 resource "aws_sqs_queue" "router_failures" {
@@ -289,6 +385,18 @@ resource "aws_lambda_event_source_mapping" "stream" {
   }
 }
 
+# One mapping per step DLQ: a dead-lettered message fails its job within seconds. A record the
+# consumer cannot settle is reported failed and stays on its DLQ (14 days) for the next try.
+resource "aws_lambda_event_source_mapping" "deadletter" {
+  for_each = var.create_triggers ? var.step_dlq_arns : {}
+
+  event_source_arn                   = each.value
+  function_name                      = aws_lambda_function.this["deadletter"].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+}
+
 resource "aws_cloudwatch_event_rule" "scaler" {
   count = var.create_triggers ? 1 : 0
 
@@ -309,9 +417,10 @@ resource "aws_cloudwatch_event_target" "scaler" {
 resource "aws_lambda_permission" "scaler_schedule" {
   count = var.create_triggers ? 1 : 0
 
-  statement_id  = "AllowSchedule"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.this["scaler"].function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.scaler[0].arn
+  statement_id   = "AllowSchedule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.this["scaler"].function_name
+  principal      = "events.amazonaws.com"
+  source_arn     = aws_cloudwatch_event_rule.scaler[0].arn
+  source_account = local.account
 }

@@ -3,12 +3,12 @@
 ################################################################################
 
 output "function_names" {
-  description = "Function names by role: intake, router, scaler"
+  description = "Function names by role: intake, router, deadletter, scaler"
   value       = { for key, function in aws_lambda_function.this : key => function.function_name }
 }
 
 output "function_arns" {
-  description = "Function ARNs by role: intake, router, scaler"
+  description = "Function ARNs by role: intake, router, deadletter, scaler"
   value       = { for key, function in aws_lambda_function.this : key => function.arn }
 }
 

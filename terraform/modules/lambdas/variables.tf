@@ -3,7 +3,7 @@
 ################################################################################
 
 variable "name" {
-  description = "Name prefix of the pipeline; functions are <name>-intake, <name>-router and <name>-scaler"
+  description = "Name prefix of the pipeline; functions are <name>-intake, <name>-router, <name>-deadletter and <name>-scaler"
   type        = string
 }
 
@@ -40,6 +40,11 @@ variable "intake_queue_arn" {
 variable "step_queue_arns" {
   description = "ARNs of the step queues"
   type        = list(string)
+}
+
+variable "step_dlq_arns" {
+  description = "ARNs of the step dead-letter queues, by step name; the dead-letter consumer reads each"
+  type        = map(string)
 }
 
 variable "cluster_name" {
@@ -92,4 +97,10 @@ variable "tags" {
   description = "Tags for every resource"
   type        = map(string)
   default     = {}
+}
+
+variable "scaler_reserved_concurrency" {
+  description = "Reserved concurrency of the scaler (1 keeps one decision at a time); null reserves none, for accounts whose concurrency quota cannot spare it"
+  type        = number
+  default     = null
 }

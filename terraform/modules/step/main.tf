@@ -1,24 +1,33 @@
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
+data "aws_caller_identity" "current" {}
 
 locals {
-  name = "${var.name}-${var.step.name}"
+  name       = "${var.name}-${var.step.name}"
+  arn_prefix = "arn:${data.aws_partition.current.partition}"
+  region     = data.aws_region.current.name
+  account    = data.aws_caller_identity.current.account_id
 
   # What the worker reads (worker/config.py), one place: the task definition.
   worker_environment = merge(
     {
-      QUEUE_URL               = aws_sqs_queue.this.id
-      JOBS_TABLE              = var.jobs_table_name
-      STEP_NAME               = var.step.name
-      RESULTS_BUCKET          = var.bucket_name
-      RESULTS_PREFIX          = var.results_prefix
-      PROCESSOR               = var.step.processor
-      PROCESSOR_OPTIONS       = var.step.processor_options
-      VISIBILITY_TIMEOUT      = tostring(var.step.visibility_timeout)
-      MAX_ATTEMPTS            = tostring(var.step.max_attempts)
-      STEP_TIMEOUT_SECONDS    = tostring(var.step.timeout_seconds)
-      GRACE_SECONDS           = tostring(var.step.grace_seconds)
-      SEGMENT_SECONDS         = tostring(var.step.segment_seconds)
+      QUEUE_URL            = aws_sqs_queue.this.id
+      JOBS_TABLE           = var.jobs_table_name
+      STEP_NAME            = var.step.name
+      RESULTS_BUCKET       = var.bucket_name
+      RESULTS_PREFIX       = var.results_prefix
+      MODELS_URI           = "s3://${var.bucket_name}/${var.models_prefix}"
+      PROCESSOR            = var.step.processor
+      PROCESSOR_OPTIONS    = var.step.processor_options
+      VISIBILITY_TIMEOUT   = tostring(var.step.visibility_timeout)
+      CONCURRENCY          = tostring(var.step.concurrency)
+      MAX_ATTEMPTS         = tostring(var.step.max_attempts)
+      STEP_TIMEOUT_SECONDS = tostring(var.step.timeout_seconds)
+      GRACE_SECONDS        = tostring(var.step.grace_seconds)
+      SEGMENT_SECONDS      = tostring(var.step.segment_seconds)
+      # Only agents >= 1.104 inject AWS_REGION, and the IMDS hop limit keeps the SDK from asking the instance.
+      AWS_REGION              = local.region
+      AWS_DEFAULT_REGION      = local.region
       HOME                    = "/tmp"
       PYTHONDONTWRITEBYTECODE = "1"
       PYTHONUNBUFFERED        = "1"
@@ -61,6 +70,9 @@ resource "aws_sqs_queue" "dlq" {
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
   kms_master_key_id         = var.kms_key_arn
+
+  # The dead-letter consumer reads this queue: Lambda wants at least its timeout (60 s), six times it is advised.
+  visibility_timeout_seconds = 360
 
   tags = var.tags
 }
@@ -107,6 +119,19 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
       type        = "Service"
       identifiers = ["ecs-tasks.amazonaws.com"]
     }
+
+    # Confused deputy: only ECS acting for this account may take the role.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["${local.arn_prefix}:ecs:${local.region}:${local.account}:*"]
+    }
   }
 }
 
@@ -119,8 +144,9 @@ resource "aws_iam_role" "task" {
 
 data "aws_iam_policy_document" "task" {
   statement {
+    # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py).
     sid       = "OwnQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
     resources = [aws_sqs_queue.this.arn]
   }
 
@@ -136,10 +162,51 @@ data "aws_iam_policy_document" "task" {
     resources = ["${var.bucket_arn}/${var.input_prefix}*", "${var.bucket_arn}/${var.results_prefix}*"]
   }
 
+  # Detection models make model uploaded (issue 15); read once at start-up, listed to find their files.
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/${var.models_prefix}*"]
+  }
+
+  statement {
+    sid       = "ListModels"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.models_prefix}*"]
+    }
+  }
+
   statement {
     sid       = "WriteResults"
     actions   = ["s3:PutObject"]
     resources = ["${var.bucket_arn}/${var.results_prefix}*"]
+  }
+
+  # Without ListBucket, S3 answers a missing key with 403 instead of 404, and the worker cannot tell a
+  # deleted input (permanent) from a denied one. S3 checks it without an s3:prefix, so no prefix condition.
+  statement {
+    sid       = "TellMissingFromDenied"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+  }
+
+  # The ECS agent calls these with the task role's credentials when the worker asks it for
+  # scale-in protection (amazon-ecs-agent, task protection handler).
+  statement {
+    sid       = "OwnTaskProtection"
+    actions   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+    resources = ["${local.arn_prefix}:ecs:${local.region}:${local.account}:task/${var.cluster_name}/*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [var.cluster_arn]
+    }
   }
 
   dynamic "statement" {
@@ -201,6 +268,8 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
+# EC2 passes no aws:SourceArn or aws:SourceAccount when it assumes an instance role: a confused-deputy
+# condition here would stop instances from getting credentials. iam:PassRole guards this role instead.
 data "aws_iam_policy_document" "ec2_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -379,13 +448,35 @@ resource "aws_autoscaling_group" "this" {
     for_each = var.warm_pool.enabled ? [var.warm_pool] : []
 
     content {
-      pool_state                  = "Stopped"
-      min_size                    = warm_pool.value.min_size
-      max_group_prepared_capacity = var.step.max_tasks
+      pool_state = "Stopped"
+      min_size   = warm_pool.value.min_size
+      # Pool size = max(min_size, this - desired): exactly min_size stopped instances at any desired count.
+      # No instance_reuse_policy: ECS does not support reuse on scale-in for capacity-provider groups.
+      max_group_prepared_capacity = warm_pool.value.min_size
+    }
+  }
 
-      instance_reuse_policy {
-        reuse_on_scale_in = true
-      }
+  # The dashboard's instance widget reads these group metrics (published only when enabled, at no charge).
+  enabled_metrics = [
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupPendingInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+    "WarmPoolWarmedCapacity",
+  ]
+
+  # A new launch template version (a new AMI) replaces running and warm pool instances; instances
+  # protected by ECS (tasks on them) are waited for, never cut from under a task.
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage       = 100
+      max_healthy_percentage       = 200
+      scale_in_protected_instances = "Wait"
+      standby_instances            = "Terminate"
+      skip_matching                = true
     }
   }
 
@@ -430,4 +521,11 @@ resource "aws_ecs_capacity_provider" "this" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    # When a step is removed, Terraform then updates the cluster's capacity provider association
+    # before deleting this provider; by default it deletes first and ECS waits 20 minutes for a
+    # provider still in use (terraform-provider-aws issue 29152). See terraform/README.md.
+    create_before_destroy = true
+  }
 }

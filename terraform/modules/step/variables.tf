@@ -10,29 +10,32 @@ variable "name" {
 variable "step" {
   description = "The step: its worker image, processor, resources and scaling"
   type = object({
-    name               = string
-    image              = string
-    command            = optional(list(string), [])
-    processor          = optional(string, "media-info")
-    processor_options  = optional(string, "{}")
-    cpu                = optional(number, 3584)
-    memory             = optional(number, 14336)
-    gpus               = optional(number, 1)
-    instance_types     = optional(list(string), ["g4dn.xlarge"])
-    spot               = optional(bool, false)
-    root_volume_gib    = optional(number, 100)
-    min_tasks          = optional(number, 0)
-    max_tasks          = optional(number, 4)
-    scaling_table      = optional(list(list(number)), [[1, 1], [25, 2], [50, 3], [100, 4]])
-    idle_seconds       = optional(number, 180)
-    visibility_timeout = optional(number, 300)
-    max_receive_count  = optional(number, 5)
-    max_attempts       = optional(number, 3)
-    timeout_seconds    = optional(number, 3600)
-    grace_seconds      = optional(number, 25)
-    segment_seconds    = optional(number, 60)
-    stop_timeout       = optional(number, 120)
-    environment        = optional(map(string), {})
+    name                      = string
+    image                     = string
+    command                   = optional(list(string), [])
+    processor                 = optional(string, "media-info")
+    processor_options         = optional(string, "{}")
+    cpu                       = optional(number, 3584)
+    memory                    = optional(number, 14336)
+    gpus                      = optional(number, 1)
+    instance_types            = optional(list(string), ["g4dn.xlarge"])
+    spot                      = optional(bool, false)
+    root_volume_gib           = optional(number, 100)
+    min_tasks                 = optional(number, 0)
+    max_tasks                 = optional(number, 4)
+    target_backlog_per_task   = optional(number, 10)
+    scaling_table             = optional(list(list(number)), null)
+    scale_in_cooldown_seconds = optional(number, 300)
+    idle_seconds              = optional(number, 180)
+    visibility_timeout        = optional(number, 300)
+    max_receive_count         = optional(number, 5)
+    concurrency               = optional(number, 8)
+    max_attempts              = optional(number, 3)
+    timeout_seconds           = optional(number, 3600)
+    grace_seconds             = optional(number, 25)
+    segment_seconds           = optional(number, 60)
+    stop_timeout              = optional(number, 120)
+    environment               = optional(map(string), {})
   })
 }
 
@@ -96,6 +99,12 @@ variable "input_prefix" {
 variable "results_prefix" {
   description = "Prefix the worker writes results under"
   type        = string
+}
+
+variable "models_prefix" {
+  description = "Prefix of the bucket holding detection models (make model); the worker may read it and gets it as MODELS_URI"
+  type        = string
+  default     = "models/"
 }
 
 variable "jobs_table_name" {

@@ -1,3 +1,5 @@
+data "aws_caller_identity" "current" {}
+
 ################################################################################
 # Media bucket: uploads under the input prefix, results under the results prefix
 ################################################################################
@@ -169,6 +171,13 @@ data "aws_iam_policy_document" "intake" {
       variable = "aws:SourceArn"
       values   = [aws_s3_bucket.this.arn]
     }
+
+    # Confused deputy: bucket names are global, so the bucket must also be this account's.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
   }
 }
 
@@ -177,19 +186,17 @@ resource "aws_sqs_queue_policy" "intake" {
   policy    = data.aws_iam_policy_document.intake.json
 }
 
+# Filtered by prefix only: S3's suffix filters are case-sensitive (photo.Jpg would match neither
+# .jpg nor .JPG), and overlapping suffixes in one configuration are refused. The intake function
+# matches allowed_suffixes case-insensitively and ignores the rest.
 resource "aws_s3_bucket_notification" "this" {
   bucket = aws_s3_bucket.this.id
 
-  dynamic "queue" {
-    for_each = toset(distinct(flatten([for suffix in var.allowed_suffixes : [lower(suffix), upper(suffix)]])))
-
-    content {
-      id            = "intake${replace(queue.value, ".", "-")}"
-      queue_arn     = aws_sqs_queue.intake.arn
-      events        = ["s3:ObjectCreated:*"]
-      filter_prefix = var.input_prefix
-      filter_suffix = queue.value
-    }
+  queue {
+    id            = "intake"
+    queue_arn     = aws_sqs_queue.intake.arn
+    events        = ["s3:ObjectCreated:*"]
+    filter_prefix = var.input_prefix
   }
 
   depends_on = [aws_sqs_queue_policy.intake]

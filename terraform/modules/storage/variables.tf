@@ -35,11 +35,6 @@ variable "results_prefix" {
   type        = string
 }
 
-variable "allowed_suffixes" {
-  description = "File suffixes that start jobs (matched in lower and upper case)"
-  type        = list(string)
-}
-
 variable "noncurrent_version_expiration_days" {
   description = "Days to keep overwritten or deleted object versions"
   type        = number

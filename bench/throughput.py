@@ -1,0 +1,227 @@
+"""Worker throughput: the sequential worker against several messages in flight with cross-job batching.
+
+Runs, in one go and on the same emulator (a moto server process on loopback, the worker as a real
+``python -m worker`` process, S3 notifications straight onto the step's queue):
+
+(a) the sequential worker (CONCURRENCY=1: one message at a time, as before), (b) the worker with several
+messages in flight and batching across jobs, (c) the processor alone (its bound: back-to-back full
+batches), (d) the new worker with a zero-cost processor (the I/O bound the emulator and this machine
+allow). The processor stands in for a GPU: a fixed sleep per inference call of up to ``batch_size``
+images, through the same ``worker.batching.Batcher`` the detection engine uses.
+
+Targets: (b) >= 5 x (a) and (b) >= 0.7 x min(c, d). Then the real detectors (people-hog and faces-mtcnn,
+on this CPU) with (a) and (b), with the worker's peak memory.
+
+Run: ``make bench-throughput`` (``BENCH_ARGS="--images 500 --batch-sizes 1,8,16,32"`` sweeps the batch size,
+e.g. on a GPU machine with ``--real-only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tests.support.aws import CREDENTIALS, StepStack, free_port
+from tests.support.media import png
+from tests.support.workers import REPO, WorkerProcess, wait_for
+from worker.batching import Batcher
+from worker.processors import StepContext, StepOutput, require_media
+
+STEP = "bench"
+
+
+class SleepBatchProcessor:
+    """Checks the image, then 'infers' it: ``batch_seconds`` per call of up to ``batch_size`` images (a GPU stand-in)."""
+
+    name = "sleep-batch"
+    version = "1"
+
+    def __init__(self, options: Mapping[str, Any]):
+        self.batch_seconds = float(options.get("batch_seconds", 0.1))
+        self.batcher = Batcher(
+            self._infer, int(options.get("batch_size", 16)), float(options.get("batch_wait_ms", 10)) / 1000, name="batch-sleep"
+        )
+
+    def _infer(self, items: list[str]) -> list[str]:
+        if self.batch_seconds:
+            time.sleep(self.batch_seconds)
+        return items
+
+    def process(self, path: Path, context: StepContext) -> StepOutput:
+        require_media(path)
+        digest = self.batcher.submit([hashlib.sha256(path.read_bytes()).hexdigest()])[0]
+        return StepOutput({"sha256": digest})
+
+
+def moto_server() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, **CREDENTIALS}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)  # noqa: S310 - loopback
+        except OSError:
+            return False
+        return True
+
+    wait_for(up, 30, what="moto server")
+    return process, endpoint
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def through_worker(endpoint: str, images: list[bytes], env: dict[str, str], logs: Path, name: str) -> dict[str, float]:
+    """Images per second through one worker process, from its first claim to its last step done."""
+    stack = StepStack.create(endpoint, visibility_timeout=120)
+    keys = [
+        f"uploads/{name}/{index:04d}.png" if body[:4] == b"\x89PNG" else f"uploads/{name}/{index:04d}.jpg"
+        for index, body in enumerate(images)
+    ]
+    for key, body in zip(keys, images, strict=True):
+        stack.put(key, body)
+    events = [json.dumps(stack.s3_event(key)) for key in keys]
+    for start in range(0, len(events), 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(events[start : start + 10])]
+        stack.aws["sqs"].send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
+    worker = WorkerProcess({**stack.worker_env(STEP), **env, "WAIT_TIME_SECONDS": "1"}, logs / f"{name}.log")
+    peak = 0.0
+    try:
+        deadline = time.monotonic() + 1800
+        while len(worker.events("step done")) + len(worker.events("step failed")) < len(keys):
+            if time.monotonic() > deadline or worker.process.poll() is not None:
+                raise RuntimeError(f"{name}: the worker did not finish (see {logs / f'{name}.log'})")
+            peak = max(peak, peak_rss_mib(worker.process.pid))
+            time.sleep(0.5)
+        peak = max(peak, peak_rss_mib(worker.process.pid))
+    finally:
+        worker.stop()
+    claims = [entry["ts"] for entry in worker.events("step claimed")]
+    done = [entry["ts"] for entry in worker.events("step done")]
+    failed = len(worker.events("step failed"))
+    seconds = max(done) - min(claims)
+    return {"images_per_s": len(keys) / seconds, "seconds": seconds, "peak_mib": peak, "failed": failed}
+
+
+def processor_alone(count: int, options: Mapping[str, Any], threads: int) -> float:
+    processor = SleepBatchProcessor(options)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda n: processor.batcher.submit([str(n)]), range(count)))
+    return count / (time.perf_counter() - started)
+
+
+def small_images(count: int) -> list[bytes]:
+    return [png(32 + index % 16, 32 + index % 8, (index % 256, (index * 3) % 256, (index * 7) % 256)) for index in range(count)]
+
+
+def real_images(count: int, workdir: Path) -> list[bytes]:
+    from tools import sample_media
+
+    subjects = ["astronaut", "coffee", "chelsea"]
+    images = []
+    for index in range(count):
+        path = sample_media.scene_image(workdir / f"real-{index}.jpg", subject=subjects[index % len(subjects)])
+        images.append(path.read_bytes())
+    return images
+
+
+def verdict(value: float, target: float) -> str:
+    return f"{'met' if value >= target else 'MISSED'} ({value:.2f} vs target {target:.2f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--batch-seconds", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16, help="messages in flight for (b) and (d)")
+    parser.add_argument("--real-images", type=int, default=24, help="images for the real-detector runs (0: skip)")
+    parser.add_argument("--batch-sizes", default="", help="comma-separated batch sizes: sweep the real detectors over them")
+    parser.add_argument("--real-only", action="store_true", help="only the real detectors (e.g. on a GPU machine)")
+    args = parser.parse_args(argv)
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    server, endpoint = moto_server()
+    sleepy = "bench.throughput:SleepBatchProcessor"
+    options = {"batch_seconds": args.batch_seconds, "batch_size": args.batch_size, "batch_wait_ms": 10}
+    base = {"PYTHONPATH": str(REPO), "PROCESSOR": sleepy}
+    try:
+        if not args.real_only:
+            images = small_images(args.images)
+            print(
+                f"{args.images} small images, one worker, processor: {args.batch_seconds * 1000:.0f} ms per call of up to {args.batch_size}"
+            )
+            a = through_worker(endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(options), "CONCURRENCY": "1"}, logs, "a")
+            b = through_worker(
+                endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(options), "CONCURRENCY": str(args.concurrency)}, logs, "b"
+            )
+            c = processor_alone(args.images, options, threads=args.concurrency)
+            zero = {**options, "batch_seconds": 0}
+            d = through_worker(
+                endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(zero), "CONCURRENCY": str(args.concurrency)}, logs, "d"
+            )
+            for label, run in (("(a) sequential worker (CONCURRENCY=1)", a), (f"(b) {args.concurrency} in flight, batched across jobs", b)):
+                print(f"  {label:<47}{run['images_per_s']:7.1f} images/s  peak {run['peak_mib']:.0f} MiB")
+            print(f"  {'(c) the processor alone (its bound)':<47}{c:7.1f} images/s")
+            print(f"  {f'(d) {args.concurrency} in flight, zero-cost processor (I/O)':<47}{d['images_per_s']:7.1f} images/s")
+            print(f"  (b)/(a) = {b['images_per_s'] / a['images_per_s']:.2f}: {verdict(b['images_per_s'] / a['images_per_s'], 5)}")
+            bound = min(c, d["images_per_s"])
+            print(f"  (b)/min(c, d) = {b['images_per_s'] / bound:.2f}: {verdict(b['images_per_s'] / bound, 0.7)}")
+        if args.real_images:
+            real = real_images(args.real_images, logs)
+            detect = {"PYTHONPATH": str(REPO), "PROCESSOR": "detect", "TF_CPP_MIN_LOG_LEVEL": "2"}
+            sizes = [int(size) for size in args.batch_sizes.split(",") if size] or [8]
+            print(f"{args.real_images} photos (astronaut, coffee, chelsea scenes), people-hog + faces-mtcnn, this machine's CPU")
+            for size in sizes:
+                detectors = {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}], "batch_size": size}
+                seq = through_worker(
+                    endpoint, real, {**detect, "PROCESSOR_OPTIONS": json.dumps(detectors), "CONCURRENCY": "1"}, logs, f"real-a-{size}"
+                )
+                par = through_worker(
+                    endpoint,
+                    real,
+                    {**detect, "PROCESSOR_OPTIONS": json.dumps(detectors), "CONCURRENCY": str(args.concurrency)},
+                    logs,
+                    f"real-b-{size}",
+                )
+                ratio = par["images_per_s"] / seq["images_per_s"]
+                print(
+                    f"  batch {size:3d}: (a) {seq['images_per_s']:6.2f} images/s, peak {seq['peak_mib']:.0f} MiB   "
+                    f"(b) {par['images_per_s']:6.2f} images/s, peak {par['peak_mib']:.0f} MiB   (b)/(a) {ratio:.2f}"
+                )
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"worker logs: {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The dead-letter consumer: a message SQS moved to a step's dead-letter queue ends its job.
+
+One event source mapping per step DLQ feeds ``handler``. The step is the one whose
+``dlq_arn`` (in ``PIPELINE_CONFIG``) is the record's source. For each message, a router
+step message or a raw S3 notification, the step is failed with "moved to the dead-letter
+queue after N receives" and its job fails in the same conditional update; the router then
+announces it. N is the step queue's ``maxReceiveCount`` from the pipeline definition (the
+receives SQS allowed before it moved the message), or, where the definition lacks it, the
+record's ``ApproximateReceiveCount``.
+
+A step that is done or failed already (the worker gave up and failed it itself), or that
+another message holds, is left alone; a step message naming no job is logged. A raw S3
+notification naming no job creates the job first (as a worker would have), then fails it.
+A body that can never be acted on is logged at error, counted, and deleted. Raising (an
+unknown queue, a DynamoDB error) leaves only that message on the DLQ for another try.
+
+The local runtime polls the DLQs and calls ``handler`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline_core import aws
+from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
+from pipeline_core.jobstore import JobStore
+from pipeline_core.pipeline import StepConfig
+from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
+
+logger = Logger()
+metrics = Metrics(namespace="GpuPipeline")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class UnreadableMessage(ValueError):
+    """A body that names no job and step: nothing can ever be done with it."""
+
+
+def job_store() -> JobStore:
+    return JobStore(aws.table(aws.pipeline().jobs_table))
+
+
+def dead_letter_reason(step: StepConfig, receive_count: int | None) -> str:
+    receives = step.max_receive_count or receive_count
+    return f"moved to the dead-letter queue after {receives} receives" if receives else "moved to the dead-letter queue"
+
+
+def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str]], bool]:
+    """(object, job id) pairs a DLQ message body names, and whether it came as a raw S3 notification.
+
+    Raises UnreadableMessage for a body no one can act on.
+    """
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise UnreadableMessage(f"body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UnreadableMessage(f"body is a JSON {type(data).__name__}, not an object")
+    if is_test_event(data):
+        return [], True
+    if is_s3_event(data):
+        try:
+            return [(obj, obj.job_id) for obj in created_objects(data)], True
+        except (KeyError, TypeError, ValueError) as error:
+            raise UnreadableMessage(f"malformed S3 notification: {error!r}") from None
+    try:
+        message = WorkMessage.from_dict(data)
+    except ValueError as error:
+        raise UnreadableMessage(str(error)) from None
+    if message.step != step:
+        raise UnreadableMessage(f"message for step {message.step!r} reached the dead-letter queue of step {step!r}")
+    return [(message.object_ref, message.job_id)], False
+
+
+def dead_letter_record(record: SQSRecord) -> None:
+    config = aws.pipeline()
+    step = config.step_for_dead_letter_queue(record.event_source_arn)
+    if step is None:
+        # A mapping this pipeline does not know: keep the message (raising) rather than guess.
+        raise LookupError(f"{record.event_source_arn} is no step's dead-letter queue in PIPELINE_CONFIG")
+    # A requeued copy (a retry or hand-back) carries its chain's origin id, which is what the claim recorded.
+    message_id = origin_id(record.message_id, record.raw_event.get("messageAttributes"))
+    fields: dict[str, Any] = {"step": step.name, "message_id": message_id}
+    try:
+        items, from_s3 = work_in(record.body, step.name)
+    except UnreadableMessage as error:
+        logger.error("unreadable dead-lettered message deleted", extra={**fields, "reason": str(error), "body": record.body[:500]})
+        metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=1)
+        return
+    if not items:
+        logger.info("dead-lettered s3 test event deleted", extra=fields)
+        return
+    receive_count = record.raw_event.get("attributes", {}).get("ApproximateReceiveCount")
+    reason = dead_letter_reason(step, int(receive_count) if receive_count else None)
+    store = job_store()
+    for obj, job_id in items:
+        fail_step(store, obj, job_id, step.name, message_id, reason, from_s3, {**fields, "job_id": job_id, "key": obj.key})
+
+
+def fail_step(
+    store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
+) -> None:
+    now = time.time()
+    if store.fail_dead_lettered(job_id, step, reason, now, message_id):
+        logger.warning("step failed: its message was dead-lettered", extra={**fields, "reason": reason})
+        metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    job = store.get_job(job_id)
+    if job is None and from_s3:
+        # A raw S3 notification on a step queue: the worker creates such jobs as it claims them.
+        store.create_job(obj, [step], now)
+        if store.fail_dead_lettered(job_id, step, reason, now, message_id):
+            logger.warning("job created and failed: its S3 notification was dead-lettered", extra={**fields, "reason": reason})
+            metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+            return
+        job = store.get_job(job_id)
+    if job is None:
+        logger.error("dead-lettered message names no job: deleted", extra=fields)
+    elif step not in job.get("steps", {}):
+        logger.error("dead-lettered message names a step its job does not have: deleted", extra=fields)
+    else:
+        state = job["steps"][step].get("state")
+        if state in (StepState.DONE, StepState.FAILED):
+            logger.info("dead-lettered message for a finished step: deleted", extra={**fields, "state": state})
+        else:
+            logger.info(
+                "dead-lettered message for a step another message holds: left to it",
+                extra={**fields, "state": state, "holder": job["steps"][step].get("message_id")},
+            )
+    metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=dead_letter_record, processor=processor, context=context)

@@ -1,0 +1,171 @@
+"""The dead-letter consumer against moto: a message SQS dead-lettered ends its job, whatever its shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from local_runtime.events import sqs_event as lambda_batch
+from pipeline_core import aws
+from pipeline_core.jobs import ObjectRef
+from pipeline_core.jobstore import JobStore
+from stream_router import app as router_app
+from stream_router import deadletter
+from tests.support.aws import s3_notification
+from tests.support.lambdas import LambdaContext, sqs_event
+from tests.support.pipeline import MAX_RECEIVE_COUNT, PipelineStack
+
+EVENTS = Path(__file__).parent / "fixtures" / "events"
+REASON = f"moved to the dead-letter queue after {MAX_RECEIVE_COUNT} receives"
+
+
+@pytest.fixture
+def pipeline(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineStack]:
+    stack = PipelineStack.create(moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("PIPELINE_CONFIG", stack.env["PIPELINE_CONFIG"])
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "GpuPipeline")
+    aws.reset()
+    yield stack
+
+
+def store(stack: PipelineStack) -> JobStore:
+    return JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"]))
+
+
+def new_job(stack: PipelineStack, key: str) -> dict[str, Any]:
+    """Upload ``key``, let intake and the router make its job; return the step message the router sent."""
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=b"\xff\xd8\xff")
+    router_app.intake_handler(sqs_event(s3_notification(s3, stack.bucket, key)), LambdaContext())
+    router_app.stream_handler(stack.new_stream_event(), LambdaContext())
+    sqs = stack.client("sqs")
+    messages = sqs.receive_message(QueueUrl=stack.queue_url("people"), MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    [message] = [m for m in messages if json.loads(m["Body"])["key"] == key]
+    return message
+
+
+def receive_until_dead_lettered(stack: PipelineStack, step: str) -> list[dict[str, Any]]:
+    """Receive without deleting (a worker killed each time) until SQS moves the message to the DLQ; return the DLQ's messages."""
+    sqs = stack.client("sqs")
+    for _ in range(MAX_RECEIVE_COUNT + 1):
+        if not sqs.receive_message(QueueUrl=stack.queue_url(step), MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages"):
+            break
+    return sqs.receive_message(
+        QueueUrl=stack.step_config(step)["dlq_url"], MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"], VisibilityTimeout=30
+    ).get("Messages", [])
+
+
+def consume(stack: PipelineStack, step: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return deadletter.handler(lambda_batch(messages, stack.step_config(step)["dlq_arn"]), LambdaContext("deadletter"))
+
+
+def emf(capsys: pytest.CaptureFixture[str], name: str) -> float:
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    return sum(sum(doc[name]) if isinstance(doc[name], list) else doc[name] for doc in docs if name in doc)
+
+
+def test_a_message_dead_lettered_while_its_step_runs_fails_the_job_and_is_announced(pipeline: PipelineStack, monkeypatch, capsys) -> None:
+    sns, sqs = pipeline.client("sns"), pipeline.client("sqs")
+    topic = sns.create_topic(Name=f"jobs-{pipeline.bucket}")["TopicArn"]
+    inbox = sqs.create_queue(QueueName=f"inbox-{pipeline.bucket}")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps({**pipeline.config, "notify_topic_arn": topic}))
+    aws.reset()
+    message = new_job(pipeline, "uploads/killed.jpg")
+    job_id = json.loads(message["Body"])["job_id"]
+    # A worker claimed it and was SIGKILLed: the step stays running under an expired lease.
+    store(pipeline).claim(job_id, "people", "w1", message["MessageId"], now=1.0, lease_seconds=10)
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [m["MessageId"] for m in dead] == [message["MessageId"]]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = store(pipeline).get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", REASON)
+    assert emf(capsys, "StepsDeadLettered") == 1
+    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
+    assert pipeline.drain("faces") == []
+    [note] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
+    assert (note["job_id"], note["status"]) == (job_id, "failed")
+    assert REASON in note["reason"]
+
+
+def test_a_message_dead_lettered_before_any_claim_fails_its_pending_step(pipeline: PipelineStack) -> None:
+    message = new_job(pipeline, "uploads/never claimed.jpg")
+    job_id = json.loads(message["Body"])["job_id"]
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = store(pipeline).get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["error"], job["steps"]["faces"]["state"]) == ("failed", REASON, "pending")
+
+
+def test_a_finished_step_or_one_held_by_another_message_is_left_alone(pipeline: PipelineStack, capsys) -> None:
+    finished = new_job(pipeline, "uploads/done.jpg")
+    held = new_job(pipeline, "uploads/held.jpg")
+    jobs = store(pipeline)
+    done_id, held_id = json.loads(finished["Body"])["job_id"], json.loads(held["Body"])["job_id"]
+    jobs.mark_done(jobs.claim(done_id, "people", "w1", finished["MessageId"], 1.0, 1e12), 2.0, "s3://r", {})
+    jobs.claim(held_id, "people", "w2", "a-duplicate-message", 1.0, 1e12)
+    capsys.readouterr()
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert len(dead) == 2
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    assert store(pipeline).get_job(done_id)["steps"]["people"]["state"] == "done"
+    assert store(pipeline).get_job(held_id)["steps"]["people"]["state"] == "running"
+    assert store(pipeline).get_job(held_id)["status"] == "running"
+    assert emf(capsys, "DeadLettersDropped") == 2
+
+
+def test_a_dead_lettered_s3_notification_without_a_job_creates_and_fails_it(pipeline: PipelineStack) -> None:
+    s3 = pipeline.client("s3")
+    s3.put_object(Bucket=pipeline.bucket, Key="uploads/raw.png", Body=b"\x89PNG")
+    notification = s3_notification(s3, pipeline.bucket, "uploads/raw.png")
+    dlq_arn = pipeline.step_config("people")["dlq_arn"]
+    assert deadletter.handler(sqs_event(notification, queue_arn=dlq_arn), LambdaContext()) == {"batchItemFailures": []}
+    etag = notification["Records"][0]["s3"]["object"]["eTag"]
+    job = store(pipeline).get_job(ObjectRef(pipeline.bucket, "uploads/raw.png", etag).job_id)
+    assert (job["step_names"], job["status"], job["steps"]["people"]["error"]) == (["people"], "failed", REASON)
+
+
+def test_unreadable_messages_are_logged_counted_and_deleted_and_an_unknown_queue_is_kept(
+    pipeline: PipelineStack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    dlq_arn = pipeline.step_config("people")["dlq_arn"]
+    other_step = {"kind": "gpu-pipeline.step", "v": 1, "job_id": "j", "step": "faces", "bucket": "b", "key": "k", "version": "v"}
+    no_job_id = {**other_step, "job_id": "", "step": "people"}
+    no_such_job = {**other_step, "job_id": "0" * 32, "step": "people"}
+    response = deadletter.handler(
+        sqs_event("not json", [1, 2], other_step, no_job_id, no_such_job, {"Event": "s3:TestEvent"}, queue_arn=dlq_arn), LambdaContext()
+    )
+    assert response == {"batchItemFailures": []}
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    # A job_id that is not the id of the object the message names is as unreadable as a missing one.
+    assert errors == ["unreadable dead-lettered message deleted"] * 5
+    assert emf(capsys, "DeadLettersUnreadable") == 5
+    assert store(pipeline).get_job("0" * 32) is None
+    # A queue the definition does not name: the whole batch fails and stays on its queue, to be seen.
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        deadletter.handler(sqs_event(no_such_job, queue_arn=dlq_arn + "-elsewhere"), LambdaContext())
+
+
+def test_the_lambda_event_fixture_fails_the_job_it_names(pipeline: PipelineStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    message = new_job(pipeline, "uploads/fixture.jpg")
+    job_id = json.loads(message["Body"])["job_id"]
+    event = json.loads((EVENTS / "sqs_step_dlq_message.json").read_text())
+    [record] = event["Records"]
+    record["eventSourceARN"] = pipeline.step_config("people")["dlq_arn"]
+    # The body names the object its job_id is the id of: the router's real message for this job.
+    assert json.loads(record["body"])["kind"] == json.loads(message["Body"])["kind"]
+    record["body"] = message["Body"]
+    config = {**pipeline.config, "steps": [{**s, "max_receive_count": 0} for s in pipeline.config["steps"]]}
+    monkeypatch.setenv("PIPELINE_CONFIG", json.dumps(config))
+    aws.reset()
+    assert deadletter.handler(event, LambdaContext()) == {"batchItemFailures": []}
+    # Without maxReceiveCount in the definition, the record's own receive count is reported.
+    assert store(pipeline).get_job(job_id)["steps"]["people"]["error"] == "moved to the dead-letter queue after 6 receives"
