@@ -182,7 +182,9 @@ class JobStore:
         Raises ClaimRefused with the reason when the step (or segment) cannot be claimed.
         """
         path, names = _path(step, segment)
-        parent_running = "" if segment is None else f" AND {_STEP}.#state = :running"
+        # A segment is claimed only while its step runs; a split step itself is never claimed whole again
+        # (its step message, or a retry's, resumes the segments: Unclaimable.SPLIT).
+        parent_running = f" AND attribute_not_exists({_STEP}.segment_count)" if segment is None else f" AND {_STEP}.#state = :running"
         try:
             response = self.table.update_item(
                 Key={"job_id": job_id},
@@ -249,6 +251,33 @@ class JobStore:
             {":segments": planned, ":count": len(segments), ":zero": 0, ":seconds": segment_seconds, ":now": now},
             names={"#segments": "segments"},  # a DynamoDB reserved word
         )
+
+    def resume_split(self, job_id: str, step: str, now: float) -> bool:
+        """A split step put back to pending (by ``gpupipe retry``) runs again: pending -> running with no holder,
+        so its segments can be claimed. True when this call moved it."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=f"SET {_STEP}.#state = :running, updated_at = :now",
+                ConditionExpression=(
+                    f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
+                ),
+                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":running": StepState.RUNNING.value,
+                        ":pending": StepState.PENDING.value,
+                        ":job_pending": JobStatus.PENDING.value,
+                        ":job_running": JobStatus.RUNNING.value,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
@@ -463,31 +492,100 @@ class JobStore:
             raise
         return True
 
+    def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
+        """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
+
+        The same rule as ``fail_dead_lettered``, on the segment's sub-item: only the message the segment
+        waits on can fail it, and only while its step runs. A done segment, a finished step, or a segment a
+        live holder with another message works on is left alone (False). The step is never marked done.
+        """
+        seg = f"{_STEP}.#segments.#seg"
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {seg}.#state = :failed, {seg}.finished_at = :now, {seg}.#error = :reason, "
+                    f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
+                    f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
+                ),
+                ConditionExpression=(
+                    f"{_STEP}.#state = :running AND attribute_exists({seg}) AND "
+                    f"(({seg}.#state = :running AND ({seg}.message_id = :message OR {seg}.lease_expires_at < :now)) OR "
+                    f"({seg}.#state = :pending AND (attribute_not_exists({seg}.message_id) OR {seg}.message_id = :message)))"
+                ),
+                ExpressionAttributeNames={
+                    "#step": step,
+                    "#segments": "segments",
+                    "#seg": segment_key(segment.index),
+                    "#state": "state",
+                    "#status": "status",
+                    "#error": "error",
+                },
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":failed": StepState.FAILED.value,
+                        ":running": StepState.RUNNING.value,
+                        ":pending": StepState.PENDING.value,
+                        ":job_failed": JobStatus.FAILED.value,
+                        ":reason": reason,
+                        ":step_reason": f"{segment.label}: {reason}",
+                        ":message": message_id,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     def retry_failed_step(self, job_id: str, step: str, now: float) -> bool:
         """failed -> pending with a fresh retry budget; the job runs again. True when this call moved it.
 
         ``attempts`` stays: it only ever grows (it fences claims). The router sees the step
-        go failed -> pending on the stream and sends it to the step's queue.
+        go failed -> pending on the stream and sends it to the step's queue. A split step keeps its
+        segments: those done stay done, every other goes back to pending with a fresh budget and no
+        message, so the step's message resumes them (``Unclaimable.SPLIT``) and nothing done is redone.
         """
+        job = self.get_job(job_id)
+        status = ((job or {}).get("steps") or {}).get(step) or {}
+        count = int(status.get("segment_count") or 0)
+        undone = [key for key, sub in sorted((status.get("segments") or {}).items()) if sub.get("state") != StepState.DONE]
+        names: dict[str, str] = {"#step": step, "#state": "state", "#status": "status", "#error": "error"}
+        values: dict[str, Any] = {
+            ":pending": StepState.PENDING.value,
+            ":failed": StepState.FAILED.value,
+            ":zero": 0,
+            ":job_running": JobStatus.RUNNING.value,
+            ":now": now,
+        }
+        sets, removes, guards = [], [], []
+        if count:
+            values[":done"] = StepState.DONE.value
+            names["#segments"] = "segments"
+            values[":count"] = count
+            for number, key in enumerate(undone):
+                names[f"#s{number}"] = key
+                sub = f"{_STEP}.#segments.#s{number}"
+                sets += [f"{sub}.#state = :pending", f"{sub}.failures = :zero"]
+                guards.append(f"{sub}.#state <> :done")  # a segment that finished since the read is not undone
+                removes += [f"{sub}.{field}" for field in ("#error", "finished_at", "worker_id", "lease_expires_at", "message_id")]
         try:
             self.table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=(
                     f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
-                    "#status = :job_running, updated_at = :now "
+                    + "".join(f"{clause}, " for clause in sets)
+                    + "#status = :job_running, updated_at = :now "
                     f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
+                    + "".join(f", {clause}" for clause in removes)
                 ),
-                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed",
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":pending": StepState.PENDING.value,
-                        ":failed": StepState.FAILED.value,
-                        ":zero": 0,
-                        ":job_running": JobStatus.RUNNING.value,
-                        ":now": now,
-                    }
-                ),
+                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed"
+                + (f" AND {_STEP}.segment_count = :count" if count else f" AND attribute_not_exists({_STEP}.segment_count)")
+                + "".join(f" AND {guard}" for guard in guards),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
             )
         except ClientError as error:
             if is_conditional_failure(error):

@@ -170,3 +170,46 @@ def test_a_corrupt_range_in_the_middle_fails_the_job_naming_its_segment(stack: S
     assert step["segments"]["2"]["state"] == "failed" and step["segments"]["2"]["failures"] == 0
     wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
     assert not events(workers, "merge claimed")
+
+
+def test_gpupipe_retry_of_a_job_failed_by_a_segment_reruns_only_what_failed(
+    stack: StepStack, spawn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpupipe.cli import main
+
+    path = long_video(tmp_path / "corrupt.avi", SECONDS, FPS, red_between=(24, 26))  # inside segment 3 of 4: [20 s, 30 s)
+    upload(stack, path)
+    workers = [spawn(env(stack), f"w{n}") for n in range(2)]
+    before = finished(stack)
+    assert before["status"] == "failed"
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
+    before = stack.job(KEY)
+    segments = before["steps"][STEP]["segments"]
+    done = {key: (sub["attempts"], sub["result_file"]) for key, sub in segments.items() if sub["state"] == "done"}
+    undone = sorted(key for key, sub in segments.items() if sub["state"] != "done")
+    assert "2" in undone and done, segments
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    outputs = tmp_path / "stack.json"
+    names = {"bucket_name": stack.bucket, "input_prefix": "uploads/", "results_prefix": "results/", "jobs_table_name": stack.table_name}
+    outputs.write_text(json.dumps(names))
+    assert main(["--outputs", str(outputs), "retry", "long.avi"]) == 0
+    assert "step detect (was: segment 3/4 [20 s, 30 s): PermanentError: corrupt frame data)" in capsys.readouterr().out
+    retried = stack.job(KEY)["steps"][STEP]
+    assert retried["state"] == "pending" and retried["segments_done"] == len(done)
+    for key in undone:  # back to pending with a fresh budget and no message: the step's message re-sends them
+        sub = retried["segments"][key]
+        assert sub["state"] == "pending" and sub["failures"] == 0 and "message_id" not in sub and "error" not in sub, sub
+    stack.send(WorkMessage.for_job(stack.object_ref(KEY), STEP).to_body())  # what the router sends on failed -> pending
+
+    attempts_before = int(segments["2"]["attempts"])
+    job = wait_for(
+        lambda: (j := stack.job(KEY))["status"] == "failed" and int(j["steps"][STEP]["segments"]["2"]["attempts"]) > attempts_before and j,
+        90,
+        what="the retried segment to run and fail again",
+    )
+    step = job["steps"][STEP]
+    assert step["error"] == "segment 3/4 [20 s, 30 s): PermanentError: corrupt frame data"
+    assert {key: (step["segments"][key]["attempts"], step["segments"][key]["result_file"]) for key in done} == done  # not redone
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
+    assert not events(workers, "merge claimed")

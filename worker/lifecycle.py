@@ -241,6 +241,8 @@ class StepRunner:
         if refused.reason == Unclaimable.SPLIT:
             sent = self.splitter.resume(refused.item or {}, item)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
+            if int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1):
+                return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left
             return ItemResult(Outcome.SKIPPED)
         if (
             not merging

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,13 +54,20 @@ class Splitter:
         self.send(item, [segment.index for segment in segments])
 
     def resume(self, job: Mapping[str, Any], item: WorkItem) -> int:
-        """The step's message came back after a split: send the messages of segments nobody has claimed yet."""
+        """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
+        (the step running again) send the messages of pending segments no message carries.
+
+        A fresh segment has no ``message_id`` until claimed; a retried one lost it with the retry; one
+        put back after an error or a hand-back keeps it, its message being requeued.
+        """
         step = job["steps"][item.step]
+        if step.get("state") == StepState.PENDING:
+            self.store.resume_split(item.job_id, item.step, time.time())
         unclaimed = [
             segment.index
             for segment in segments_of(step)
             if step["segments"][segment_key(segment.index)].get("state") == StepState.PENDING
-            and not step["segments"][segment_key(segment.index)].get("attempts")
+            and not step["segments"][segment_key(segment.index)].get("message_id")
         ]
         if unclaimed:
             self.send(item, unclaimed)
