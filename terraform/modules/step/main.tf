@@ -144,7 +144,8 @@ resource "aws_iam_role" "task" {
 
 data "aws_iam_policy_document" "task" {
   statement {
-    # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py).
+    # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py), and a
+    # split video sends one message per segment with SendMessageBatch (worker/segments.py).
     sid       = "OwnQueue"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
     resources = [aws_sqs_queue.this.arn]
