@@ -35,12 +35,13 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-# running -> pending is the release on SIGTERM or the reclaim of an expired lease.
+# docs/job-lifecycle.md draws these. running -> pending: a transient error or the hand-back on SIGTERM;
+# pending -> failed: the dead-letter consumer; failed -> pending: `gpupipe retry`.
 STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
-    StepState.PENDING: frozenset({StepState.RUNNING}),
+    StepState.PENDING: frozenset({StepState.RUNNING, StepState.FAILED}),
     StepState.RUNNING: frozenset({StepState.DONE, StepState.FAILED, StepState.PENDING}),
     StepState.DONE: frozenset(),
-    StepState.FAILED: frozenset(),
+    StepState.FAILED: frozenset({StepState.PENDING}),
 }
 
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})

@@ -37,7 +37,9 @@ def load_event(name: str) -> dict:
         (StepState.RUNNING, StepState.PENDING, True),
         (StepState.PENDING, StepState.DONE, False),
         (StepState.DONE, StepState.RUNNING, False),
-        (StepState.FAILED, StepState.PENDING, False),
+        (StepState.PENDING, StepState.FAILED, True),  # dead-lettered before any claim
+        (StepState.FAILED, StepState.PENDING, True),  # gpupipe retry
+        (StepState.FAILED, StepState.DONE, False),
         (StepState.DONE, StepState.FAILED, False),
     ],
 )
