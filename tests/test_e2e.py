@@ -257,7 +257,7 @@ def test_a_poison_file_fails_its_job_with_a_reason_and_others_are_unaffected(pip
 
 
 def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, Any]) -> None:
-    path = sample_media.video(pipeline["media"] / "busy.mp4", frames=450)
+    path = sample_media.video(pipeline["media"] / "busy.mp4", frames=1800)  # long enough to still run when the scale-in comes
     key = "uploads/busy.mp4"
     uploaded = time.time()
     assert gpupipe(pipeline, "submit", str(path)).returncode == 0
