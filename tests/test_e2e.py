@@ -264,10 +264,18 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     wait_for(lambda: (j := jobs_by_key(pipeline).get(key)) and j["steps"]["detect"]["state"] == "running", 120, what="the job to start")
     time.sleep(1)  # the worker turns its protection on as it takes the message
     outputs = pipeline["outputs"]
-    pipeline["aws"]["ecs"].update_service(
-        cluster=outputs["cluster_name"], service=outputs["steps"]["detect"]["service_name"], desiredCount=0
-    )
-    wait_for(lambda: pipeline["runtime"].events("scale-in deferred: tasks are protected"), 30, what="the runner to defer the scale-in")
+
+    def scale_in_deferred() -> bool:
+        # The scaler never sets fewer tasks than are busy: when it runs between this scale-in and the
+        # runner's next look at the service, it sets the count back to 1 first. So scale in again.
+        if pipeline["runtime"].events("scale-in deferred: tasks are protected"):
+            return True
+        pipeline["aws"]["ecs"].update_service(
+            cluster=outputs["cluster_name"], service=outputs["steps"]["detect"]["service_name"], desiredCount=0
+        )
+        return False
+
+    wait_for(scale_in_deferred, 60, interval=1, what="the runner to defer the scale-in")
     job = wait_finished(pipeline, [key])[key]
     assert job["status"] == "succeeded" and job["steps"]["detect"]["attempts"] == 1
     print(f"\nscaled in to 0 mid-job; the busy worker finished: upload -> result {time.time() - uploaded:.1f}s")
