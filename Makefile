@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-throughput soak demo demo-down clean
+.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ pytest: venv ## The test suite, moto-backed integration tests included
 
 package: venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build
+
+bench-split: venv ## A long video split over 1, 2 and 4 worker tasks: upload-to-result wall time, merge share
+	$(BIN)/python -m bench.split_bench $(BENCH_ARGS)
 
 bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) and max_side vs full-size accuracy
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)

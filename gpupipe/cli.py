@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from pipeline_core.jobs import TERMINAL_JOB_STATUSES, split_s3_uri
 from pipeline_core.jobstore import JobStore, from_dynamo
+from pipeline_core.segments import progress
 
 
 class CliError(Exception):
@@ -90,6 +91,12 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+def step_state(name: str, step: dict[str, Any]) -> str:
+    """``detect:running`` or, for a video split into segments, ``detect:running(segments 3/8)``."""
+    split = progress(step)
+    return f"{name}:{step['state']}" + (f"(segments {split[0]}/{split[1]})" if split else "")
+
+
 def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     deadline = time.monotonic() + args.timeout
     while True:
@@ -112,7 +119,7 @@ def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     print()
     print(f"{'job':<34}{'status':<11}{'steps':<28}key")
     for job in jobs:
-        steps = " ".join(f"{name}:{job['steps'][name]['state']}" for name in job["step_names"])
+        steps = " ".join(step_state(name, job["steps"][name]) for name in job["step_names"])
         print(f"{job['job_id']:<34}{job['status']:<11}{steps:<28}{job['key']}")
         for name in job["step_names"]:
             if job["steps"][name].get("error") and job["status"] == "failed":

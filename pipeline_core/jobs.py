@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -113,17 +113,19 @@ def new_job_item(obj: ObjectRef, step_names: Sequence[str], now: float, ttl_days
     }
 
 
-def result_prefix(results_prefix: str, key: str, job_id: str, step: str, attempt: int) -> str:
+def result_prefix(results_prefix: str, key: str, job_id: str, step: str, attempt: int, segment: int | None = None) -> str:
     """Where one attempt of one step writes its outputs: unique to the object version (the job) and the attempt.
 
     No two attempts share a location, so a worker that lost its claim can never overwrite the outputs the
     job item records as done: the conditional ``mark_done`` that names this prefix is the commit.
+    A segment of a split step writes under ``{step}/segment-{index}/attempt-{n}/``.
     """
-    return f"{results_prefix}{key}/{job_id}/{step}/attempt-{attempt}/"
+    part = step if segment is None else f"{step}/segment-{segment:04d}"
+    return f"{results_prefix}{key}/{job_id}/{part}/attempt-{attempt}/"
 
 
-def result_key(results_prefix: str, key: str, job_id: str, step: str, attempt: int) -> str:
-    return result_prefix(results_prefix, key, job_id, step, attempt) + "result.json"
+def result_key(results_prefix: str, key: str, job_id: str, step: str, attempt: int, segment: int | None = None) -> str:
+    return result_prefix(results_prefix, key, job_id, step, attempt, segment) + "result.json"
 
 
 def origin_id(message_id: str, attributes: Mapping[str, Any] | None) -> str:
@@ -152,7 +154,7 @@ def key_too_long(key: str) -> str | None:
 
 @dataclass(frozen=True)
 class WorkMessage:
-    """The body of a message on a step's queue: do ``step`` for ``job_id``."""
+    """The body of a message on a step's queue: do ``step`` for ``job_id`` (only ``segment`` of it, when set)."""
 
     job_id: str
     step: str
@@ -160,6 +162,7 @@ class WorkMessage:
     key: str
     version: str
     versioned: bool = False
+    segment: int | None = None  # a split step's segment (its range is on the job item); absent from the body when None
 
     @classmethod
     def for_job(cls, obj: ObjectRef, step: str) -> WorkMessage:
@@ -174,8 +177,14 @@ class WorkMessage:
     def object_ref(self) -> ObjectRef:
         return ObjectRef(bucket=self.bucket, key=self.key, version=self.version, versioned=self.versioned)
 
+    def for_segment(self, segment: int) -> WorkMessage:
+        return replace(self, segment=segment)
+
     def to_body(self) -> str:
-        return json.dumps({"kind": MESSAGE_KIND, "v": MESSAGE_VERSION, **asdict(self)}, ensure_ascii=False)
+        body = asdict(self)
+        if self.segment is None:
+            del body["segment"]  # the body of an unsplit step's message is what it always was
+        return json.dumps({"kind": MESSAGE_KIND, "v": MESSAGE_VERSION, **body}, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> WorkMessage:
@@ -184,7 +193,10 @@ class WorkMessage:
         missing = [name for name in ("job_id", "step", "bucket", "key", "version") if not body.get(name) or not isinstance(body[name], str)]
         if missing:
             raise ValueError(f"step message lacks {', '.join(missing)}")
-        message = cls(body["job_id"], body["step"], body["bucket"], body["key"], body["version"], body.get("versioned") is True)
+        segment = body.get("segment")
+        if segment is not None and (type(segment) is not int or segment < 0):
+            raise ValueError(f"step message's segment must be a non-negative integer, got {segment!r}")
+        message = cls(body["job_id"], body["step"], body["bucket"], body["key"], body["version"], body.get("versioned") is True, segment)
         if not _JOB_ID.match(message.job_id) or message.job_id != message.object_ref.job_id:
             raise ValueError(f"step message's job_id {message.job_id[:40]!r} is not the id of the object it names")
         return message

@@ -21,6 +21,7 @@ from pipeline_core.jobs import (
     StepState,
     new_job_item,
 )
+from pipeline_core.segments import Segment, segment_key
 
 
 def to_dynamo(value: Any) -> Any:
@@ -51,18 +52,32 @@ def is_conditional_failure(error: ClientError) -> bool:
 
 @dataclass(frozen=True)
 class Claim:
-    """A worker's hold on one step of one job, for one attempt."""
+    """A worker's hold on one step of one job (or one segment of a split step), for one attempt."""
 
     job_id: str
     step: str
     worker_id: str
-    attempt: int  # the fencing token: every claim of a step gets a new, higher number
+    attempt: int  # the fencing token: every claim of a step (or segment) gets a new, higher number
     step_names: tuple[str, ...]
     failures: int = 0  # transient failures counted against the step's retry budget before this attempt
+    segment: int | None = None  # the claim holds this segment of a split step (its own sub-item)
+    merging: bool = False  # the claim holds a split step whose segments are all done, to merge them
+    span: Segment | None = None  # the claimed segment's range, as the job item records it
 
     @property
     def is_last_step(self) -> bool:
         return self.step_names[-1] == self.step
+
+    @property
+    def path(self) -> tuple[str, dict[str, str]]:
+        """The claimed sub-item's path in update expressions, and the names it uses."""
+        return _path(self.step, self.segment)
+
+
+def _path(step: str, segment: int | None) -> tuple[str, dict[str, str]]:
+    if segment is None:
+        return _STEP, {"#step": step}
+    return f"{_STEP}.#segments.#seg", {"#step": step, "#segments": "segments", "#seg": segment_key(segment)}
 
 
 class Unclaimable(StrEnum):
@@ -73,10 +88,12 @@ class Unclaimable(StrEnum):
     FINISHED = "finished"  # step done or failed, or job over: a redelivery, drop it
     HELD_BY_OTHER_MESSAGE = "held-by-other-message"  # a duplicate message: the holder has its own, drop this one
     HELD_BY_THIS_MESSAGE = "held-by-this-message"  # SQS redelivered the message the holder works on: keep it, retry after the lease
+    SPLIT = "split"  # the step was split into segments: its own message is settled, the segments' messages do the work
+    SEGMENTS_LEFT = "segments-left"  # a merge was asked for while segments are still to finish: the last one merges
 
 
-def classify_unclaimable(item: Mapping[str, Any] | None, step: str, message_id: str) -> Unclaimable:
-    """Why ``step`` of ``item`` could not be claimed by the message ``message_id``."""
+def classify_unclaimable(item: Mapping[str, Any] | None, step: str, message_id: str, segment: int | None = None) -> Unclaimable:
+    """Why ``step`` (or its ``segment``) of ``item`` could not be claimed by the message ``message_id``."""
     if item is None:
         return Unclaimable.NO_JOB
     status = item.get("steps", {}).get(step)
@@ -84,6 +101,14 @@ def classify_unclaimable(item: Mapping[str, Any] | None, step: str, message_id: 
         return Unclaimable.NO_STEP
     if status.get("state") in (StepState.DONE, StepState.FAILED) or item.get("status") in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         return Unclaimable.FINISHED
+    if segment is not None:
+        status = (status.get("segments") or {}).get(segment_key(segment))
+        if status is None:
+            return Unclaimable.NO_STEP
+        if status.get("state") in (StepState.DONE, StepState.FAILED):
+            return Unclaimable.FINISHED
+    elif status.get("segment_count") and not status.get("worker_id"):
+        return Unclaimable.SPLIT
     if status.get("message_id") == message_id:
         return Unclaimable.HELD_BY_THIS_MESSAGE
     return Unclaimable.HELD_BY_OTHER_MESSAGE
@@ -148,26 +173,33 @@ class JobStore:
 
     # --- the claim's life -----------------------------------------------------
 
-    def claim(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
+    def claim(
+        self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float, segment: int | None = None
+    ) -> Claim:
         """pending -> running (or running under an expired lease -> running), for this worker.
 
-        Raises ClaimRefused with the reason when the step cannot be claimed.
+        With ``segment``, the same transition on that segment's sub-item of a split step (which stays running).
+        Raises ClaimRefused with the reason when the step (or segment) cannot be claimed.
         """
+        path, names = _path(step, segment)
+        # A segment is claimed only while its step runs; a split step itself is never claimed whole again
+        # (its step message, or a retry's, resumes the segments: Unclaimable.SPLIT).
+        parent_running = f" AND attribute_not_exists({_STEP}.segment_count)" if segment is None else f" AND {_STEP}.#state = :running"
         try:
             response = self.table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=(
-                    f"SET {_STEP}.#state = :running, {_STEP}.attempts = {_STEP}.attempts + :one, "
-                    f"{_STEP}.worker_id = :worker, {_STEP}.message_id = :message, "
-                    f"{_STEP}.lease_expires_at = :lease, {_STEP}.started_at = :now, "
-                    f"{_STEP}.failures = if_not_exists({_STEP}.failures, :zero), "
+                    f"SET {path}.#state = :running, {path}.attempts = {path}.attempts + :one, "
+                    f"{path}.worker_id = :worker, {path}.message_id = :message, "
+                    f"{path}.lease_expires_at = :lease, {path}.started_at = :now, "
+                    f"{path}.failures = if_not_exists({path}.failures, :zero), "
                     "#status = :job_running, updated_at = :now"
                 ),
                 ConditionExpression=(
-                    f"attribute_exists({_STEP}) AND #status IN (:job_pending, :job_running) AND "
-                    f"({_STEP}.#state = :pending OR ({_STEP}.#state = :running AND {_STEP}.lease_expires_at < :now))"
+                    f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND "
+                    f"({path}.#state = :pending OR ({path}.#state = :running AND {path}.lease_expires_at < :now))"
                 ),
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
+                ExpressionAttributeNames={**names, "#state": "state", "#status": "status"},
                 ExpressionAttributeValues=to_dynamo(
                     {
                         ":running": StepState.RUNNING.value,
@@ -188,7 +220,126 @@ class JobStore:
             if not is_conditional_failure(error):
                 raise
             item = self.get_job(job_id)
-            raise ClaimRefused(classify_unclaimable(item, step, message_id), item) from None
+            raise ClaimRefused(classify_unclaimable(item, step, message_id, segment), item) from None
+        item = from_dynamo(response["Attributes"])
+        claimed = item["steps"][step] if segment is None else item["steps"][step]["segments"][segment_key(segment)]
+        span = None if segment is None else Segment.from_item(segment, int(item["steps"][step]["segment_count"]), claimed)
+        return Claim(
+            job_id=job_id,
+            step=step,
+            worker_id=worker_id,
+            attempt=int(claimed["attempts"]),
+            step_names=tuple(item["step_names"]),
+            failures=int(claimed.get("failures", 0)),
+            segment=segment,
+            span=span,
+        )
+
+    # --- split steps: plan, fan-in, merge -------------------------------------------------------
+
+    def record_split(self, claim: Claim, segments: list[Segment], segment_seconds: float, now: float) -> None:
+        """Record the segments of the claimed step, each pending; the step stays running with no holder.
+
+        Its lease and worker go, so the step's own message is settled (``Unclaimable.SPLIT``) and only the
+        segments' messages, then the merge, move it on.
+        """
+        planned = {segment_key(s.index): {**s.to_item(), "state": StepState.PENDING.value, "attempts": 0, "failures": 0} for s in segments}
+        self._update_claimed(
+            claim,
+            f"SET {_STEP}.#segments = :segments, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
+            f"{_STEP}.segment_seconds = :seconds, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
+            {":segments": planned, ":count": len(segments), ":zero": 0, ":seconds": segment_seconds, ":now": now},
+            names={"#segments": "segments"},  # a DynamoDB reserved word
+        )
+
+    def resume_split(self, job_id: str, step: str, now: float) -> bool:
+        """A split step put back to pending (by ``gpupipe retry``) runs again: pending -> running with no holder,
+        so its segments can be claimed. True when this call moved it."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=f"SET {_STEP}.#state = :running, updated_at = :now",
+                ConditionExpression=(
+                    f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
+                ),
+                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":running": StepState.RUNNING.value,
+                        ":pending": StepState.PENDING.value,
+                        ":job_pending": JobStatus.PENDING.value,
+                        ":job_running": JobStatus.RUNNING.value,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
+        """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
+
+        Each segment is counted once (only its holder can move it from running), so exactly one worker
+        sees ``done == planned``: the one that merges.
+        """
+        if claim.segment is None:
+            raise ValueError("mark_segment_done needs a segment claim")
+        path, _ = claim.path
+        attributes = self._update_claimed(
+            claim,
+            f"SET {path}.#state = :done, {path}.finished_at = :now, {path}.result_file = :result, {path}.timings = :timings, "
+            f"{_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now REMOVE {path}.lease_expires_at",
+            {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings), ":one": 1},
+            returns=True,
+        )
+        step = attributes["steps"][claim.step]
+        return int(step["segments_done"]), int(step["segment_count"])
+
+    def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
+        """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
+
+        A merge that crashed leaves its lease to expire; the next message of the step's segments claims it again.
+        """
+        try:
+            response = self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
+                    f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
+                    "updated_at = :now"
+                ),
+                ConditionExpression=(
+                    f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
+                    f"AND (attribute_not_exists({_STEP}.lease_expires_at) OR {_STEP}.lease_expires_at < :now)"
+                ),
+                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":one": 1,
+                        ":worker": worker_id,
+                        ":message": message_id,
+                        ":lease": now + lease_seconds,
+                        ":now": now,
+                        ":running": StepState.RUNNING.value,
+                        ":job_running": JobStatus.RUNNING.value,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+            item = self.get_job(job_id)
+            reason = classify_unclaimable(item, step, message_id)
+            step_item = ((item or {}).get("steps") or {}).get(step) or {}
+            if reason not in (Unclaimable.FINISHED, Unclaimable.NO_JOB, Unclaimable.NO_STEP) and int(
+                step_item.get("segments_done") or 0
+            ) < int(step_item.get("segment_count") or 0):
+                reason = Unclaimable.SEGMENTS_LEFT
+            raise ClaimRefused(reason, item) from None
         item = from_dynamo(response["Attributes"])
         return Claim(
             job_id=job_id,
@@ -197,13 +348,17 @@ class JobStore:
             attempt=int(item["steps"][step]["attempts"]),
             step_names=tuple(item["step_names"]),
             failures=int(item["steps"][step].get("failures", 0)),
+            merging=True,
         )
 
     def extend_lease(self, claim: Claim, until: float) -> None:
-        self._update_claimed(claim, f"SET {_STEP}.lease_expires_at = :lease", {":lease": until})
+        path, _ = claim.path
+        self._update_claimed(claim, f"SET {path}.lease_expires_at = :lease", {":lease": until})
 
     def mark_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> None:
-        """running -> done; the job succeeds with its last step."""
+        """running -> done; the job succeeds with its last step. (A segment is done with ``mark_segment_done``.)"""
+        if claim.segment is not None:
+            raise ValueError("a segment is done with mark_segment_done")
         job_status = JobStatus.SUCCEEDED if claim.is_last_step else JobStatus.RUNNING
         self._update_claimed(
             claim,
@@ -220,11 +375,14 @@ class JobStore:
         )
 
     def mark_failed(self, claim: Claim, now: float, reason: str) -> None:
-        """running -> failed, and the job fails with it."""
+        """running -> failed, and the job fails with it. A segment's failure fails its step (and the job) with it."""
+        path, _ = claim.path
+        segment = "" if claim.segment is None else f", {path}.#state = :failed, {path}.finished_at = :now, {path}.#error = :reason"
+        also_remove = "" if claim.segment is None else f", {path}.lease_expires_at"
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
-            f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at",
+            f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason{segment}, "
+            f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at{also_remove}",
             {":failed": StepState.FAILED.value, ":now": now, ":reason": reason, ":job_failed": JobStatus.FAILED.value},
             names={"#status": "status", "#error": "error"},
         )
@@ -233,22 +391,27 @@ class JobStore:
         """running -> pending after a transient error, counted against the retry budget.
 
         Pending, not running under a shortened lease: a heartbeat that lands after this
-        write finds the claim gone, so it cannot hold back the retry.
+        write finds the claim gone, so it cannot hold back the retry. A merge's step stays
+        running (its segments are done) with no holder, for the next merge.
         """
+        path, _ = claim.path
+        state = StepState.RUNNING if claim.merging else StepState.PENDING
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#state = :pending, {_STEP}.#error = :reason, {_STEP}.failures = :failures, updated_at = :now "
-            f"REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
-            {":pending": StepState.PENDING.value, ":reason": reason, ":failures": claim.failures + 1, ":now": now},
+            f"SET {path}.#state = :state, {path}.#error = :reason, {path}.failures = :failures, updated_at = :now "
+            f"REMOVE {path}.lease_expires_at, {path}.worker_id",
+            {":state": state.value, ":reason": reason, ":failures": claim.failures + 1, ":now": now},
             names={"#error": "error"},
         )
 
     def release(self, claim: Claim, now: float) -> None:
-        """running -> pending with no failure counted (the hand-back on shutdown)."""
+        """running -> pending with no failure counted (the hand-back on shutdown); a merge's step stays running."""
+        path, _ = claim.path
+        state = StepState.RUNNING if claim.merging else StepState.PENDING
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#state = :pending, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
-            {":pending": StepState.PENDING.value, ":now": now},
+            f"SET {path}.#state = :state, updated_at = :now REMOVE {path}.lease_expires_at, {path}.worker_id",
+            {":state": state.value, ":now": now},
         )
 
     def _update_claimed(
@@ -257,15 +420,18 @@ class JobStore:
         update: str,
         values: Mapping[str, Any],
         names: Mapping[str, str] | None = None,
-    ) -> None:
+        returns: bool = False,
+    ) -> dict[str, Any]:
+        """One conditional update, applied only while ``claim`` (its sub-item, worker and attempt) is held."""
+        path, path_names = claim.path
         try:
-            self.table.update_item(
+            response = self.table.update_item(
                 Key={"job_id": claim.job_id},
                 UpdateExpression=update,
                 ConditionExpression=(
-                    f"{_STEP}.#state = :claimed_state AND {_STEP}.worker_id = :claimed_by AND {_STEP}.attempts = :claimed_attempt"
+                    f"{path}.#state = :claimed_state AND {path}.worker_id = :claimed_by AND {path}.attempts = :claimed_attempt"
                 ),
-                ExpressionAttributeNames={"#step": claim.step, "#state": "state", **(names or {})},
+                ExpressionAttributeNames={**path_names, "#state": "state", **(names or {})},
                 ExpressionAttributeValues=to_dynamo(
                     {
                         **values,
@@ -274,11 +440,14 @@ class JobStore:
                         ":claimed_attempt": claim.attempt,
                     }
                 ),
+                **({"ReturnValues": "ALL_NEW"} if returns else {}),
             )
         except ClientError as error:
             if is_conditional_failure(error):
-                raise ClaimLost(f"{claim.job_id}/{claim.step} attempt {claim.attempt} is no longer held by {claim.worker_id}") from None
+                what = claim.step if claim.segment is None else f"{claim.step} segment {claim.segment}"
+                raise ClaimLost(f"{claim.job_id}/{what} attempt {claim.attempt} is no longer held by {claim.worker_id}") from None
             raise
+        return from_dynamo(response.get("Attributes") or {})
 
     # --- dead letters, retries and announcements ------------------------------------------
     # Writes made outside a claim: by the dead-letter consumer, `gpupipe retry` and the router.
@@ -323,31 +492,100 @@ class JobStore:
             raise
         return True
 
+    def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
+        """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
+
+        The same rule as ``fail_dead_lettered``, on the segment's sub-item: only the message the segment
+        waits on can fail it, and only while its step runs. A done segment, a finished step, or a segment a
+        live holder with another message works on is left alone (False). The step is never marked done.
+        """
+        seg = f"{_STEP}.#segments.#seg"
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {seg}.#state = :failed, {seg}.finished_at = :now, {seg}.#error = :reason, "
+                    f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
+                    f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
+                ),
+                ConditionExpression=(
+                    f"{_STEP}.#state = :running AND attribute_exists({seg}) AND "
+                    f"(({seg}.#state = :running AND ({seg}.message_id = :message OR {seg}.lease_expires_at < :now)) OR "
+                    f"({seg}.#state = :pending AND (attribute_not_exists({seg}.message_id) OR {seg}.message_id = :message)))"
+                ),
+                ExpressionAttributeNames={
+                    "#step": step,
+                    "#segments": "segments",
+                    "#seg": segment_key(segment.index),
+                    "#state": "state",
+                    "#status": "status",
+                    "#error": "error",
+                },
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":failed": StepState.FAILED.value,
+                        ":running": StepState.RUNNING.value,
+                        ":pending": StepState.PENDING.value,
+                        ":job_failed": JobStatus.FAILED.value,
+                        ":reason": reason,
+                        ":step_reason": f"{segment.label}: {reason}",
+                        ":message": message_id,
+                        ":now": now,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     def retry_failed_step(self, job_id: str, step: str, now: float) -> bool:
         """failed -> pending with a fresh retry budget; the job runs again. True when this call moved it.
 
         ``attempts`` stays: it only ever grows (it fences claims). The router sees the step
-        go failed -> pending on the stream and sends it to the step's queue.
+        go failed -> pending on the stream and sends it to the step's queue. A split step keeps its
+        segments: those done stay done, every other goes back to pending with a fresh budget and no
+        message, so the step's message resumes them (``Unclaimable.SPLIT``) and nothing done is redone.
         """
+        job = self.get_job(job_id)
+        status = ((job or {}).get("steps") or {}).get(step) or {}
+        count = int(status.get("segment_count") or 0)
+        undone = [key for key, sub in sorted((status.get("segments") or {}).items()) if sub.get("state") != StepState.DONE]
+        names: dict[str, str] = {"#step": step, "#state": "state", "#status": "status", "#error": "error"}
+        values: dict[str, Any] = {
+            ":pending": StepState.PENDING.value,
+            ":failed": StepState.FAILED.value,
+            ":zero": 0,
+            ":job_running": JobStatus.RUNNING.value,
+            ":now": now,
+        }
+        sets, removes, guards = [], [], []
+        if count:
+            values[":done"] = StepState.DONE.value
+            names["#segments"] = "segments"
+            values[":count"] = count
+            for number, key in enumerate(undone):
+                names[f"#s{number}"] = key
+                sub = f"{_STEP}.#segments.#s{number}"
+                sets += [f"{sub}.#state = :pending", f"{sub}.failures = :zero"]
+                guards.append(f"{sub}.#state <> :done")  # a segment that finished since the read is not undone
+                removes += [f"{sub}.{field}" for field in ("#error", "finished_at", "worker_id", "lease_expires_at", "message_id")]
         try:
             self.table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=(
                     f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
-                    "#status = :job_running, updated_at = :now "
+                    + "".join(f"{clause}, " for clause in sets)
+                    + "#status = :job_running, updated_at = :now "
                     f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
+                    + "".join(f", {clause}" for clause in removes)
                 ),
-                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed",
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":pending": StepState.PENDING.value,
-                        ":failed": StepState.FAILED.value,
-                        ":zero": 0,
-                        ":job_running": JobStatus.RUNNING.value,
-                        ":now": now,
-                    }
-                ),
+                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed"
+                + (f" AND {_STEP}.segment_count = :count" if count else f" AND attribute_not_exists({_STEP}.segment_count)")
+                + "".join(f" AND {guard}" for guard in guards),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
             )
         except ClientError as error:
             if is_conditional_failure(error):

@@ -3,7 +3,9 @@
 One event source mapping per step DLQ feeds ``handler``. The step is the one whose
 ``dlq_arn`` (in ``PIPELINE_CONFIG``) is the record's source. For each message, a router
 step message or a raw S3 notification, the step is failed with "moved to the dead-letter
-queue after N receives" and its job fails in the same conditional update; the router then
+queue after N receives" and its job fails in the same conditional update (a split step's segment
+message fails that segment, its step and its job, the step's error naming it:
+"segment 3/8 [120 s, 180 s): moved to ..."); the router then
 announces it. N is the step queue's ``maxReceiveCount`` from the pipeline definition (the
 receives SQS allowed before it moved the message), or, where the definition lacks it, the
 record's ``ApproximateReceiveCount``.
@@ -34,6 +36,7 @@ from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
 from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
 from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
+from pipeline_core.segments import segment_key, segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -53,8 +56,8 @@ def dead_letter_reason(step: StepConfig, receive_count: int | None) -> str:
     return f"moved to the dead-letter queue after {receives} receives" if receives else "moved to the dead-letter queue"
 
 
-def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str]], bool]:
-    """(object, job id) pairs a DLQ message body names, and whether it came as a raw S3 notification.
+def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str, int | None]], bool]:
+    """(object, job id, segment) triples a DLQ message body names, and whether it came as a raw S3 notification.
 
     Raises UnreadableMessage for a body no one can act on.
     """
@@ -68,7 +71,7 @@ def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str]], bool]:
         return [], True
     if is_s3_event(data):
         try:
-            return [(obj, obj.job_id) for obj in created_objects(data)], True
+            return [(obj, obj.job_id, None) for obj in created_objects(data)], True
         except (KeyError, TypeError, ValueError) as error:
             raise UnreadableMessage(f"malformed S3 notification: {error!r}") from None
     try:
@@ -77,7 +80,7 @@ def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str]], bool]:
         raise UnreadableMessage(str(error)) from None
     if message.step != step:
         raise UnreadableMessage(f"message for step {message.step!r} reached the dead-letter queue of step {step!r}")
-    return [(message.object_ref, message.job_id)], False
+    return [(message.object_ref, message.job_id, message.segment)], False
 
 
 def dead_letter_record(record: SQSRecord) -> None:
@@ -101,8 +104,42 @@ def dead_letter_record(record: SQSRecord) -> None:
     receive_count = record.raw_event.get("attributes", {}).get("ApproximateReceiveCount")
     reason = dead_letter_reason(step, int(receive_count) if receive_count else None)
     store = job_store()
-    for obj, job_id in items:
-        fail_step(store, obj, job_id, step.name, message_id, reason, from_s3, {**fields, "job_id": job_id, "key": obj.key})
+    for obj, job_id, segment in items:
+        where = {**fields, "job_id": job_id, "key": obj.key}
+        if segment is None:
+            fail_step(store, obj, job_id, step.name, message_id, reason, from_s3, where)
+        else:
+            fail_segment(store, job_id, step.name, segment, message_id, reason, {**where, "segment": segment})
+
+
+def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any]) -> None:
+    """A split step's segment message was dead-lettered: fail the segment, its step and its job, the segment named.
+
+    When the segment is done and its message held the merge (the merge kept failing), the step fails as "merge: ...".
+    """
+    job = store.get_job(job_id)
+    status: dict[str, Any] = ((job or {}).get("steps") or {}).get(step) or {}
+    segment = next((s for s in segments_of(status) if s.index == index), None)
+    if segment is None:
+        logger.error("dead-lettered segment message names no segment of its job: deleted", extra=fields)
+        metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
+        return
+    now = time.time()
+    if store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
+        logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
+        metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    sub = (status.get("segments") or {}).get(segment_key(index)) or {}
+    merge_held = sub.get("state") == StepState.DONE and status.get("message_id") == message_id
+    if merge_held and store.fail_dead_lettered(job_id, step, f"merge: {reason}", now, message_id):
+        logger.warning("step failed: the message holding its merge was dead-lettered", extra={**fields, "reason": reason})
+        metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    logger.info(
+        "dead-lettered segment message for a finished or otherwise held segment: deleted",
+        extra={**fields, "state": sub.get("state"), "step_state": status.get("state")},
+    )
+    metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
 def fail_step(

@@ -40,7 +40,9 @@ variable "steps" {
     messages each worker holds in flight (their downloads, uploads and commits overlap, and images of
     different jobs share inference batches); timeout_seconds: an attempt longer than this fails as
     transient and its task is replaced (at most 12 hours less the visibility timeout); grace_seconds a
-    worker may finish a file after SIGTERM; stop_timeout before ECS kills it; environment: extra worker variables.
+    worker may finish a file after SIGTERM; stop_timeout before ECS kills it; segment_seconds: videos longer than this (plus a
+    quarter) are split into segments of this length that tasks process side by side, then merged into one
+    result (processors that can split: detect; 0 never splits); environment: extra worker variables.
   EOT
   type = list(object({
     name                      = string
@@ -66,6 +68,7 @@ variable "steps" {
     max_attempts              = optional(number, 3)
     timeout_seconds           = optional(number, 3600)
     grace_seconds             = optional(number, 25)
+    segment_seconds           = optional(number, 60)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   }))
@@ -110,6 +113,11 @@ variable "steps" {
   validation {
     condition     = alltrue([for step in var.steps : step.stop_timeout >= step.grace_seconds + 25 && step.stop_timeout <= 120 && step.gpus >= 0 && step.idle_seconds >= 0])
     error_message = "stop_timeout must cover grace_seconds plus a 20-second long poll (grace_seconds + 25 <= stop_timeout <= 120); gpus and idle_seconds must be >= 0."
+  }
+
+  validation {
+    condition     = alltrue([for step in var.steps : step.segment_seconds == 0 || step.segment_seconds >= 5])
+    error_message = "segment_seconds must be 0 (never split videos) or at least 5."
   }
 
   validation {

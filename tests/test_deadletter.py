@@ -169,3 +169,44 @@ def test_the_lambda_event_fixture_fails_the_job_it_names(pipeline: PipelineStack
     assert deadletter.handler(event, LambdaContext()) == {"batchItemFailures": []}
     # Without maxReceiveCount in the definition, the record's own receive count is reported.
     assert store(pipeline).get_job(job_id)["steps"]["people"]["error"] == "moved to the dead-letter queue after 6 receives"
+
+
+def test_a_dead_lettered_segment_message_fails_its_segment_step_and_job_naming_the_segment(pipeline: PipelineStack, capsys) -> None:
+    from pipeline_core.jobs import WorkMessage
+    from pipeline_core.segments import VideoTimeline, plan_segments
+
+    message = new_job(pipeline, "uploads/long.mp4")
+    body = WorkMessage.from_dict(json.loads(message["Body"]))
+    sqs, jobs = pipeline.client("sqs"), store(pipeline)
+    # A worker claimed the whole step, split the 8-minute video into eight 60-s segments and settled the step's message.
+    claim = jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
+    jobs.record_split(claim, plan_segments(VideoTimeline(30, 30 * 480, 30), 60), 60, 2.0)
+    sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
+    jobs.mark_segment_done(jobs.claim(body.job_id, "people", "w1", "m-seg-0", 3.0, 60, segment=0), 4.0, "s3://r/0", {})
+    for index in (0, 2):
+        sqs.send_message(QueueUrl=pipeline.queue_url("people"), MessageBody=body.for_segment(index).to_body())
+    # Segment 2's message is received and its holder dies, each time, until SQS dead-letters it; so is a duplicate of done segment 0's.
+    [seg2] = [
+        m
+        for m in sqs.receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+        if '"segment": 2' in m["Body"]
+    ]
+    jobs.claim(body.job_id, "people", "w2", seg2["MessageId"], 5.0, 1e-3, segment=2)
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert sorted(json.loads(m["Body"])["segment"] for m in dead) == [0, 2]
+    capsys.readouterr()
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+
+    job = jobs.get_job(body.job_id)
+    step = job["steps"]["people"]
+    assert job["status"] == "failed" and step["state"] == "failed"
+    assert step["error"] == f"segment 3/8 [120 s, 180 s): {REASON}"
+    assert (step["segments"]["2"]["state"], step["segments"]["2"]["error"]) == ("failed", REASON)
+    assert step["segments"]["0"]["state"] == "done" and step["segments_done"] == 1  # the done segment is left alone
+    assert [step["segments"][str(i)]["state"] for i in range(3, 8)] == ["pending"] * 5
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [sum(sum(doc.get(name, [])) for doc in docs) for name in ("StepsDeadLettered", "DeadLettersDropped")] == [1, 1]
+    # A second delivery of the same dead letter changes nothing.
+    assert not jobs.fail_dead_lettered_segment(
+        body.job_id, "people", plan_segments(VideoTimeline(30, 30 * 480, 30), 60)[2], "x", 9.0, seg2["MessageId"]
+    )

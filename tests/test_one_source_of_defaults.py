@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from pipeline_core.pipeline import DEFAULT_SCALING, ScalingPolicy
+from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
 
@@ -28,6 +29,13 @@ def test_step_scaling_defaults_match_the_python_defaults() -> None:
         assert int(optional_default(text, "max_tasks")) == DEFAULT_SCALING.max_tasks, path
         assert int(optional_default(text, "min_tasks")) == DEFAULT_SCALING.min_tasks, path
         assert float(optional_default(text, "idle_seconds")) == DEFAULT_SCALING.idle_seconds, path
+
+
+def test_segment_defaults_match_the_python_defaults() -> None:
+    root = (TERRAFORM / "variables.tf").read_text()
+    for path in (TERRAFORM / "variables.tf", TERRAFORM / "modules" / "step" / "variables.tf"):
+        assert float(optional_default(path.read_text(), "segment_seconds")) == DEFAULT_SEGMENT_SECONDS, path
+    assert f"step.segment_seconds >= {MIN_SEGMENT_SECONDS:g}" in root
 
 
 def test_every_scaling_field_reaches_the_rendered_pipeline_definition() -> None:

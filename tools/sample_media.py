@@ -81,6 +81,39 @@ def video(
     return path
 
 
+def long_video(
+    path: Path,
+    seconds: float = 180.0,
+    fps: float = 10.0,
+    size: tuple[int, int] = (160, 120),
+    red_between: tuple[float, float] | None = None,
+) -> Path:
+    """A cheap synthetic video of ``seconds``: a bright square moving over a dark field, visible in about half the frames.
+
+    Small and Motion-JPEG (``.avi``), so minutes of it write in seconds; long enough to be split into segments.
+    ``red_between`` (seconds) paints those frames plain red: the tests' detector reads them as corrupt frame data.
+    """
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    side = max(4, height // 5)
+    try:
+        for index in range(round(seconds * fps)):
+            frame = np.full((height, width, 3), 30, np.uint8)
+            if (index // round(fps * 7)) % 2 == 0:  # shown for 7 s, hidden for 7 s
+                x = (index * 3) % (width - side)
+                y = (index * 2) % (height - side)
+                frame[y : y + side, x : x + side] = 235
+            cv2.putText(frame, str(index), (2, height - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (120, 120, 120), 1)
+            if red_between and red_between[0] <= index / fps < red_between[1]:
+                frame[:] = (0, 0, 255)
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Write sample media made from scikit-image's photos.")
     parser.add_argument("folder", type=Path)
@@ -91,6 +124,7 @@ def main() -> int:
         image(args.folder / "portrait.jpg"),
         image(args.folder / "coffee.png", "coffee"),
         video(args.folder / "street.mp4", frames=150),
+        long_video(args.folder / "long-walk.avi", seconds=180),
     ):
         print(written)
     return 0

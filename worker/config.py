@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
+
 DEFAULT_CONCURRENCY = 8  # messages in flight per worker; terraform/variables.tf `concurrency` mirrors it
 SQS_MAX_VISIBILITY = 43200  # a message cannot stay invisible longer than 12 hours from its receive
 
@@ -39,6 +41,7 @@ class WorkerConfig:
     protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     worker_id: str = ""
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # videos longer than this (plus a margin) are split; 0: never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -67,7 +70,12 @@ class WorkerConfig:
             protection_minutes=_int(env, "PROTECTION_MINUTES", 60, minimum=1, maximum=2880),
             ecs_agent_uri=env.get("ECS_AGENT_URI") or None,
             worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            segment_seconds=_float(env, "SEGMENT_SECONDS", DEFAULT_SEGMENT_SECONDS, minimum=0.0),
         )
+        if 0 < config.segment_seconds < MIN_SEGMENT_SECONDS:
+            raise ConfigError(
+                f"SEGMENT_SECONDS must be 0 (never split) or at least {MIN_SEGMENT_SECONDS:g}, got {config.segment_seconds:g}"
+            )
         if config.heartbeat_seconds >= config.visibility_timeout:
             raise ConfigError(
                 f"HEARTBEAT_SECONDS ({config.heartbeat_seconds}) must be shorter than VISIBILITY_TIMEOUT ({config.visibility_timeout})"

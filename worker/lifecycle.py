@@ -14,6 +14,13 @@ Guarantees, each kept here and nowhere else:
   that records the attempt's ``result_file`` is the commit.
 - **Budget**: transient failures are counted in the job item (``failures``); the step fails with
   "gave up after N attempts" when they reach ``max_attempts``. Permanent failures fail it at once.
+- **Segments** (``worker.segments``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
+  plans and records segments instead of processing, and its message is settled. Each segment message
+  goes through this same lifecycle on the segment's own sub-item (claim, bound, fence, budget); a
+  segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). The worker whose
+  segment completes the set claims the merge (a new attempt of the step), writes the merged result and
+  commits it with ``mark_done``; its segment's message is settled only after that, so a merge that
+  crashed is claimed again by that message's redelivery, without reprocessing any segment.
 """
 
 from __future__ import annotations
@@ -23,22 +30,29 @@ import math
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline_core.jobs import StepState
 from pipeline_core.jobstore import Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
+from pipeline_core.segments import Segment, segment_key
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
 from worker.logs import Stopwatch
 from worker.messages import ItemResult, Outcome, WorkItem
 from worker.processors import Processor, StepContext, StepOutput
+from worker.segments import Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
 
 log = logging.getLogger("worker")
 
 MAX_SQS_DELAY = 900  # DelaySeconds cap of SendMessage
+
+# What an attempt's work returns: the input's head, the output (or the segments to split into), extra result fields.
+WorkResult = tuple[dict[str, Any], StepOutput | list[Segment], dict[str, Any]]
+Work = Callable[[Claim, WorkItem, Path, Stopwatch], WorkResult]
 
 
 class Abandoned(Exception):
@@ -50,64 +64,103 @@ class StepTimedOut(Exception):
 
 
 class StepRunner:
-    def __init__(self, config: WorkerConfig, *, s3: Any, store: JobStore, processor: Processor, stop: threading.Event):
+    def __init__(self, config: WorkerConfig, *, s3: Any, store: JobStore, processor: Processor, stop: threading.Event, sqs: Any = None):
         self.config, self.s3, self.store, self.processor, self.stop = config, s3, store, processor, stop
         self.hung = threading.Event()  # a processor thread did not return: the process must be replaced
+        self.splitter = Splitter(sqs, s3, store, config.queue_url, config.segment_seconds, processor)
 
     def run(self, item: WorkItem, held: Held) -> ItemResult:
         fields: dict[str, Any] = {"job_id": item.job_id, "key": item.obj.key, "step": item.step, "message_id": held.message_id}
+        if item.segment is not None:
+            fields["segment"] = item.segment
         if item.from_s3_event and self.store.create_job(item.obj, [item.step], time.time()):
             log.info("job created", extra=fields)
         try:
             claim = self.store.claim(
+                item.job_id,
+                item.step,
+                self.config.worker_id,
+                held.message_id,
+                time.time(),
+                self.config.visibility_timeout,
+                segment=item.segment,
+            )
+        except ClaimRefused as refused:
+            return self._refused(refused, item, held, fields)
+        result, completes_set = self._holding(claim, item, held, fields, self._download_and_process)
+        return self._merge(item, held, fields) if completes_set else result
+
+    def _merge(self, item: WorkItem, held: Held, fields: dict[str, Any]) -> ItemResult:
+        """Every segment is done: claim the step again, merge the segments' results, commit with ``mark_done``."""
+        fields = {key: value for key, value in fields.items() if key not in ("segment", "attempt")} | {"merge": True}
+        try:
+            claim = self.store.claim_merge(
                 item.job_id, item.step, self.config.worker_id, held.message_id, time.time(), self.config.visibility_timeout
             )
         except ClaimRefused as refused:
-            return self._refused(refused, fields)
+            return self._refused(refused, item, held, fields, merging=True)
+        result, _ = self._holding(claim, item, held, fields, self._fetch_and_merge)
+        return result
+
+    def _holding(self, claim: Claim, item: WorkItem, held: Held, fields: dict[str, Any], work: Work) -> tuple[ItemResult, bool]:
         fields["attempt"] = claim.attempt
-        log.info("step claimed", extra=fields)
+        log.info("merge claimed" if claim.merging else "segment claimed" if claim.segment is not None else "step claimed", extra=fields)
         held.lost.clear()
         held.claim = claim
         try:
-            return self._attempt(claim, item, held, fields)
+            return self._attempt(claim, item, held, fields, work)
         finally:
             held.claim = None
 
     # --- one attempt ---------------------------------------------------------------------------------
 
-    def _attempt(self, claim: Claim, item: WorkItem, held: Held, fields: dict[str, Any]) -> ItemResult:
+    def _attempt(self, claim: Claim, item: WorkItem, held: Held, fields: dict[str, Any], work: Work) -> tuple[ItemResult, bool]:
+        """One bounded, fenced attempt; (its result, whether it completed the set of a split step's segments)."""
         started = time.perf_counter()
         watch = Stopwatch()
         outputs = AttemptOutputs(self.s3, self.config.results_bucket, self.config.results_prefix, item.obj, claim, held.lost)
+        completes_set = False
         with tempfile.TemporaryDirectory(prefix="gpupipe-") as tmp:
             try:
                 outputs.check_key_length()
-                head, output = self._run_bounded(claim, item, Path(tmp), watch)
+                head, output, extra = self._run_bounded(claim, item, Path(tmp), watch, work)
                 if held.lost.is_set():
                     raise ClaimLost("the claim was taken over while the step ran")
+                if isinstance(output, list):
+                    self.splitter.split(claim, item, output, time.time())
+                    held.claim = None  # the step has no holder now: its segments do
+                    split = {"outcome": Outcome.DONE.value, "segments": len(output), "timings": watch.timings}
+                    log.info("step split", extra={**fields, **split})
+                    return ItemResult(Outcome.DONE), False
                 with watch.time("upload"):
                     outputs.put_files(output.files)
-                result_file = outputs.put_result(self._document(claim, item, head, output, watch))
+                result_file = outputs.put_result(self._document(claim, item, head, output, watch) | extra)
                 watch.timings["total"] = round(time.perf_counter() - started, 4)
-                self.store.mark_done(claim, time.time(), result_file, watch.timings)
+                if claim.segment is not None:
+                    done, planned = self.store.mark_segment_done(claim, time.time(), result_file, watch.timings)
+                    completes_set = done == planned
+                    fields = {**fields, "segments_done": done, "segments": planned}
+                else:
+                    self.store.mark_done(claim, time.time(), result_file, watch.timings)
             except Abandoned:
                 self._hand_back(claim, fields)
                 raise
             except ClaimLost:
                 log.warning("claim lost; the new holder repeats the step and this attempt wrote nothing it records", extra=fields)
-                return ItemResult(Outcome.LOST)
+                return ItemResult(Outcome.LOST), False
             except Exception as error:  # noqa: BLE001 - every failure is classified, none is lost
-                return self._failed(claim, error, fields)
-        log.info("step done", extra={**fields, "outcome": Outcome.DONE.value, "result_file": result_file, "timings": watch.timings})
-        return ItemResult(Outcome.DONE)
+                return self._failed(claim, error, fields), False
+        event = "merge done" if claim.merging else "segment done" if claim.segment is not None else "step done"
+        log.info(event, extra={**fields, "outcome": Outcome.DONE.value, "result_file": result_file, "timings": watch.timings})
+        return ItemResult(Outcome.DONE), completes_set
 
-    def _run_bounded(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> tuple[dict[str, Any], StepOutput]:
-        """Download and process in a thread; wait for it until the step timeout, or the grace period once stopping."""
+    def _run_bounded(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch, work: Work) -> WorkResult:
+        """Run ``work`` in a thread; wait for it until the step timeout, or the grace period once stopping."""
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["value"] = self._download_and_process(claim, item, workdir, watch)
+                box["value"] = work(claim, item, workdir, watch)
             except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
                 box["error"] = error
 
@@ -130,15 +183,34 @@ class StepRunner:
             raise box["error"]
         return box["value"]
 
-    def _download_and_process(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> tuple[dict[str, Any], StepOutput]:
+    def _download_and_process(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
         suffix = Path(item.obj.key).suffix.lower()
         input_path = workdir / ("input" + (suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ""))
         with watch.time("download"):
             head = fetch_input(self.s3, item.obj, input_path, self.config.max_file_bytes)
-        context = StepContext(claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir)
+        if claim.segment is None:
+            with watch.time("plan"):
+                segments = self.splitter.plan(input_path)
+            if segments:
+                return head, segments, {}
+        context = StepContext(
+            claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir, segment=claim.span
+        )
         with watch.time("process"):
             output = self.processor.process(input_path, context)
-        return head, output
+        return head, output, {}
+
+    def _fetch_and_merge(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
+        """The merge's work: every segment's committed result and files, merged by the processor into the whole file's."""
+        job = self.store.get_job(claim.job_id) or {}
+        with watch.time("download"):
+            parts = self.splitter.fetch_parts(job, claim.step, workdir)
+        context = StepContext(claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir)
+        with watch.time("merge"):
+            output = self.processor.merge(parts, context)  # type: ignore[attr-defined]
+        pinned = parts[0].result["input"]
+        head = {"VersionId": pinned.get("version_id"), "ETag": pinned["etag"], "ContentLength": pinned["size"]}
+        return head, output, {"segments": segments_summary(parts)}
 
     def _document(self, claim: Claim, item: WorkItem, head: dict[str, Any], output: StepOutput, watch: Stopwatch) -> dict[str, Any]:
         return {
@@ -163,10 +235,25 @@ class StepRunner:
 
     # --- endings ---------------------------------------------------------------------------------------
 
-    def _refused(self, refused: ClaimRefused, fields: dict[str, Any]) -> ItemResult:
+    def _refused(self, refused: ClaimRefused, item: WorkItem, held: Held, fields: dict[str, Any], merging: bool = False) -> ItemResult:
         step = (refused.item or {}).get("steps", {}).get(fields["step"], {})
+        holder = step if item.segment is None or merging else (step.get("segments") or {}).get(segment_key(item.segment), {})
+        if refused.reason == Unclaimable.SPLIT:
+            sent = self.splitter.resume(refused.item or {}, item)
+            log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
+            if int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1):
+                return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left
+            return ItemResult(Outcome.SKIPPED)
+        if (
+            not merging
+            and item.segment is not None
+            and refused.reason == Unclaimable.FINISHED
+            and step.get("state") == StepState.RUNNING
+            and int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1)
+        ):
+            return self._merge(item, held, fields)  # the merge after this segment did not commit: do it now
         if refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE:
-            delay = min(max(1, math.ceil(float(step.get("lease_expires_at", 0)) - time.time()) + 1), MAX_SQS_DELAY)
+            delay = min(max(1, math.ceil(float(holder.get("lease_expires_at", 0)) - time.time()) + 1), MAX_SQS_DELAY)
             log.info("message came back while its step is held; postponed", extra={**fields, "delay": delay})
             return ItemResult(Outcome.POSTPONE, delay)
         if refused.reason == Unclaimable.FINISHED and step.get("state") == StepState.FAILED:
@@ -189,12 +276,14 @@ class StepRunner:
         reason = describe(error)
         severity = classify(error)
         attempts_used = claim.failures + 1
+        # A split step's failure names what failed: "segment 7/40 [420 s, 480 s): ..." or "merge: ...".
+        where = f"{claim.span.label}: " if claim.span is not None else "merge: " if claim.merging else ""
         try:
             if severity == Severity.PERMANENT:
-                self.store.mark_failed(claim, time.time(), reason)
+                self.store.mark_failed(claim, time.time(), where + reason)
                 result = ItemResult(Outcome.FAILED)
             elif attempts_used >= self.config.max_attempts:
-                self.store.mark_failed(claim, time.time(), f"gave up after {attempts_used} attempts: {reason}")
+                self.store.mark_failed(claim, time.time(), f"{where}gave up after {attempts_used} attempts: {reason}")
                 result = ItemResult(Outcome.FAILED)
             else:
                 self.store.release_after_error(claim, time.time(), reason)

@@ -23,6 +23,7 @@ class WorkItem:
     job_id: str
     step: str
     from_s3_event: bool
+    segment: int | None = None  # only this segment of a split step
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def parse_body(body: str, step: str) -> ParsedMessage:
         raise InvalidMessage(str(error)) from None
     if message.step != step:
         raise InvalidMessage(f"message for step {message.step!r} reached the queue of step {step!r}")
-    return ParsedMessage(items=(WorkItem(message.object_ref, message.job_id, step, False),))
+    return ParsedMessage(items=(WorkItem(message.object_ref, message.job_id, step, False, message.segment),))
 
 
 class Outcome(StrEnum):

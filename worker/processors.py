@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline_core.segments import Segment, VideoTimeline
 from worker.errors import PermanentError
 from worker.plugins import resolve
 
@@ -29,6 +30,7 @@ class StepContext:
     version: str
     attempt: int
     workdir: Path
+    segment: Segment | None = None  # a split step's segment: process only its frame range (see ``SplittingProcessor``)
 
 
 @dataclass
@@ -44,6 +46,31 @@ class Processor(Protocol):
     version: str
 
     def process(self, path: Path, context: StepContext) -> StepOutput: ...
+
+
+@dataclass(frozen=True)
+class SegmentPart:
+    """One finished segment, as the merge sees it: its range, its committed result document and its files."""
+
+    segment: Segment
+    result: dict[str, Any]  # the segment's result.json (its ``output`` is the processor's document)
+    files: dict[str, Path]  # the files it wrote, downloaded
+
+
+class SplittingProcessor(Processor, Protocol):
+    """A processor that can split long videos (``SEGMENT_SECONDS``): it plans, processes ranges and merges.
+
+    ``timeline`` says how the file's frames are sampled (None: not a video, never split);
+    ``process`` honours ``context.segment``; ``merge`` makes the whole file's output from every segment's.
+    """
+
+    def timeline(self, path: Path) -> VideoTimeline | None: ...
+
+    def merge(self, parts: list[SegmentPart], context: StepContext) -> StepOutput: ...
+
+
+def can_split(processor: Processor) -> bool:
+    return callable(getattr(processor, "timeline", None)) and callable(getattr(processor, "merge", None))
 
 
 ProcessorFactory = Callable[[Mapping[str, Any]], Processor]

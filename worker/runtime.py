@@ -60,7 +60,7 @@ class Worker:
     ):
         self.config, self.sqs, self.stop, self.protection = config, sqs, stop, protection
         self.processor = processor
-        self.steps = StepRunner(config, s3=s3, store=store, processor=processor, stop=stop)
+        self.steps = StepRunner(config, s3=s3, store=store, processor=processor, stop=stop, sqs=sqs)
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
         self._failures = 0  # consecutive failed receives, for the backoff
         self._in_flight = 0

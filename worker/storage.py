@@ -71,8 +71,8 @@ class AttemptOutputs:
     def __init__(self, s3: Any, bucket: str, results_prefix: str, obj: ObjectRef, claim: Claim, lost: threading.Event):
         self.s3, self.bucket = s3, bucket
         self.claim, self.lost = claim, lost
-        self.prefix = result_prefix(results_prefix, obj.key, claim.job_id, claim.step, claim.attempt)
-        self.result_key = result_key(results_prefix, obj.key, claim.job_id, claim.step, claim.attempt)
+        self.prefix = result_prefix(results_prefix, obj.key, claim.job_id, claim.step, claim.attempt, claim.segment)
+        self.result_key = result_key(results_prefix, obj.key, claim.job_id, claim.step, claim.attempt, claim.segment)
 
     def check_key_length(self) -> None:
         """Refuse, before any work, an input whose outputs S3 could not store."""

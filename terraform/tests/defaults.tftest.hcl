@@ -42,7 +42,7 @@ run "one_queue_dlq_service_and_group_per_step" {
   }
 
   assert {
-    condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_ATTEMPTS == "3" && module.step["people"].worker_environment.STEP_TIMEOUT_SECONDS == "3600" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600"
+    condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_ATTEMPTS == "3" && module.step["people"].worker_environment.STEP_TIMEOUT_SECONDS == "3600" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600" && module.step["people"].worker_environment.SEGMENT_SECONDS == "60"
     error_message = "the worker's environment matches its queue"
   }
 
@@ -130,6 +130,16 @@ run "stop_timeout_must_cover_the_grace_period" {
 
   variables {
     steps = [{ name = "a", image = "x", grace_seconds = 110, stop_timeout = 120 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
+run "segment_seconds_is_zero_or_at_least_five" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", segment_seconds = 2 }]
   }
 
   expect_failures = [var.steps]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from worker.errors import TransientError
+import numpy as np
+
+from worker.detection.model import Detection, normalised_box
+from worker.errors import PermanentError, TransientError
 from worker.processors import MediaInfoProcessor, StepContext, StepOutput
 
 
@@ -53,3 +56,35 @@ class HangingProcessor(MediaInfoProcessor):
         if context.attempt in self.options.get("hang_on_attempts", [1]):
             threading.Event().wait()
         return super().process(path, context)
+
+
+class SquareDetector:
+    """A deterministic detector for tests and benchmarks: the bright square that ``tools.sample_media.long_video`` draws.
+
+    ``seconds_per_frame`` sleeps that long per frame, standing in for GPU time (so two CPU cores are not the limit).
+    A plain red frame (``long_video(red_between=...)``) stands for data no decoder can read: a permanent error.
+    """
+
+    name = "square"
+    version = "1"
+    labels = ("square",)
+    colour = "bgr"
+
+    def __init__(self, options: Mapping[str, Any]):
+        self.seconds_per_frame = float(options.get("seconds_per_frame", 0))
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        if self.seconds_per_frame:
+            time.sleep(self.seconds_per_frame * len(frames))
+        found = []
+        for frame in frames:
+            if frame[..., 2].mean() > 200 and frame[..., 1].mean() < 50:
+                raise PermanentError("corrupt frame data")
+            ys, xs = np.nonzero(frame[..., 1] > 200)
+            if len(xs) < 4:
+                found.append([])
+                continue
+            height, width = frame.shape[:2]
+            box = normalised_box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), width, height)
+            found.append([Detection("square", round(len(xs) / (width * height), 4), box)])
+        return found

@@ -24,12 +24,14 @@ from typing import Any
 
 import cv2
 
+from pipeline_core.segments import VideoTimeline
 from worker.batching import Batcher
 from worker.detection.batch_size import choose_batch_size, gpu_memory_mib
 from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, probe
+from worker.detection.merge import TILES, merge_segments, segment_tiles
 from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
-from worker.processors import DEFAULT_MAX_PIXELS, StepContext, StepOutput
+from worker.processors import DEFAULT_MAX_PIXELS, SegmentPart, StepContext, StepOutput
 
 DEFAULT_DETECTORS = ({"name": "people-hog"}, {"name": "faces-mtcnn"})
 CONTACT_SHEET = "contact-sheet.jpg"
@@ -96,7 +98,9 @@ class DetectionProcessor:
     def process(self, path: Path, context: StepContext) -> StepOutput:
         started = time.perf_counter()
         info = probe(path, self.max_pixels)
-        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget)
+        segment = context.segment if info.kind == "video" else None
+        frames = (segment.start_frame, segment.end_frame) if segment is not None else None
+        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget, frames=frames)
         run = _Run(self, info)
         batch_size = self.batch_for(info)
         for batch in reader.batches(batch_size):
@@ -104,10 +108,13 @@ class DetectionProcessor:
                 run.infer(batch)
             finally:
                 reader.release(len(batch))
-        files = {
-            CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET),  # type: ignore[arg-type]
-            TIMELINE: timeline(run.times, run.counts, context.workdir / TIMELINE),
-        }
+        if segment is not None:  # the merge draws the whole video's pictures from every segment's tiles
+            files, tiles = segment_tiles(run.sheet, run.frames, context.workdir)
+        else:
+            files = {
+                CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET),  # type: ignore[arg-type]
+                TIMELINE: timeline(run.times, run.counts, context.workdir / TIMELINE),
+            }
         document = {
             "media": {
                 "kind": info.kind,
@@ -137,7 +144,23 @@ class DetectionProcessor:
             },
             "pictures": {"contact_sheet": CONTACT_SHEET, "timeline": TIMELINE},
         }
+        if segment is not None:
+            document["pictures"], document["tiles"] = {"tiles": TILES}, tiles
         return StepOutput(document=document, files=files)
+
+    # --- long videos in segments (worker/segments.py) ----------------------------------------------
+
+    def timeline(self, path: Path) -> VideoTimeline | None:
+        """How a video's frames are sampled, for planning its segments; None for images."""
+        info = probe(path, self.max_pixels)
+        if info.kind != "video" or not info.fps or info.frame_count <= 0:
+            return None
+        step = self.sampling.step(info.fps)
+        limit = (self.max_frames - 1) * step + 1  # one pass stops after its max_frames-th sampled frame
+        return VideoTimeline(info.fps, info.frame_count, step, limit if limit < info.frame_count else None)
+
+    def merge(self, parts: list[SegmentPart], context: StepContext) -> StepOutput:
+        return merge_segments(parts, self.labels, self.sheet_frames, context.workdir, CONTACT_SHEET, TIMELINE)
 
 
 class _Run:

@@ -103,10 +103,14 @@ class FrameReader:
         max_frames: int,
         queue_size: int = 32,
         budget: threading.Semaphore | None = None,
+        frames: tuple[int, int | None] | None = None,
     ):
         self.path, self.info, self.max_frames = path, info, max_frames
         self.budget = budget
         self.step = sampling.step(info.fps or 1.0)
+        # Only frames [start, end) of a video (a segment; end None: to the end). Sampling stays aligned to the
+        # whole video: frame i is sampled when i % step == 0, so segments sample exactly what one pass does.
+        self.start, self.end = frames or (0, None)
         self.decode_seconds = 0.0
         self.frames_read = 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -210,8 +214,8 @@ class FrameReader:
         fps = self.info.fps or 1.0
         sampled = 0
         try:
-            index = 0
-            while not self._stop.is_set() and sampled < self.max_frames:
+            index = self._seek(capture)
+            while not self._stop.is_set() and sampled < self.max_frames and (self.end is None or index < self.end):
                 sampled_here = index % self.step == 0
                 if sampled_here and not self._take():
                     return
@@ -236,7 +240,29 @@ class FrameReader:
         if self.frames_read == 0:
             raise PermanentError(f"{self.info.format} video has no decodable frames (empty or truncated)")
         expected = self.info.frame_count
+        if self.start or self.end is not None:
+            expected = max(0, (expected if self.end is None else min(self.end, expected)) - self.start)
         if sampled < self.max_frames and expected and self.frames_read < TRUNCATION_TOLERANCE * expected:
+            where = "" if not (self.start or self.end is not None) else f" in frames [{self.start}, {self.end or self.info.frame_count})"
             raise PermanentError(
-                f"truncated {self.info.format} video: decoded {self.frames_read} of the {expected} frames its header lists"
+                f"truncated {self.info.format} video: decoded {self.frames_read} of the {expected} frames its header lists{where}"
             )
+
+    def _seek(self, capture: cv2.VideoCapture) -> int:
+        """Position ``capture`` at frame ``start``; the index of the next frame it reads.
+
+        OpenCV seeks by frame number; where the container cannot (it lands elsewhere), the frames before
+        ``start`` are passed over with ``grab()`` instead, which is exact for every format.
+        """
+        if not self.start:
+            return 0
+        started = time.perf_counter()
+        if capture.set(cv2.CAP_PROP_POS_FRAMES, self.start) and int(capture.get(cv2.CAP_PROP_POS_FRAMES)) == self.start:
+            self.decode_seconds += time.perf_counter() - started
+            return self.start
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        index = 0
+        while index < self.start and capture.grab():
+            index += 1
+        self.decode_seconds += time.perf_counter() - started
+        return index

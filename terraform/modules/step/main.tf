@@ -24,6 +24,7 @@ locals {
       MAX_ATTEMPTS         = tostring(var.step.max_attempts)
       STEP_TIMEOUT_SECONDS = tostring(var.step.timeout_seconds)
       GRACE_SECONDS        = tostring(var.step.grace_seconds)
+      SEGMENT_SECONDS      = tostring(var.step.segment_seconds)
       # Only agents >= 1.104 inject AWS_REGION, and the IMDS hop limit keeps the SDK from asking the instance.
       AWS_REGION              = local.region
       AWS_DEFAULT_REGION      = local.region
@@ -143,7 +144,8 @@ resource "aws_iam_role" "task" {
 
 data "aws_iam_policy_document" "task" {
   statement {
-    # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py).
+    # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py), and a
+    # split video sends one message per segment with SendMessageBatch (worker/segments.py).
     sid       = "OwnQueue"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
     resources = [aws_sqs_queue.this.arn]

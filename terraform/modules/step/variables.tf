@@ -33,6 +33,7 @@ variable "step" {
     max_attempts              = optional(number, 3)
     timeout_seconds           = optional(number, 3600)
     grace_seconds             = optional(number, 25)
+    segment_seconds           = optional(number, 60)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   })

@@ -1,0 +1,142 @@
+"""Splitting a long video into segments, pure: the plan, the names, the fan-in arithmetic.
+
+A segment is a ``[start_frame, end_frame)`` range of the whole video's frame timeline. Sampling is
+aligned to that timeline (a frame is sampled when ``index % sample_step == 0``, whatever the segment),
+so the segments' sampled frames are exactly the single pass's, each once, wherever the boundaries
+fall. The last segment is open-ended (``end_frame`` None: read to the end of the file) because a
+container's frame count is a header field and may be approximate.
+
+``jobstore`` records a plan on the job item; ``worker.segments`` does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SEGMENT_SECONDS = 60.0  # the module's default; terraform/variables.tf mirrors it
+MIN_SEGMENT_SECONDS = 5.0  # shorter segments cost more in downloads and claims than they gain
+MARGIN_FRACTION = 0.25  # a remainder shorter than this share of a segment joins the segment before it
+MAX_SEGMENTS = 200  # segments are sub-items of one job item (400 KB): longer videos get longer segments
+
+
+@dataclass(frozen=True)
+class VideoTimeline:
+    """What planning needs to know about a video: its frame rate, frame count and sampling step."""
+
+    fps: float
+    frame_count: int  # from the header: may be approximate, so the last segment reads to the end
+    sample_step: int  # every sample_step-th frame of the whole video is sampled
+    limit_frame: int | None = None  # nothing at or past this frame is sampled (a max_frames cap), or None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One ``[start_frame, end_frame)`` range of a video; ``end_frame`` None reads to the end of the file."""
+
+    index: int
+    count: int
+    start_frame: int
+    end_frame: int | None
+    start_seconds: float
+    end_seconds: float  # the planned end (the header's duration for the open last segment)
+
+    @property
+    def label(self) -> str:
+        """``segment 7/40 [420 s, 480 s)``: how failures and logs name it (1-based, as users count)."""
+        return f"segment {self.index + 1}/{self.count} [{_seconds(self.start_seconds)} s, {_seconds(self.end_seconds)} s)"
+
+    def contains(self, frame: int) -> bool:
+        return frame >= self.start_frame and (self.end_frame is None or frame < self.end_frame)
+
+    def to_item(self) -> dict[str, Any]:
+        """The segment's range as the job item records it (state and claim fields are added by jobstore)."""
+        return {
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "start_seconds": round(self.start_seconds, 3),
+            "end_seconds": round(self.end_seconds, 3),
+        }
+
+    @classmethod
+    def from_item(cls, index: int, count: int, item: Mapping[str, Any]) -> Segment:
+        end = item.get("end_frame")
+        return cls(
+            index=index,
+            count=count,
+            start_frame=int(item["start_frame"]),
+            end_frame=None if end is None else int(end),
+            start_seconds=float(item["start_seconds"]),
+            end_seconds=float(item["end_seconds"]),
+        )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+
+
+def segment_key(index: int) -> str:
+    """The map key of a segment's sub-item in the job item (``steps.<step>.segments.<key>``)."""
+    return str(index)
+
+
+def plan_segments(timeline: VideoTimeline, segment_seconds: float) -> list[Segment]:
+    """The segments of a video, or [] when it should run in one piece.
+
+    Boundaries fall every ``segment_seconds`` of the video; a remainder shorter than
+    ``MARGIN_FRACTION`` of a segment joins the one before (so a 61-s clip with 60-s segments is one
+    piece), and more than ``MAX_SEGMENTS`` pieces are made longer instead.
+    """
+    if segment_seconds <= 0 or timeline.fps <= 0 or timeline.frame_count <= 0:
+        return []
+    frames = timeline.frame_count if timeline.limit_frame is None else min(timeline.frame_count, timeline.limit_frame)
+    per_segment = segment_seconds * timeline.fps  # frames, fractional: boundaries stay on the seconds grid
+    pieces = frames / per_segment
+    count = math.floor(pieces)
+    if pieces - count >= MARGIN_FRACTION:
+        count += 1
+    if count > MAX_SEGMENTS:
+        per_segment = frames / MAX_SEGMENTS
+        count = MAX_SEGMENTS
+    if count <= 1:
+        return []
+    starts = [round(index * per_segment) for index in range(count)]
+    open_end = timeline.limit_frame is None or timeline.limit_frame >= timeline.frame_count
+    segments = []
+    for index, start in enumerate(starts):
+        last = index == count - 1
+        end = None if last and open_end else (frames if last else starts[index + 1])
+        segments.append(
+            Segment(
+                index=index,
+                count=count,
+                start_frame=start,
+                end_frame=end,
+                start_seconds=start / timeline.fps,
+                end_seconds=(frames if last else starts[index + 1]) / timeline.fps,
+            )
+        )
+    return segments
+
+
+def sampled_frames(segment_start: int, segment_end: int, sample_step: int) -> range:
+    """The whole-video-aligned sampled frame indices inside ``[segment_start, segment_end)``."""
+    first = -(-segment_start // sample_step) * sample_step
+    return range(first, segment_end, sample_step)
+
+
+def segments_of(step_item: Mapping[str, Any]) -> list[Segment]:
+    """The planned segments recorded on a step's sub-item, in order ([] when the step was not split)."""
+    count = int(step_item.get("segment_count") or 0)
+    recorded = step_item.get("segments") or {}
+    return [Segment.from_item(index, count, recorded[segment_key(index)]) for index in range(count) if segment_key(index) in recorded]
+
+
+def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(segments done, segments planned) of a split step, or None when it was not split."""
+    count = int(step_item.get("segment_count") or 0)
+    if not count:
+        return None
+    return int(step_item.get("segments_done") or 0), count

@@ -1,0 +1,125 @@
+"""Long videos in segments, the I/O: split (record the plan, send a message per segment), fan-in reads, merge inputs.
+
+The step lifecycle (``worker.lifecycle``) claims, bounds, fences, retries and commits segments and the
+merge exactly as it does whole steps; this module does what is particular to a split:
+
+- **Split**: the worker that claimed the whole step plans its segments (``pipeline_core.segments``),
+  records them on the job item with one conditional update fenced by that claim, then sends one message
+  per segment to the step's own queue. Should it die between the two, the step's message comes back,
+  finds the step split (``Unclaimable.SPLIT``) and sends the messages of segments nobody has claimed yet.
+- **Merge inputs**: the worker whose segment was the last to be done reads every segment's committed
+  result (the ``result_file`` each segment's ``mark_segment_done`` recorded) and the files beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
+from pipeline_core.jobstore import Claim, JobStore
+from pipeline_core.segments import Segment, plan_segments, segment_key, segments_of
+from worker.errors import TransientError
+from worker.messages import WorkItem
+from worker.processors import Processor, SegmentPart, can_split
+
+log = logging.getLogger("worker")
+
+SQS_BATCH = 10
+FETCH_THREADS = 8
+
+
+class Splitter:
+    def __init__(self, sqs: Any, s3: Any, store: JobStore, queue_url: str, segment_seconds: float, processor: Processor):
+        self.sqs, self.s3, self.store, self.queue_url = sqs, s3, store, queue_url
+        self.segment_seconds = segment_seconds
+        self.processor = processor
+        self.enabled = sqs is not None and segment_seconds > 0 and can_split(processor)
+
+    def plan(self, input_path: Path) -> list[Segment]:
+        """The segments of the downloaded input, or [] when it runs in one piece."""
+        if not self.enabled:
+            return []
+        timeline = self.processor.timeline(input_path)  # type: ignore[attr-defined]
+        return plan_segments(timeline, self.segment_seconds) if timeline is not None else []
+
+    def split(self, claim: Claim, item: WorkItem, segments: list[Segment], now: float) -> None:
+        """Record the plan (fenced by the claim), then send one message per segment."""
+        self.store.record_split(claim, segments, self.segment_seconds, now)
+        self.send(item, [segment.index for segment in segments])
+
+    def resume(self, job: Mapping[str, Any], item: WorkItem) -> int:
+        """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
+        (the step running again) send the messages of pending segments no message carries.
+
+        A fresh segment has no ``message_id`` until claimed; a retried one lost it with the retry; one
+        put back after an error or a hand-back keeps it, its message being requeued.
+        """
+        step = job["steps"][item.step]
+        if step.get("state") == StepState.PENDING:
+            self.store.resume_split(item.job_id, item.step, time.time())
+        unclaimed = [
+            segment.index
+            for segment in segments_of(step)
+            if step["segments"][segment_key(segment.index)].get("state") == StepState.PENDING
+            and not step["segments"][segment_key(segment.index)].get("message_id")
+        ]
+        if unclaimed:
+            self.send(item, unclaimed)
+        return len(unclaimed)
+
+    def send(self, item: WorkItem, indexes: list[int]) -> None:
+        base = WorkMessage.for_job(item.obj, item.step)
+        for start in range(0, len(indexes), SQS_BATCH):
+            chunk = indexes[start : start + SQS_BATCH]
+            entries = [{"Id": str(index), "MessageBody": base.for_segment(index).to_body()} for index in chunk]
+            response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            if response.get("Failed"):
+                # The plan is recorded: the step's message comes back (it is not settled) and resumes the sends.
+                raise TransientError(f"{len(response['Failed'])} segment messages were not sent: {response['Failed'][0].get('Message')}")
+
+    # --- merge inputs ------------------------------------------------------------------------------------
+
+    def fetch_parts(self, job: Mapping[str, Any], step: str, workdir: Path) -> list[SegmentPart]:
+        """Every segment's committed result document and files, in order (fetched side by side: the merge waits on them)."""
+        step_item = job["steps"][step]
+        segments = segments_of(step_item)
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            return list(pool.map(lambda segment: self._fetch_part(step_item, segment, workdir), segments))
+
+    def _fetch_part(self, step_item: Mapping[str, Any], segment: Segment, workdir: Path) -> SegmentPart:
+        recorded = step_item["segments"][segment_key(segment.index)]
+        bucket, key = split_s3_uri(recorded["result_file"])
+        result = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        prefix = key.rsplit("/", 1)[0] + "/"
+        folder = workdir / f"segment-{segment.index:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name in result.get("files", []):
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.s3.get_object(Bucket=bucket, Key=prefix + name)["Body"].read())
+            files[name] = path
+        return SegmentPart(segment=segment, result=result, files=files)
+
+
+def segments_summary(parts: list[SegmentPart]) -> list[dict[str, Any]]:
+    """The merged result's ``segments``: each segment's range, attempt, worker and timings."""
+    return [
+        {
+            "index": part.segment.index,
+            "start_frame": part.segment.start_frame,
+            "end_frame": part.segment.end_frame,
+            "start_seconds": round(part.segment.start_seconds, 3),
+            "end_seconds": round(part.segment.end_seconds, 3),
+            "attempt": part.result.get("attempt"),
+            "worker_id": part.result.get("worker_id"),
+            "timings": part.result.get("timings", {}),
+        }
+        for part in parts
+    ]
