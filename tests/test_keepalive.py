@@ -64,7 +64,7 @@ def test_a_refused_visibility_change_still_extends_the_lease_and_marks_a_gone_me
     clock = Clock(200.0)
     keepalive = Keepalive(sqs, stack.queue_url, store, 300, 100, TaskProtection(None), clock=clock)
     held = keepalive.hold("m1", "r1", received_at=100.0)
-    held.claim = claim
+    held.take(claim)
     with Stubber(sqs) as stub:
         failed = {"Id": "0", "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "expired"}
         stub.add_response("change_message_visibility_batch", {"Successful": [], "Failed": [failed]})
@@ -80,7 +80,7 @@ def test_a_beat_marks_a_taken_over_claim_lost(stack: StepStack) -> None:
     store.claim(OBJ.job_id, "people", "w2", "m1", now=200.0, lease_seconds=30)  # the lease had expired
     keepalive = Keepalive(stack.aws["sqs"], stack.queue_url, store, 300, 100, TaskProtection(None), clock=Clock(210.0))
     held = keepalive.hold("m1", "stale-receipt", received_at=100.0)
-    held.claim = stale
+    held.take(stale)
     keepalive.beat()
     assert held.lost.is_set()
     assert store.get_job(OBJ.job_id)["steps"]["people"]["worker_id"] == "w2"
@@ -100,3 +100,29 @@ def test_protection_is_renewed_by_the_beats_while_a_long_step_runs(stack: StepSt
     enabled = [request for request in agent.requests if request["ProtectionEnabled"]]
     assert len(enabled) == 4, "protection of 60 minutes must be renewed every 30 minutes of a 100-minute step"
     assert all(request["ExpiresInMinutes"] == 60 for request in enabled)
+
+
+def test_a_refused_extension_of_a_finished_claim_does_not_mark_the_next_claim_lost(stack: StepStack) -> None:
+    # A beat takes the held claim (a segment, say), and while its extension is on the wire the worker
+    # finishes that claim and takes the next one on the same message (the merge). The refusal is about
+    # the claim the beat took: the new one must not be marked lost, or its writes are all refused.
+    held_now: list[Held] = []
+
+    class SwitchingStore(JobStore):
+        def extend_lease(self, claim, until):  # type: ignore[no-untyped-def]
+            self.mark_done(claim, 150.0, "s3://bucket/first/result.json", {})  # the worker commits the first claim...
+            held_now[0].take(second)  # ...and takes the next, before this extension is answered
+            super().extend_lease(claim, until)
+
+    store = SwitchingStore(stack.table)
+    store.create_job(OBJ, ["people", "faces"], now=100.0)
+    first = store.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
+    second = JobStore(stack.table).claim(OBJ.job_id, "faces", "w1", "m1", now=100.0, lease_seconds=300)
+    keepalive = Keepalive(stack.aws["sqs"], stack.queue_url, store, 300, 100, TaskProtection(None), clock=Clock(200.0))
+    held = keepalive.hold("m1", "r1", received_at=100.0)
+    held_now.append(held)
+    held.take(first)
+    with Stubber(stack.aws["sqs"]) as stub:
+        stub.add_response("change_message_visibility_batch", {"Successful": [{"Id": "0"}], "Failed": []})
+        keepalive.beat()
+    assert held.claim is second and not held.lost.is_set()

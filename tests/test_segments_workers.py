@@ -129,7 +129,13 @@ def test_duplicate_segment_messages_run_no_segment_twice_and_merge_once(stack: S
     job = finished(stack)
     assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
     assert segment_attempts(job) == [1, 1, 1, 1]
-    assert len(events(workers, "merge done")) == 1 and job["steps"][STEP]["attempts"] == 2
+    merges = [
+        {key: entry.get(key) for key in ("event", "worker_id", "message_id", "attempt", "error", "reason")}
+        for worker in workers
+        for entry in worker.logs()
+        if entry.get("merge") or "claim lost" in str(entry.get("event"))
+    ]
+    assert len(events(workers, "merge done")) == 1 and job["steps"][STEP]["attempts"] == 2, (merges, job["steps"][STEP].get("error"))
     wait_for(lambda: stack.counts() == (0, 0), 20, what="the duplicates to be settled")
     assert len(events(workers, "step not claimed")) >= 4
 

@@ -45,6 +45,26 @@ class Held:
     claim: Claim | None = None
     lost: threading.Event = field(default_factory=threading.Event)  # the claim was taken over: write nothing
     gone: bool = False  # the message can no longer be changed (deleted elsewhere, or moved to the DLQ)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self, claim: Claim) -> None:
+        """Work under ``claim`` from now on (a message can hold several in turn: a segment, then the merge)."""
+        with self._lock:
+            self.claim = claim
+            self.lost.clear()
+
+    def let_go(self) -> None:
+        with self._lock:
+            self.claim = None
+
+    def lose(self, claim: Claim) -> bool:
+        """``claim`` was found taken over: mark it lost, if it is still the one held (a beat can be answered
+        after the worker moved on to the message's next claim). True when it was."""
+        with self._lock:
+            if self.claim is not claim:
+                return False
+            self.lost.set()
+            return True
 
     def visibility_left(self, now: float, wanted: int) -> int:
         """The visibility to ask for now: ``wanted``, cut to what SQS's cap still allows."""
@@ -143,8 +163,8 @@ class Keepalive:
             try:
                 self.store.extend_lease(claim, now + self.visibility_timeout)
             except ClaimLost:
-                held.lost.set()
-                log.warning("claim lost: the step was taken over; this attempt writes nothing", extra=_claim_fields(claim))
+                if held.lose(claim):
+                    log.warning("claim lost: the step was taken over; this attempt writes nothing", extra=_claim_fields(claim))
             except (ClientError, BotoCoreError) as error:
                 log.warning("lease extension failed", extra={**_claim_fields(claim), "error": str(error)})
 

@@ -105,12 +105,11 @@ class StepRunner:
     def _holding(self, claim: Claim, item: WorkItem, held: Held, fields: dict[str, Any], work: Work) -> tuple[ItemResult, bool]:
         fields["attempt"] = claim.attempt
         log.info("merge claimed" if claim.merging else "segment claimed" if claim.segment is not None else "step claimed", extra=fields)
-        held.lost.clear()
-        held.claim = claim
+        held.take(claim)
         try:
             return self._attempt(claim, item, held, fields, work)
         finally:
-            held.claim = None
+            held.let_go()
 
     # --- one attempt ---------------------------------------------------------------------------------
 
@@ -128,7 +127,7 @@ class StepRunner:
                     raise ClaimLost("the claim was taken over while the step ran")
                 if isinstance(output, list):
                     self.splitter.split(claim, item, output, time.time())
-                    held.claim = None  # the step has no holder now: its segments do
+                    held.let_go()  # the step has no holder now: its segments do
                     split = {"outcome": Outcome.DONE.value, "segments": len(output), "timings": watch.timings}
                     log.info("step split", extra={**fields, **split})
                     return ItemResult(Outcome.DONE), False
