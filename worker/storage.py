@@ -10,6 +10,7 @@ conditional ``mark_done`` only, so it always names the outputs of the attempt it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -49,20 +50,24 @@ def _describe_read_error(error: ClientError, obj: ObjectRef) -> PermanentError |
 
 
 def fetch_input(s3: Any, obj: ObjectRef, path: Path, max_bytes: int) -> dict[str, Any]:
-    """Download the job's object version to ``path``; return its head. PermanentError when it is gone or too big."""
+    """Download the job's object version to ``path``; return its head. PermanentError when it is gone or too big.
+
+    One GET: its response carries the head (size, ETag, version), so the size is checked before the body is read.
+    """
     try:
-        head = s3.head_object(Bucket=obj.bucket, Key=obj.key, **_pin(obj))
-        if head["ContentLength"] > max_bytes:
-            raise PermanentError(f"input is {head['ContentLength']} bytes, over the limit of {max_bytes}")
-        body = s3.get_object(Bucket=obj.bucket, Key=obj.key, **_pin(obj))["Body"]
-        with path.open("wb") as handle:
-            shutil.copyfileobj(body, handle, length=1 << 20)
+        response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **_pin(obj))
+        body = response.pop("Body")
+        with contextlib.closing(body):
+            if response["ContentLength"] > max_bytes:
+                raise PermanentError(f"input is {response['ContentLength']} bytes, over the limit of {max_bytes}")
+            with path.open("wb") as handle:
+                shutil.copyfileobj(body, handle, length=1 << 20)
     except ClientError as error:
         permanent = _describe_read_error(error, obj)
         if permanent is not None:
             raise permanent from None
         raise
-    return head
+    return response
 
 
 class AttemptOutputs:
