@@ -76,12 +76,13 @@ class StepStack:
     table_name: str
     queue_url: str
     dlq_url: str
-    max_receive_count: int
+    max_receive_count: int  # SQS's budget of receives that end with no answer (kills, hangs), then the DLQ
     visibility_timeout: int
     aws: dict[str, Any]
+    max_attempts: int = 3  # the job item's budget of attempts that failed transiently (MAX_ATTEMPTS)
 
     @classmethod
-    def create(cls, endpoint: str, *, visibility_timeout: int = 30, max_receive_count: int = 3) -> StepStack:
+    def create(cls, endpoint: str, *, visibility_timeout: int = 30, max_receive_count: int = 3, max_attempts: int = 3) -> StepStack:
         aws = clients(endpoint)
         suffix = uuid.uuid4().hex[:8]
         bucket, table_name = f"media-{suffix}", f"jobs-{suffix}"
@@ -102,7 +103,7 @@ class StepStack:
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
             },
         )["QueueUrl"]
-        return cls(endpoint, bucket, table_name, queue_url, dlq_url, max_receive_count, visibility_timeout, aws)
+        return cls(endpoint, bucket, table_name, queue_url, dlq_url, max_receive_count, visibility_timeout, aws, max_attempts)
 
     @property
     def table(self) -> Any:
@@ -162,7 +163,7 @@ class StepStack:
             "RESULTS_BUCKET": self.bucket,
             "RESULTS_PREFIX": "results/",
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
-            "MAX_ATTEMPTS": str(self.max_receive_count),
+            "MAX_ATTEMPTS": str(self.max_attempts),
             "WAIT_TIME_SECONDS": "1",
             "CONCURRENCY": str(self.concurrency),
             "RETRY_DELAY_SECONDS": "0",
