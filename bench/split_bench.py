@@ -28,6 +28,7 @@ from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS
 from tests.support.aws import CREDENTIALS, StepStack, free_port
 from tests.support.workers import WorkerProcess, wait_for
 from tools.sample_media import long_video
+from worker.config import DEFAULT_CONCURRENCY
 
 STEP = "detect"
 
@@ -42,7 +43,7 @@ class Run:
     workers_used: int
 
 
-def run_once(endpoint: str, video: Path, tasks: int, segment_seconds: float, seconds_per_frame: float, logs: Path) -> Run:
+def run_once(endpoint: str, video: Path, tasks: int, segment_seconds: float, seconds_per_frame: float, concurrency: int, logs: Path) -> Run:
     stack = StepStack.create(endpoint, visibility_timeout=120)
     options = {
         "detectors": [{"name": "tests.support.plugins:SquareDetector", "seconds_per_frame": seconds_per_frame}],
@@ -50,7 +51,12 @@ def run_once(endpoint: str, video: Path, tasks: int, segment_seconds: float, sec
         "batch_size": 8,
     }
     env = stack.worker_env(
-        STEP, PROCESSOR="detect", PROCESSOR_OPTIONS=json.dumps(options), SEGMENT_SECONDS=segment_seconds, HEARTBEAT_SECONDS=20
+        STEP,
+        PROCESSOR="detect",
+        PROCESSOR_OPTIONS=json.dumps(options),
+        SEGMENT_SECONDS=segment_seconds,
+        HEARTBEAT_SECONDS=20,
+        CONCURRENCY=concurrency,
     )
     workers = [WorkerProcess(env, logs / f"{tasks}-{segment_seconds:g}-{n}.log") for n in range(tasks)]
     try:
@@ -80,6 +86,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the synthetic video (at least 5)")
     parser.add_argument("--seconds-per-frame", type=float, default=0.05, help="the detector's fixed cost per sampled frame")
     parser.add_argument("--tasks", default="1,2,4")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="messages in flight per task (the module's default); the detector is one GPU per task either way",
+    )
     args = parser.parse_args()
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -95,18 +107,18 @@ def main() -> int:
             f"video: {args.minutes:g} min synthetic Motion-JPEG, 160x120 at 10 fps, {video.stat().st_size / 1e6:.1f} MB; "
             f"sampled at 1 fps: {sampled} frames x {args.seconds_per_frame:g} s = {sampled * args.seconds_per_frame:.0f} s of detector time"
         )
-        print(f"segment_seconds: {DEFAULT_SEGMENT_SECONDS:g} (the default) for every split run\n")
+        print(f"segment_seconds: {DEFAULT_SEGMENT_SECONDS:g} (the default) for every split run; CONCURRENCY {args.concurrency} per task\n")
         print(f"{'tasks':>5} {'segments':>8} {'workers used':>12} {'wall s':>8} {'merge s':>8} {'merge %':>8} {'speed-up':>8}")
         runs: dict[int, Run] = {}
         for tasks in [int(n) for n in args.tasks.split(",")]:
-            run = run_once(endpoint, video, tasks, DEFAULT_SEGMENT_SECONDS, args.seconds_per_frame, folder)
+            run = run_once(endpoint, video, tasks, DEFAULT_SEGMENT_SECONDS, args.seconds_per_frame, args.concurrency, folder)
             runs[tasks] = run
             speed_up = runs[min(runs)].wall / run.wall
             print(
                 f"{tasks:>5} {run.segments:>8} {run.workers_used:>12} {run.wall:>8.2f} {run.merge:>8.2f} "
                 f"{100 * run.merge / run.wall:>7.1f}% {speed_up:>7.2f}x"
             )
-        one_pass = run_once(endpoint, video, 1, 0, args.seconds_per_frame, folder)
+        one_pass = run_once(endpoint, video, 1, 0, args.seconds_per_frame, args.concurrency, folder)
         print(f"{1:>5} {'(off)':>8} {one_pass.workers_used:>12} {one_pass.wall:>8.2f} {'-':>8} {'-':>8}   one pass, SEGMENT_SECONDS=0")
     server.stop()
     print()
