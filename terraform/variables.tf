@@ -42,7 +42,8 @@ variable "steps" {
     transient and its task is replaced (at most 12 hours less the visibility timeout); grace_seconds a
     worker may finish a file after SIGTERM; stop_timeout before ECS kills it; segment_seconds: videos longer than this (plus a
     quarter) are split into segments of this length that tasks process side by side, then merged into one
-    result (processors that can split: detect; 0 never splits); environment: extra worker variables.
+    result (processors that can split: detect; 0 never splits); segments_in_flight: segments a worker works on at
+    once (others it receives are handed on to tasks with room); environment: extra worker variables.
   EOT
   type = list(object({
     name                      = string
@@ -69,6 +70,7 @@ variable "steps" {
     timeout_seconds           = optional(number, 3600)
     grace_seconds             = optional(number, 25)
     segment_seconds           = optional(number, 60)
+    segments_in_flight        = optional(number, 2)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   }))
@@ -116,8 +118,8 @@ variable "steps" {
   }
 
   validation {
-    condition     = alltrue([for step in var.steps : step.segment_seconds == 0 || step.segment_seconds >= 5])
-    error_message = "segment_seconds must be 0 (never split videos) or at least 5."
+    condition     = alltrue([for step in var.steps : (step.segment_seconds == 0 || step.segment_seconds >= 5) && step.segments_in_flight >= 1 && step.segments_in_flight <= 64])
+    error_message = "segment_seconds must be 0 (never split videos) or at least 5; segments_in_flight 1..64."
   }
 
   validation {

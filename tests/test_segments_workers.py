@@ -119,6 +119,25 @@ def test_a_worker_killed_mid_segment_loses_only_that_segment_which_another_worke
     assert len(events(survivors, "merge done")) == 1
 
 
+def test_a_worker_with_room_for_many_messages_works_on_at_most_segments_in_flight_and_hands_on_the_rest(
+    stack: StepStack, spawn, video: Path, tmp_path: Path
+) -> None:
+    # Four segment messages arrive at once at a worker that may hold four messages: it works on one segment
+    # at a time (SEGMENTS_IN_FLIGHT=1) and hands the others on, leaving them for tasks with room.
+    upload(stack, video)
+    worker = spawn(env(stack, 0.2, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=1, SEGMENT_HANDOFF_SECONDS=1), "alone")
+    job = finished(stack)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    working = 0
+    for entry in worker.logs():
+        working += {"segment claimed": 1, "segment done": -1}.get(entry.get("event"), 0)
+        assert working <= 1, "two segments were worked on at once"
+    assert [e for e in worker.events("message requeued") if "handed on" in e["why"]], "no segment message was handed on"
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
+    assert stack.aws["sqs"].receive_message(QueueUrl=stack.dlq_url, WaitTimeSeconds=0).get("Messages") is None
+
+
 def test_duplicate_segment_messages_run_no_segment_twice_and_merge_once(stack: StepStack, spawn, video: Path, tmp_path: Path) -> None:
     upload(stack, video)
     workers = [spawn(env(stack, 0.1), f"w{n}") for n in range(2)]

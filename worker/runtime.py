@@ -11,6 +11,11 @@ What lives here and nowhere else:
   (a fresh copy carrying the same origin id, then delete this one), or leave it to SQS.
   Requeueing keeps retries, postponements and shutdown hand-backs from using up the receives that
   the queue counts towards its dead-letter queue.
+- **Segments in flight**: at most ``SEGMENTS_IN_FLIGHT`` segment messages at once, however many
+  messages ``CONCURRENCY`` allows: segments of one long video are work for several tasks' GPUs, and a
+  worker that took every one it received would hold them while the tasks the scaler started for them
+  sit idle. A segment message past the limit is handed on untouched: requeued as a fresh copy (so it
+  uses up none of the receives the dead-letter queue counts), delayed ``SEGMENT_HANDOFF_SECONDS``.
 - **Shutdown**: on SIGTERM no new message is taken; each one in progress gets the grace period, then
   is handed back; a message received while stopping is requeued untouched.
 - **Survival**: no AWS error and no bad message ends the process. A message whose handling raised is
@@ -64,6 +69,7 @@ class Worker:
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
         self._failures = 0  # consecutive failed receives, for the backoff
         self._in_flight = 0
+        self._segments = 0  # segment messages in flight, at most config.segments_in_flight
         self._capacity = threading.Condition()
 
     def run(self) -> None:
@@ -165,6 +171,10 @@ class Worker:
             log.info("s3 test event deleted", extra={"message_id": message["MessageId"]})
             self._delete(message)
             return
+        segments = sum(item.segment is not None for item in parsed.items)
+        if not self._take_segments(segments):
+            self._requeue(message, self.config.segment_handoff_seconds, "segments in flight at the limit: handed on to a task with room")
+            return
         held = self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
         try:
             results = [self.steps.run(item, held) for item in parsed.items]
@@ -173,11 +183,20 @@ class Worker:
             raise
         finally:
             self.keepalive.drop(held)
+            self._take_segments(-segments)
         action = settle(results)
         if action.delete:
             self._delete(message)
         elif action.requeue_delay is not None:
             self._requeue(message, action.requeue_delay, "to run again")
+
+    def _take_segments(self, count: int) -> bool:
+        """Count ``count`` more segment messages in flight (negative: fewer); False, counting nothing, past the limit."""
+        with self._capacity:
+            if count > 0 and self._segments + count > self.config.segments_in_flight:
+                return False
+            self._segments += count
+            return True
 
     # --- settling ---------------------------------------------------------------------------------------
 

@@ -145,6 +145,16 @@ run "segment_seconds_is_zero_or_at_least_five" {
   expect_failures = [var.steps]
 }
 
+run "segments_in_flight_is_at_least_one" {
+  command = plan
+
+  variables {
+    steps = [{ name = "a", image = "x", segments_in_flight = 0 }]
+  }
+
+  expect_failures = [var.steps]
+}
+
 run "name_is_validated" {
   command = plan
 

@@ -25,6 +25,7 @@ locals {
       STEP_TIMEOUT_SECONDS = tostring(var.step.timeout_seconds)
       GRACE_SECONDS        = tostring(var.step.grace_seconds)
       SEGMENT_SECONDS      = tostring(var.step.segment_seconds)
+      SEGMENTS_IN_FLIGHT   = tostring(var.step.segments_in_flight)
       # Only agents >= 1.104 inject AWS_REGION, and the IMDS hop limit keeps the SDK from asking the instance.
       AWS_REGION              = local.region
       AWS_DEFAULT_REGION      = local.region

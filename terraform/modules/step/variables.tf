@@ -34,6 +34,7 @@ variable "step" {
     timeout_seconds           = optional(number, 3600)
     grace_seconds             = optional(number, 25)
     segment_seconds           = optional(number, 60)
+    segments_in_flight        = optional(number, 2)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   })
