@@ -21,7 +21,6 @@ The local runtime polls the DLQs and calls ``handler`` the same way.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -32,19 +31,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_core import aws
-from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
+from pipeline_core.bodies import InvalidMessage, parse_body
+from pipeline_core.jobs import ObjectRef, StepState, origin_id
 from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
 from pipeline_core.segments import segment_key, segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
 processor = BatchProcessor(event_type=EventType.SQS)
-
-
-class UnreadableMessage(ValueError):
-    """A body that names no job and step: nothing can ever be done with it."""
 
 
 def job_store() -> JobStore:
@@ -54,33 +49,6 @@ def job_store() -> JobStore:
 def dead_letter_reason(step: StepConfig, receive_count: int | None) -> str:
     receives = step.max_receive_count or receive_count
     return f"moved to the dead-letter queue after {receives} receives" if receives else "moved to the dead-letter queue"
-
-
-def work_in(body: str, step: str) -> tuple[list[tuple[ObjectRef, str, int | None]], bool]:
-    """(object, job id, segment) triples a DLQ message body names, and whether it came as a raw S3 notification.
-
-    Raises UnreadableMessage for a body no one can act on.
-    """
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise UnreadableMessage(f"body is not JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise UnreadableMessage(f"body is a JSON {type(data).__name__}, not an object")
-    if is_test_event(data):
-        return [], True
-    if is_s3_event(data):
-        try:
-            return [(obj, obj.job_id, None) for obj in created_objects(data)], True
-        except (KeyError, TypeError, ValueError) as error:
-            raise UnreadableMessage(f"malformed S3 notification: {error!r}") from None
-    try:
-        message = WorkMessage.from_dict(data)
-    except ValueError as error:
-        raise UnreadableMessage(str(error)) from None
-    if message.step != step:
-        raise UnreadableMessage(f"message for step {message.step!r} reached the dead-letter queue of step {step!r}")
-    return [(message.object_ref, message.job_id, message.segment)], False
 
 
 def dead_letter_record(record: SQSRecord) -> None:
@@ -93,23 +61,23 @@ def dead_letter_record(record: SQSRecord) -> None:
     message_id = origin_id(record.message_id, record.raw_event.get("messageAttributes"))
     fields: dict[str, Any] = {"step": step.name, "message_id": message_id}
     try:
-        items, from_s3 = work_in(record.body, step.name)
-    except UnreadableMessage as error:
+        parsed = parse_body(record.body, step.name)
+    except InvalidMessage as error:
         logger.error("unreadable dead-lettered message deleted", extra={**fields, "reason": str(error), "body": record.body[:500]})
         metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=1)
         return
-    if not items:
+    if parsed.is_test_event:
         logger.info("dead-lettered s3 test event deleted", extra=fields)
         return
     receive_count = record.raw_event.get("attributes", {}).get("ApproximateReceiveCount")
     reason = dead_letter_reason(step, int(receive_count) if receive_count else None)
     store = job_store()
-    for obj, job_id, segment in items:
-        where = {**fields, "job_id": job_id, "key": obj.key}
-        if segment is None:
-            fail_step(store, obj, job_id, step.name, message_id, reason, from_s3, where)
+    for item in parsed.items:
+        where = {**fields, "job_id": item.job_id, "key": item.obj.key}
+        if item.segment is None:
+            fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where)
         else:
-            fail_segment(store, job_id, step.name, segment, message_id, reason, {**where, "segment": segment})
+            fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment})
 
 
 def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any]) -> None:

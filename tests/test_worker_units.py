@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import Unclaimable, classify_unclaimable
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from worker.config import ConfigError, WorkerConfig
 from worker.errors import PermanentError, Severity, TransientError, classify
-from worker.messages import InvalidMessage, ItemResult, MessageAction, Outcome, parse_body, settle
+from worker.messages import ItemResult, MessageAction, Outcome, settle
 from worker.processors import load_processor, require_media, sniff_media
 
 EVENTS = Path(__file__).parent / "fixtures" / "events"
@@ -66,7 +67,7 @@ def test_parse_test_event() -> None:
         ("not json", "not JSON"),
         ("[1, 2]", "JSON list"),
         ('{"hello": "world"}', "not a gpu-pipeline.step message"),
-        (WorkMessage.for_job(ObjectRef("b", "k", "v"), "faces").to_body(), "step 'faces' reached the queue of step 'people'"),
+        (WorkMessage.for_job(ObjectRef("b", "k", "v"), "faces").to_body(), "step 'faces' reached a queue of step 'people'"),
         (json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]}), "malformed S3"),
     ],
 )

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState
 from pipeline_core.jobstore import Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
 from pipeline_core.segments import Segment, segment_key
@@ -41,7 +42,7 @@ from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
 from worker.logs import Stopwatch
-from worker.messages import ItemResult, Outcome, WorkItem
+from worker.messages import ItemResult, Outcome
 from worker.processors import Processor, StepContext, StepOutput
 from worker.segments import Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input

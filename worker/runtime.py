@@ -34,13 +34,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ORIGIN_ATTRIBUTE, origin_id
 from pipeline_core.jobstore import JobStore
 from worker import health
 from worker.config import WorkerConfig
 from worker.keepalive import GONE_CODES, Keepalive, TaskProtection, error_code
 from worker.lifecycle import Abandoned, StepRunner
-from worker.messages import InvalidMessage, parse_body, settle
+from worker.messages import settle
 from worker.processors import Processor
 
 log = logging.getLogger("worker")

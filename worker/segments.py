@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
 from pipeline_core.jobstore import Claim, JobStore
 from pipeline_core.segments import Segment, plan_segments, segment_key, segments_of
 from worker.errors import TransientError
-from worker.messages import WorkItem
 from worker.processors import Processor, SegmentPart, can_split
 
 log = logging.getLogger("worker")
