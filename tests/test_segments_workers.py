@@ -125,7 +125,7 @@ def test_a_worker_with_room_for_many_messages_works_on_at_most_segments_in_fligh
     # Four segment messages arrive at once at a worker that may hold four messages: it works on one segment
     # at a time (SEGMENTS_IN_FLIGHT=1) and hands the others on, leaving them for tasks with room.
     upload(stack, video)
-    worker = spawn(env(stack, 0.2, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=1, SEGMENT_HANDOFF_SECONDS=1), "alone")
+    worker = spawn(env(stack, 0.2, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=1), "alone")
     job = finished(stack)
     assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
     assert segment_attempts(job) == [1, 1, 1, 1]

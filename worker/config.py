@@ -14,9 +14,8 @@ from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
 DEFAULT_CONCURRENCY = 8  # messages in flight per worker; terraform/variables.tf `concurrency` mirrors it
 # A task works on at most this many segments at once (its GPU is the limit: two keep it busy while the next
-# downloads); other segment messages it receives are handed on, delayed this long, to tasks with room.
+# downloads), and receives nothing more until one finishes: the rest are for other tasks.
 DEFAULT_SEGMENTS_IN_FLIGHT = 2
-DEFAULT_SEGMENT_HANDOFF_SECONDS = 5
 SQS_MAX_VISIBILITY = 43200  # a message cannot stay invisible longer than 12 hours from its receive
 
 
@@ -47,7 +46,6 @@ class WorkerConfig:
     worker_id: str = ""
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # videos longer than this (plus a margin) are split; 0: never
     segments_in_flight: int = DEFAULT_SEGMENTS_IN_FLIGHT  # segment messages one worker works on at once; more go to other tasks
-    segment_handoff_seconds: int = DEFAULT_SEGMENT_HANDOFF_SECONDS  # the delay of a segment message handed on
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -78,7 +76,6 @@ class WorkerConfig:
             worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             segment_seconds=_float(env, "SEGMENT_SECONDS", DEFAULT_SEGMENT_SECONDS, minimum=0.0),
             segments_in_flight=_int(env, "SEGMENTS_IN_FLIGHT", DEFAULT_SEGMENTS_IN_FLIGHT, minimum=1, maximum=64),
-            segment_handoff_seconds=_int(env, "SEGMENT_HANDOFF_SECONDS", DEFAULT_SEGMENT_HANDOFF_SECONDS, minimum=0, maximum=900),
         )
         if 0 < config.segment_seconds < MIN_SEGMENT_SECONDS:
             raise ConfigError(

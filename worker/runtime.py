@@ -14,8 +14,9 @@ What lives here and nowhere else:
 - **Segments in flight**: at most ``SEGMENTS_IN_FLIGHT`` segment messages at once, however many
   messages ``CONCURRENCY`` allows: segments of one long video are work for several tasks' GPUs, and a
   worker that took every one it received would hold them while the tasks the scaler started for them
-  sit idle. A segment message past the limit is handed on untouched: requeued as a fresh copy (so it
-  uses up none of the receives the dead-letter queue counts), delayed ``SEGMENT_HANDOFF_SECONDS``.
+  sit idle. At the limit the worker receives nothing until a segment finishes; a segment message past
+  the limit in one receive is handed on untouched, as a fresh copy (so it uses up none of the receives
+  the dead-letter queue counts).
 - **Shutdown**: on SIGTERM no new message is taken; each one in progress gets the grace period, then
   is handed back; a message received while stopping is requeued untouched.
 - **Survival**: no AWS error and no bad message ends the process. A message whose handling raised is
@@ -112,9 +113,13 @@ class Worker:
         return self.stop.is_set() or self.steps.hung.is_set()
 
     def _wait_for_capacity(self) -> int:
-        """Block until a handler is free (or stopping); return how many are."""
+        """Block until a handler is free and there is room for a segment (or stopping); return how many handlers are free.
+
+        At the segment limit nothing is received: the segments left on the queue are for other tasks, and
+        this one's GPU is busy with its own.
+        """
         with self._capacity:
-            while self._in_flight >= self.config.concurrency and not self._stopping():
+            while (self._in_flight >= self.config.concurrency or self._segments >= self.config.segments_in_flight) and not self._stopping():
                 self._capacity.wait(0.5)
             return 0 if self._stopping() else self.config.concurrency - self._in_flight
 
@@ -174,7 +179,7 @@ class Worker:
             return
         segments = sum(item.segment is not None for item in parsed.items)
         if not self._take_segments(segments):
-            self._requeue(message, self.config.segment_handoff_seconds, "segments in flight at the limit: handed on to a task with room")
+            self._requeue(message, 0, "segments in flight at the limit: handed on to a task with room")
             return
         held = self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
         try:
