@@ -155,21 +155,15 @@ class JobStore:
 
     def set_status(self, job_id: str, status: JobStatus, now: float) -> bool:
         """Move a job to a final status unless it already has one. True when this call changed it."""
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="SET #status = :status, updated_at = :now",
-                ConditionExpression="attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_dynamo(
-                    {":status": status.value, ":now": now, ":succeeded": JobStatus.SUCCEEDED.value, ":failed": JobStatus.FAILED.value}
-                ),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression="SET #status = :status, updated_at = :now",
+            ConditionExpression="attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_dynamo(
+                {":status": status.value, ":now": now, ":succeeded": JobStatus.SUCCEEDED.value, ":failed": JobStatus.FAILED.value}
+            ),
+        )
 
     # --- the claim's life -----------------------------------------------------
 
@@ -255,29 +249,23 @@ class JobStore:
     def resume_split(self, job_id: str, step: str, now: float) -> bool:
         """A split step put back to pending (by ``gpupipe retry``) runs again: pending -> running with no holder,
         so its segments can be claimed. True when this call moved it."""
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=f"SET {_STEP}.#state = :running, updated_at = :now",
-                ConditionExpression=(
-                    f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
-                ),
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":running": StepState.RUNNING.value,
-                        ":pending": StepState.PENDING.value,
-                        ":job_pending": JobStatus.PENDING.value,
-                        ":job_running": JobStatus.RUNNING.value,
-                        ":now": now,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=f"SET {_STEP}.#state = :running, updated_at = :now",
+            ConditionExpression=(
+                f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
+            ),
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":running": StepState.RUNNING.value,
+                    ":pending": StepState.PENDING.value,
+                    ":job_pending": JobStatus.PENDING.value,
+                    ":job_running": JobStatus.RUNNING.value,
+                    ":now": now,
+                }
+            ),
+        )
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
@@ -414,6 +402,16 @@ class JobStore:
             {":state": state.value, ":now": now},
         )
 
+    def _update_if(self, **request: Any) -> bool:
+        """One conditional ``update_item``: True when it was applied, False when its condition did not hold."""
+        try:
+            self.table.update_item(**request)
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     def _update_claimed(
         self,
         claim: Claim,
@@ -461,36 +459,30 @@ class JobStore:
         or put back by a retry) or that was handed back by this message. A done or failed
         step, or one a live holder with another message works on, is left alone (returns False).
         """
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
-                    f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
-                ),
-                ConditionExpression=(
-                    f"attribute_exists({_STEP}) AND "
-                    f"(({_STEP}.#state = :running AND ({_STEP}.message_id = :message OR {_STEP}.lease_expires_at < :now)) OR "
-                    f"({_STEP}.#state = :pending AND (attribute_not_exists({_STEP}.message_id) OR {_STEP}.message_id = :message)))"
-                ),
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":failed": StepState.FAILED.value,
-                        ":running": StepState.RUNNING.value,
-                        ":pending": StepState.PENDING.value,
-                        ":job_failed": JobStatus.FAILED.value,
-                        ":reason": reason,
-                        ":message": message_id,
-                        ":now": now,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
+                f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
+            ),
+            ConditionExpression=(
+                f"attribute_exists({_STEP}) AND "
+                f"(({_STEP}.#state = :running AND ({_STEP}.message_id = :message OR {_STEP}.lease_expires_at < :now)) OR "
+                f"({_STEP}.#state = :pending AND (attribute_not_exists({_STEP}.message_id) OR {_STEP}.message_id = :message)))"
+            ),
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":failed": StepState.FAILED.value,
+                    ":running": StepState.RUNNING.value,
+                    ":pending": StepState.PENDING.value,
+                    ":job_failed": JobStatus.FAILED.value,
+                    ":reason": reason,
+                    ":message": message_id,
+                    ":now": now,
+                }
+            ),
+        )
 
     def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
         """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
@@ -500,45 +492,39 @@ class JobStore:
         live holder with another message works on is left alone (False). The step is never marked done.
         """
         seg = f"{_STEP}.#segments.#seg"
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {seg}.#state = :failed, {seg}.finished_at = :now, {seg}.#error = :reason, "
-                    f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
-                    f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
-                ),
-                ConditionExpression=(
-                    f"{_STEP}.#state = :running AND attribute_exists({seg}) AND "
-                    f"(({seg}.#state = :running AND ({seg}.message_id = :message OR {seg}.lease_expires_at < :now)) OR "
-                    f"({seg}.#state = :pending AND (attribute_not_exists({seg}.message_id) OR {seg}.message_id = :message)))"
-                ),
-                ExpressionAttributeNames={
-                    "#step": step,
-                    "#segments": "segments",
-                    "#seg": segment_key(segment.index),
-                    "#state": "state",
-                    "#status": "status",
-                    "#error": "error",
-                },
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":failed": StepState.FAILED.value,
-                        ":running": StepState.RUNNING.value,
-                        ":pending": StepState.PENDING.value,
-                        ":job_failed": JobStatus.FAILED.value,
-                        ":reason": reason,
-                        ":step_reason": f"{segment.label}: {reason}",
-                        ":message": message_id,
-                        ":now": now,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {seg}.#state = :failed, {seg}.finished_at = :now, {seg}.#error = :reason, "
+                f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
+                f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
+            ),
+            ConditionExpression=(
+                f"{_STEP}.#state = :running AND attribute_exists({seg}) AND "
+                f"(({seg}.#state = :running AND ({seg}.message_id = :message OR {seg}.lease_expires_at < :now)) OR "
+                f"({seg}.#state = :pending AND (attribute_not_exists({seg}.message_id) OR {seg}.message_id = :message)))"
+            ),
+            ExpressionAttributeNames={
+                "#step": step,
+                "#segments": "segments",
+                "#seg": segment_key(segment.index),
+                "#state": "state",
+                "#status": "status",
+                "#error": "error",
+            },
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":failed": StepState.FAILED.value,
+                    ":running": StepState.RUNNING.value,
+                    ":pending": StepState.PENDING.value,
+                    ":job_failed": JobStatus.FAILED.value,
+                    ":reason": reason,
+                    ":step_reason": f"{segment.label}: {reason}",
+                    ":message": message_id,
+                    ":now": now,
+                }
+            ),
+        )
 
     def retry_failed_step(self, job_id: str, step: str, now: float) -> bool:
         """failed -> pending with a fresh retry budget; the job runs again. True when this call moved it.
@@ -571,45 +557,33 @@ class JobStore:
                 sets += [f"{sub}.#state = :pending", f"{sub}.failures = :zero"]
                 guards.append(f"{sub}.#state <> :done")  # a segment that finished since the read is not undone
                 removes += [f"{sub}.{field}" for field in ("#error", "finished_at", "worker_id", "lease_expires_at", "message_id")]
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
-                    + "".join(f"{clause}, " for clause in sets)
-                    + "#status = :job_running, updated_at = :now "
-                    f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
-                    + "".join(f", {clause}" for clause in removes)
-                ),
-                ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed"
-                + (f" AND {_STEP}.segment_count = :count" if count else f" AND attribute_not_exists({_STEP}.segment_count)")
-                + "".join(f" AND {guard}" for guard in guards),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
+                + "".join(f"{clause}, " for clause in sets)
+                + "#status = :job_running, updated_at = :now "
+                f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
+                + "".join(f", {clause}" for clause in removes)
+            ),
+            ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed"
+            + (f" AND {_STEP}.segment_count = :count" if count else f" AND attribute_not_exists({_STEP}.segment_count)")
+            + "".join(f" AND {guard}" for guard in guards),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_dynamo(values),
+        )
 
     def claim_announcement(self, job_id: str, finished_at: float) -> bool:
         """Claim the right to announce the job's end recorded at ``finished_at`` (the item's ``updated_at``
         in the stream image that finished it). True once per end: a replayed record, or an older end
         replayed after a newer one, gets False; a job that is retried and ends again gets True again.
         """
-        try:
-            self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="SET announced_at = :at",
-                ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(announced_at) OR announced_at < :at)",
-                ExpressionAttributeValues=to_dynamo({":at": finished_at}),
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression="SET announced_at = :at",
+            ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(announced_at) OR announced_at < :at)",
+            ExpressionAttributeValues=to_dynamo({":at": finished_at}),
+        )
 
     def release_announcement(self, job_id: str, finished_at: float) -> None:
         """Give back a claim whose announcement could not be sent, so the record's retry sends it."""
