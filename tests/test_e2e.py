@@ -281,6 +281,26 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     print(f"\nscaled in to 0 mid-job; the busy worker finished: upload -> result {time.time() - uploaded:.1f}s")
 
 
+def test_a_long_video_is_split_into_segments_and_merged_into_one_result(pipeline: dict[str, Any]) -> None:
+    # 100 s is over SEGMENT_SECONDS (60) plus a quarter: two segments, each a message on the step's queue.
+    path = sample_media.long_video(pipeline["media"] / "long drive.avi", seconds=100)
+    key = "uploads/long drive.avi"
+    uploaded = time.time()
+    assert gpupipe(pipeline, "submit", str(path)).returncode == 0
+    job = wait_finished(pipeline, [key])[key]
+    step = job["steps"]["detect"]
+    assert job["status"] == "succeeded", step.get("error")
+    assert (step["segment_count"], step["segments_done"]) == (2, 2)
+    document = result(pipeline, key)
+    Draft202012Validator(json.loads((REPO / "worker" / "result.schema.json").read_text())).validate(document)
+    assert [segment["index"] for segment in document["segments"]] == [0, 1]
+    seconds = [frame["timestamp"] for frame in document["output"]["frames"]]
+    assert seconds == sorted(seconds) and seconds[0] == 0 and seconds[-1] >= 95, seconds
+    split = [e for e in pipeline["runtime"].worker_logs() if e.get("event") == "step split" and e.get("key") == key]
+    assert len(split) == 1 and split[0]["segments"] == 2
+    print(f"\nupload -> merged result of a 100 s video in 2 segments: {time.time() - uploaded:.1f}s")
+
+
 def test_an_unreadable_file_is_retried_then_fails_its_job(pipeline: dict[str, Any]) -> None:
     # An archived object (uploaded straight into Glacier, or archived by a lifecycle rule before it
     # was processed) cannot be read until restored: a transient error on every attempt.
