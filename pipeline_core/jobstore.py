@@ -533,45 +533,49 @@ class JobStore:
         go failed -> pending on the stream and sends it to the step's queue. A split step keeps its
         segments: those done stay done, every other goes back to pending with a fresh budget and no
         message, so the step's message resumes them (``Unclaimable.SPLIT``) and nothing done is redone.
+        The segments are written back as one map (an expression naming each would pass DynamoDB's 4 KB
+        expression limit at about 14 segments), on condition that none was done since the read.
         """
-        job = self.get_job(job_id)
-        status = ((job or {}).get("steps") or {}).get(step) or {}
-        count = int(status.get("segment_count") or 0)
-        undone = [key for key, sub in sorted((status.get("segments") or {}).items()) if sub.get("state") != StepState.DONE]
-        names: dict[str, str] = {"#step": step, "#state": "state", "#status": "status", "#error": "error"}
-        values: dict[str, Any] = {
-            ":pending": StepState.PENDING.value,
-            ":failed": StepState.FAILED.value,
-            ":zero": 0,
-            ":job_running": JobStatus.RUNNING.value,
-            ":now": now,
-        }
-        sets, removes, guards = [], [], []
-        if count:
-            values[":done"] = StepState.DONE.value
-            names["#segments"] = "segments"
-            values[":count"] = count
-            for number, key in enumerate(undone):
-                names[f"#s{number}"] = key
-                sub = f"{_STEP}.#segments.#s{number}"
-                sets += [f"{sub}.#state = :pending", f"{sub}.failures = :zero"]
-                guards.append(f"{sub}.#state <> :done")  # a segment that finished since the read is not undone
-                removes += [f"{sub}.{field}" for field in ("#error", "finished_at", "worker_id", "lease_expires_at", "message_id")]
-        return self._update_if(
-            Key={"job_id": job_id},
-            UpdateExpression=(
-                f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
-                + "".join(f"{clause}, " for clause in sets)
-                + "#status = :job_running, updated_at = :now "
-                f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
-                + "".join(f", {clause}" for clause in removes)
-            ),
-            ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed"
-            + (f" AND {_STEP}.segment_count = :count" if count else f" AND attribute_not_exists({_STEP}.segment_count)")
-            + "".join(f" AND {guard}" for guard in guards),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_dynamo(values),
-        )
+        for _ in range(3):  # a segment still held when its step failed may finish meanwhile: read again
+            job = self.get_job(job_id)
+            status = ((job or {}).get("steps") or {}).get(step) or {}
+            if status.get("state") != StepState.FAILED:
+                return False
+            names = {"#step": step, "#state": "state", "#status": "status", "#error": "error"}
+            values: dict[str, Any] = {
+                ":pending": StepState.PENDING.value,
+                ":failed": StepState.FAILED.value,
+                ":zero": 0,
+                ":job_running": JobStatus.RUNNING.value,
+                ":now": now,
+            }
+            split = ""
+            condition = f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed AND attribute_not_exists({_STEP}.segment_count)"
+            if status.get("segment_count"):
+                names["#segments"] = "segments"
+                values |= {
+                    ":segments": _segments_for_retry(status.get("segments") or {}),
+                    ":count": int(status["segment_count"]),
+                    ":done": int(status.get("segments_done") or 0),
+                }
+                split = f"{_STEP}.#segments = :segments, "
+                condition = (
+                    f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed AND {_STEP}.segment_count = :count "
+                    f"AND {_STEP}.segments_done = :done"
+                )
+            if self._update_if(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, {split}"
+                    "#status = :job_running, updated_at = :now "
+                    f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+            ):
+                return True
+        return False
 
     def claim_announcement(self, job_id: str, finished_at: float) -> bool:
         """Claim the right to announce the job's end recorded at ``finished_at`` (the item's ``updated_at``
@@ -597,3 +601,16 @@ class JobStore:
         except ClientError as error:
             if not is_conditional_failure(error):
                 raise
+
+
+_UNDONE_ON_RETRY = ("error", "finished_at", "worker_id", "lease_expires_at", "message_id")
+
+
+def _segments_for_retry(segments: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A split step's segments as ``gpupipe retry`` leaves them: done ones as they are, every other pending
+    with a fresh budget and no holder or message (its plan and its ``attempts``, the fencing token, kept)."""
+    fresh = {"state": StepState.PENDING.value, "failures": 0}
+    return {
+        key: dict(sub) if sub.get("state") == StepState.DONE else {k: v for k, v in sub.items() if k not in _UNDONE_ON_RETRY} | fresh
+        for key, sub in segments.items()
+    }

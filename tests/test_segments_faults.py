@@ -1,0 +1,246 @@
+"""Long videos under faults, with real workers against moto: merges handed back or failing, a splitter killed mid-send, hand-ons, retries."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from pipeline_core.jobs import WorkMessage
+from tests.support.aws import StepStack
+from tests.support.faultproxy import FaultProxy
+from tests.support.workers import wait_for
+from tests.test_segments_workers import (
+    KEY,
+    STEP,
+    assert_merged_equals_one_pass,
+    env,
+    events,
+    finished,
+    one_pass,
+    segment_attempts,
+    upload,
+)
+from tools.sample_media import long_video
+
+SECONDS, FPS = 40, 10
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    return long_video(tmp_path / "long.avi", SECONDS, FPS)
+
+
+def _step(stack: StepStack) -> dict:
+    return stack.job(KEY).get("steps", {}).get(STEP, {})
+
+
+def _dlq(stack: StepStack) -> list[dict]:
+    return stack.aws["sqs"].receive_message(QueueUrl=stack.dlq_url, WaitTimeSeconds=0, MaxNumberOfMessages=10).get("Messages") or []
+
+
+# --- attack 2: the merging worker is SIGTERMed mid-merge (hand-back of a merging claim) -----------------------
+
+
+def test_merge_handed_back_on_sigterm_is_merged_again_by_the_requeued_segment_message(
+    moto_endpoint: str, proxy: FaultProxy, spawn, video: Path, tmp_path: Path
+) -> None:
+    stack = StepStack.create(moto_endpoint, visibility_timeout=6)
+    upload(stack, video)
+    proxy.add("UpdateItem", body_contains="merge_started_at", delay=3.0, times=1)  # a window to act in
+    merger = spawn(env(stack, 0.05, AWS_ENDPOINT_URL=proxy.url, GRACE_SECONDS=1), "merger")
+    # All segments done: only the merge's reads are left; slow them so the merge outlasts the grace period.
+    wait_for(lambda: int(_step(stack).get("segments_done") or 0) == 4, 90, interval=0.05, what="every segment done")
+    proxy.add("S3.GET", delay=8.0)
+    merger.signal(signal.SIGTERM)
+    merger.wait(60)
+    assert merger.events("step released on shutdown"), [e.get("event") for e in merger.logs()][-15:]
+    assert _step(stack)["state"] == "running"
+    second = spawn(env(stack), "second")
+    job = finished(stack, 60)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    assert len(second.events("merge done")) == 1 and not second.events("segment claimed")
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    assert not _dlq(stack)
+
+
+# --- attack 2: a merge that keeps failing transiently ends the job (budget) -----------------------------------
+
+
+def test_a_merge_that_always_fails_transiently_fails_the_job_after_max_attempts(
+    moto_endpoint: str, proxy: FaultProxy, spawn, video: Path
+) -> None:
+    stack = StepStack.create(moto_endpoint, visibility_timeout=6, max_attempts=3)
+    upload(stack, video)
+    # mark_done (the merge's commit) is refused, not retried by botocore: a transient failure each time.
+    proxy.add("UpdateItem", body_contains=":job_status", error=(400, "ValidationException", "simulated"))
+    workers = [spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), f"w{n}") for n in range(2)]
+    job = finished(stack, 120)
+    step = job["steps"][STEP]
+    assert job["status"] == "failed", step
+    assert step["error"].startswith("merge: gave up after 3 attempts"), step["error"]
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    assert len(events(workers, "merge claimed")) == 3
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    assert not _dlq(stack)
+
+
+# --- attack 4: SIGKILL between record_split and the segment messages' send --------------------------------------
+
+
+def test_a_splitter_killed_before_it_sends_the_segment_messages_is_resumed_by_the_step_message(
+    moto_endpoint: str, proxy: FaultProxy, spawn, video: Path, tmp_path: Path
+) -> None:
+    stack = StepStack.create(moto_endpoint, visibility_timeout=4)
+    upload(stack, video)
+    proxy.add("SendMessageBatch", delay=60.0)
+    splitter = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "splitter")
+    wait_for(lambda: _step(stack).get("segment_count"), 60, interval=0.05, what="the split to be recorded")
+    time.sleep(0.5)  # inside the delayed SendMessageBatch
+    splitter.signal(signal.SIGKILL)
+    splitter.wait()
+    assert stack.counts()[0] == 0  # no segment message was sent
+    second = spawn(env(stack), "second")
+    job = finished(stack, 90)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    assert second.events("step message settled: the step is split into segments")
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    assert not _dlq(stack)
+
+
+# --- attack 1: hand-ons and postponements use up no receive: with maxReceiveCount=1 nothing is dead-lettered ----
+
+
+def test_segment_hand_ons_and_duplicates_use_up_no_receive(moto_endpoint: str, spawn, video: Path, tmp_path: Path) -> None:
+    stack = StepStack.create(moto_endpoint, max_receive_count=1)
+    upload(stack, video)
+    workers = [spawn(env(stack, 0.1, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=1), f"w{n}") for n in range(2)]
+    wait_for(lambda: _step(stack).get("segment_count"), 40, what="the split")
+    base = WorkMessage.for_job(stack.object_ref(KEY), STEP)
+    for index in range(4):
+        stack.send(base.for_segment(index).to_body())
+    job = finished(stack, 120)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    wait_for(lambda: stack.counts() == (0, 0), 30, what="the queue to drain")
+    time.sleep(1)
+    assert not _dlq(stack), "a message was dead-lettered although nothing failed"
+    assert [e for e in events(workers, "message requeued") if "handed on" in e["why"]]
+
+
+# --- attack 1: SIGTERM a worker at the segment limit; its segment is handed back and finished by another ----------
+
+
+def test_a_worker_at_the_segment_limit_stopped_hands_back_and_the_job_ends(moto_endpoint: str, spawn, video: Path, tmp_path: Path) -> None:
+    stack = StepStack.create(moto_endpoint, visibility_timeout=6, max_receive_count=2)
+    upload(stack, video)
+    doomed = spawn(env(stack, 0.4, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=2, GRACE_SECONDS=0.5), "doomed")
+    wait_for(lambda: len(doomed.events("segment claimed")) >= 2, 60, interval=0.05, what="two segments in flight")
+    doomed.signal(signal.SIGTERM)
+    assert doomed.wait(60) == 0
+    survivors = [spawn(env(stack, 0.02, CONCURRENCY=4, SEGMENTS_IN_FLIGHT=1), f"s{n}") for n in range(2)]
+    job = finished(stack, 90)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert len(events(survivors, "merge done")) == 1
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    assert not _dlq(stack)
+
+
+# --- attack 3: gpupipe retry of a job failed by a segment, with stale duplicate segment messages queued ------------
+
+
+def test_retry_with_stale_duplicate_segment_messages_queued_reruns_only_what_failed(
+    stack: StepStack, spawn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpupipe.cli import main
+
+    path = long_video(tmp_path / "corrupt.avi", SECONDS, FPS, red_between=(24, 26))
+    upload(stack, path)
+    workers = [spawn(env(stack), f"w{n}") for n in range(2)]
+    assert finished(stack)["status"] == "failed"
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
+    for worker in workers:
+        worker.stop()
+    before = stack.job(KEY)["steps"][STEP]["segments"]
+    done = {key: (sub["attempts"], sub["result_file"]) for key, sub in before.items() if sub["state"] == "done"}
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    outputs = tmp_path / "stack.json"
+    names = {"bucket_name": stack.bucket, "input_prefix": "uploads/", "results_prefix": "results/", "jobs_table_name": stack.table_name}
+    outputs.write_text(json.dumps(names))
+    assert main(["--outputs", str(outputs), "retry", "long.avi"]) == 0
+    base = WorkMessage.for_job(stack.object_ref(KEY), STEP)
+    for index in range(4):  # stale duplicates of every segment, ahead of the router's step message
+        stack.send(base.for_segment(index).to_body())
+    stack.send(base.to_body())
+    attempts_before = int(before["2"]["attempts"])
+    later = [spawn(env(stack), f"later{n}") for n in range(2)]
+    job = wait_for(
+        lambda: (j := stack.job(KEY))["status"] == "failed" and int(j["steps"][STEP]["segments"]["2"]["attempts"]) > attempts_before and j,
+        90,
+        what="the retried segment to run and fail again",
+    )
+    step = job["steps"][STEP]
+    assert step["error"] == "segment 3/4 [20 s, 30 s): PermanentError: corrupt frame data"
+    assert {key: (step["segments"][key]["attempts"], step["segments"][key]["result_file"]) for key in done} == done
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="every message to be settled")
+    assert not _dlq(stack)
+    assert not events(later, "merge claimed")
+
+
+# --- attack 3 (contract): `gpupipe retry` of a long video must fit DynamoDB's expression limits --------------------
+
+DYNAMODB_MAX_EXPRESSION_BYTES = 4096  # "The maximum length of any expression string is 4 KB" (DynamoDB constraints)
+
+
+class _Recording:
+    """The moto table, recording each update_item request as sent (the request, not a configured answer)."""
+
+    def __init__(self, table: object):
+        self.table, self.requests = table, []
+
+    def update_item(self, **request: object) -> object:
+        self.requests.append(request)
+        return self.table.update_item(**request)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.table, name)
+
+
+@pytest.mark.parametrize("segments", [20, 40])  # 20 and 40 min at the default 60-s segments
+def test_retry_of_a_long_video_failed_early_sends_expressions_dynamodb_accepts(stack: StepStack, segments: int) -> None:
+    from pipeline_core.jobs import ObjectRef, new_job_item
+    from pipeline_core.jobstore import JobStore, to_dynamo
+    from pipeline_core.segments import VideoTimeline, plan_segments
+
+    obj = ObjectRef(stack.bucket, "uploads/long.mp4", "etag", 1)
+    item = new_job_item(obj, [STEP], time.time())
+    plan = plan_segments(VideoTimeline(fps=25.0, frame_count=segments * 60 * 25, sample_step=25), 60.0)
+    assert len(plan) == segments
+    # Segment 1 hit a corrupt frame at once: the step failed while every other segment was still pending.
+    sub = {str(s.index): {**s.to_item(), "state": "pending", "attempts": 0, "failures": 0} for s in plan}
+    sub["0"] |= {"state": "failed", "attempts": 1, "error": "PermanentError: corrupt frame data", "message_id": "m0"}
+    sub["1"] |= {"state": "done", "attempts": 1, "result_file": "s3://b/one/result.json", "message_id": "m1"}  # a neighbour had finished
+    item["status"] = "failed"
+    item["steps"][STEP] |= {"state": "failed", "attempts": 1, "segment_count": segments, "segments_done": 1, "segments": sub}
+    stack.table.put_item(Item=to_dynamo(item))
+    table = _Recording(stack.table)
+    try:
+        retried = JobStore(table).retry_failed_step(obj.job_id, STEP, time.time())
+    except ClientError as error:  # moto itself gives up on the 40-segment expression (a 500 after botocore's retries)
+        retried = error
+    [request, *_] = table.requests
+    sizes = {name: len(request[name].encode()) for name in ("UpdateExpression", "ConditionExpression")}
+    assert all(size <= DYNAMODB_MAX_EXPRESSION_BYTES for size in sizes.values()), sizes
+    assert retried is True, retried
+    after = JobStore(stack.table).get_job(obj.job_id)["steps"][STEP]
+    assert after["state"] == "pending" and after["segments_done"] == 1
+    assert after["segments"]["1"] == {**sub["1"]}, "a done segment is kept as it was"
+    assert after["segments"]["0"] == {**plan[0].to_item(), "state": "pending", "attempts": 1, "failures": 0}
+    assert all(after["segments"][str(s.index)]["state"] == "pending" for s in plan if s.index != 1)
