@@ -1,4 +1,4 @@
-"""Long videos under faults, with real workers against moto: merges handed back or failing, a splitter killed mid-send, hand-ons, retries."""
+"""Long videos under faults, real workers against moto: merges handed back or failing, a splitter killed mid-send, retries."""
 
 from __future__ import annotations
 
