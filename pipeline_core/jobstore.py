@@ -128,6 +128,10 @@ class ClaimLost(Exception):
 _STEP = "steps.#step"
 
 
+# The error recorded when a claim takes over an expired lease (a failure against the retry budget).
+UNANSWERED = "the worker running the attempt before stopped answering (killed, or hung past its lease)"
+
+
 class JobStore:
     """Conditional reads and writes of job items in one DynamoDB table."""
 
@@ -173,58 +177,78 @@ class JobStore:
         """pending -> running (or running under an expired lease -> running), for this worker.
 
         With ``segment``, the same transition on that segment's sub-item of a split step (which stays running).
+        Taking over an expired lease counts a failure against the retry budget: the attempt before ended with
+        no answer (its worker was killed, or hung past its lease), and redeliveries that the lifecycle
+        postpones as fresh copies would otherwise hide such a loop from the DLQ's receive count.
         Raises ClaimRefused with the reason when the step (or segment) cannot be claimed.
         """
         path, names = _path(step, segment)
         # A segment is claimed only while its step runs; a split step itself is never claimed whole again
         # (its step message, or a retry's, resumes the segments: Unclaimable.SPLIT).
         parent_running = f" AND attribute_not_exists({_STEP}.segment_count)" if segment is None else f" AND {_STEP}.#state = :running"
-        try:
-            response = self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {path}.#state = :running, {path}.attempts = {path}.attempts + :one, "
-                    f"{path}.worker_id = :worker, {path}.message_id = :message, "
-                    f"{path}.lease_expires_at = :lease, {path}.started_at = :now, "
-                    f"{path}.failures = if_not_exists({path}.failures, :zero), "
-                    "#status = :job_running, updated_at = :now"
-                ),
-                ConditionExpression=(
-                    f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND "
-                    f"({path}.#state = :pending OR ({path}.#state = :running AND {path}.lease_expires_at < :now))"
-                ),
-                ExpressionAttributeNames={**names, "#state": "state", "#status": "status"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":running": StepState.RUNNING.value,
-                        ":pending": StepState.PENDING.value,
-                        ":one": 1,
-                        ":zero": 0,
-                        ":worker": worker_id,
-                        ":message": message_id,
-                        ":lease": now + lease_seconds,
-                        ":now": now,
-                        ":job_pending": JobStatus.PENDING.value,
-                        ":job_running": JobStatus.RUNNING.value,
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
+        values = {
+            ":running": StepState.RUNNING.value,
+            ":one": 1,
+            ":zero": 0,
+            ":worker": worker_id,
+            ":message": message_id,
+            ":lease": now + lease_seconds,
+            ":now": now,
+            ":job_pending": JobStatus.PENDING.value,
+            ":job_running": JobStatus.RUNNING.value,
+        }
+        claimed = (
+            f"SET {path}.#state = :running, {path}.attempts = {path}.attempts + :one, "
+            f"{path}.worker_id = :worker, {path}.message_id = :message, "
+            f"{path}.lease_expires_at = :lease, {path}.started_at = :now, "
+            "#status = :job_running, updated_at = :now, "
+        )
+        ways = [
+            (
+                f"{path}.#state = :pending",
+                f"{path}.failures = if_not_exists({path}.failures, :zero)",
+                {":pending": StepState.PENDING.value},
+                {},
+            ),
+            (
+                f"{path}.#state = :running AND {path}.lease_expires_at < :now",
+                f"{path}.failures = if_not_exists({path}.failures, :zero) + :one, {path}.#error = :unanswered",
+                {":unanswered": UNANSWERED},
+                {"#error": "error"},
+            ),
+        ]
+        for state, failures, extra, extra_names in ways:
+            try:
+                response = self.table.update_item(
+                    Key={"job_id": job_id},
+                    UpdateExpression=claimed + failures,
+                    ConditionExpression=f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND {state}",
+                    ExpressionAttributeNames={
+                        **names,
+                        "#state": "state",
+                        "#status": "status",
+                        **extra_names,
+                    },
+                    ExpressionAttributeValues=to_dynamo(values | extra),
+                    ReturnValues="ALL_NEW",
+                )
+                break
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
+        else:
             item = self.get_job(job_id)
             raise ClaimRefused(classify_unclaimable(item, step, message_id, segment), item) from None
         item = from_dynamo(response["Attributes"])
-        claimed = item["steps"][step] if segment is None else item["steps"][step]["segments"][segment_key(segment)]
-        span = None if segment is None else Segment.from_item(segment, int(item["steps"][step]["segment_count"]), claimed)
+        claimed_item = item["steps"][step] if segment is None else item["steps"][step]["segments"][segment_key(segment)]
+        span = None if segment is None else Segment.from_item(segment, int(item["steps"][step]["segment_count"]), claimed_item)
         return Claim(
             job_id=job_id,
             step=step,
             worker_id=worker_id,
-            attempt=int(claimed["attempts"]),
+            attempt=int(claimed_item["attempts"]),
             step_names=tuple(item["step_names"]),
-            failures=int(claimed.get("failures", 0)),
+            failures=int(claimed_item.get("failures", 0)),
             segment=segment,
             span=span,
         )
@@ -289,37 +313,52 @@ class JobStore:
     def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
 
-        A merge that crashed leaves its lease to expire; the next message of the step's segments claims it again.
+        A merge that crashed leaves its lease to expire; the next message of the step's segments claims it again,
+        counting a failure against the step's retry budget as ``claim`` does for a takeover.
         """
-        try:
-            response = self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
-                    f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
-                    "updated_at = :now"
-                ),
-                ConditionExpression=(
-                    f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
-                    f"AND (attribute_not_exists({_STEP}.lease_expires_at) OR {_STEP}.lease_expires_at < :now)"
-                ),
-                ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        ":one": 1,
-                        ":worker": worker_id,
-                        ":message": message_id,
-                        ":lease": now + lease_seconds,
-                        ":now": now,
-                        ":running": StepState.RUNNING.value,
-                        ":job_running": JobStatus.RUNNING.value,
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
+        ways = [
+            (f"attribute_not_exists({_STEP}.lease_expires_at)", "", {}, {}),
+            (
+                f"{_STEP}.lease_expires_at < :now",
+                f", {_STEP}.failures = if_not_exists({_STEP}.failures, :zero) + :one, {_STEP}.#error = :unanswered",
+                {":zero": 0, ":unanswered": UNANSWERED},
+                {"#error": "error"},
+            ),
+        ]
+        response = None
+        for lease, failures, extra, extra_names in ways:
+            try:
+                response = self.table.update_item(
+                    Key={"job_id": job_id},
+                    UpdateExpression=(
+                        f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
+                        f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
+                        f"updated_at = :now{failures}"
+                    ),
+                    ConditionExpression=(
+                        f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
+                        f"AND {lease}"
+                    ),
+                    ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", **extra_names},
+                    ExpressionAttributeValues=to_dynamo(
+                        {
+                            ":one": 1,
+                            ":worker": worker_id,
+                            ":message": message_id,
+                            ":lease": now + lease_seconds,
+                            ":now": now,
+                            ":running": StepState.RUNNING.value,
+                            ":job_running": JobStatus.RUNNING.value,
+                        }
+                        | extra
+                    ),
+                    ReturnValues="ALL_NEW",
+                )
+                break
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
+        if response is None:
             item = self.get_job(job_id)
             reason = classify_unclaimable(item, step, message_id)
             step_item = ((item or {}).get("steps") or {}).get(step) or {}

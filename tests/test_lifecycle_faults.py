@@ -296,3 +296,27 @@ def test_a_worker_killed_on_every_receive_dead_letters_the_message_and_the_job_f
     assert item["status"] == "failed"
     assert item["steps"][STEP]["error"] == f"moved to the dead-letter queue after {stack.max_receive_count} receives"
     assert stack.counts() == (0, 0) and stack.counts(stack.dlq_url) == (0, 0)
+
+
+def test_attempts_that_end_with_no_answer_spend_the_retry_budget_even_when_the_dlq_never_sees_them(
+    moto_endpoint: str, spawn, tmp_path: Path
+) -> None:
+    """A file that kills its worker every time: redeliveries that come back while the dead attempt's lease
+    still runs are postponed as fresh copies, which SQS counts from zero, so the DLQ may never see the
+    loop. The job item counts each attempt taken over from a dead one: the job fails after MAX_ATTEMPTS."""
+    stack = StepStack.create(moto_endpoint, visibility_timeout=2, max_receive_count=100, max_attempts=3)
+    stack.put("uploads/crasher.png", png())
+    stack.send(stack.s3_event("uploads/crasher.png"))
+    log = tmp_path / "runs.txt"
+    env = stack.worker_env(STEP, PROCESSOR=SLOW, PROCESSOR_OPTIONS=json.dumps({"seconds": 60, "runs_file": str(log)}), HEARTBEAT_SECONDS=1)
+    for attempt in range(1, 4):
+        worker = spawn(env, f"killed-{attempt}")
+        wait_for(lambda n=attempt: len(runs(log)) == n, 30, what=f"attempt {attempt} to start")
+        worker.signal(signal.SIGKILL)
+        worker.wait()
+    spawn(env, "next")
+    item = wait_for(lambda: (job := stack.job("uploads/crasher.png"))["status"] == "failed" and job, 40, what="the job to fail")
+    error = item["steps"][STEP]["error"]
+    assert error.startswith("gave up after 3 attempts: ") and "stopped answering" in error, error
+    assert len(runs(log)) == 3, "the attempt after the budget was spent must not run the step"
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the message to be settled")

@@ -12,7 +12,8 @@ Guarantees, each kept here and nowhere else:
 - **Fenced**: outputs go to a location unique to the attempt, and every write checks that the claim is
   still held (the keepalive marks it lost when the lease was taken over). The conditional ``mark_done``
   that records the attempt's ``result_file`` is the commit.
-- **Budget**: transient failures are counted in the job item (``failures``); the step fails with
+- **Budget**: transient failures are counted in the job item (``failures``), and so is each attempt
+  that ended with no answer (the claim that takes over its expired lease counts it); the step fails with
   "gave up after N attempts" when they reach ``max_attempts``. Permanent failures fail it at once.
 - **Segments** (``worker.segments``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
   plans and records segments instead of processing, and its message is settled. Each segment message
@@ -36,7 +37,7 @@ from typing import Any
 
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState
-from pipeline_core.jobstore import Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
+from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
 from pipeline_core.segments import Segment, segment_key
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
@@ -120,6 +121,8 @@ class StepRunner:
         watch = Stopwatch()
         outputs = AttemptOutputs(self.s3, self.config.results_bucket, self.config.results_prefix, item.obj, claim, held.lost)
         completes_set = False
+        if claim.failures >= self.config.max_attempts:
+            return self._budget_spent(claim, fields), False
         with tempfile.TemporaryDirectory(prefix="gpupipe-") as tmp:
             try:
                 outputs.check_key_length()
@@ -272,12 +275,21 @@ class StepRunner:
         except ClaimLost:
             log.warning("step not released on shutdown: the claim was already lost", extra=fields)
 
+    def _budget_spent(self, claim: Claim, fields: dict[str, Any]) -> ItemResult:
+        """Attempts that ended with no answer (counted as this claim took over) spent the budget: fail, run nothing."""
+        reason = f"{_where(claim)}gave up after {claim.failures} attempts: {UNANSWERED}"
+        try:
+            self.store.mark_failed(claim, time.time(), reason)
+        except ClaimLost:
+            return ItemResult(Outcome.LOST)
+        log.error("step failed", extra={**fields, "outcome": Outcome.FAILED.value, "reason": reason, "failures": claim.failures})
+        return ItemResult(Outcome.FAILED)
+
     def _failed(self, claim: Claim, error: Exception, fields: dict[str, Any]) -> ItemResult:
         reason = describe(error)
         severity = classify(error)
         attempts_used = claim.failures + 1
-        # A split step's failure names what failed: "segment 7/40 [420 s, 480 s): ..." or "merge: ...".
-        where = f"{claim.span.label}: " if claim.span is not None else "merge: " if claim.merging else ""
+        where = _where(claim)
         try:
             if severity == Severity.PERMANENT:
                 self.store.mark_failed(claim, time.time(), where + reason)
@@ -298,3 +310,8 @@ class StepRunner:
             exc_info=severity == Severity.TRANSIENT and not isinstance(error, StepTimedOut),
         )
         return result
+
+
+def _where(claim: Claim) -> str:
+    """What a split step's failure names: "segment 7/40 [420 s, 480 s): " or "merge: "; nothing for a whole step."""
+    return f"{claim.span.label}: " if claim.span is not None else "merge: " if claim.merging else ""
