@@ -114,6 +114,23 @@ def test_a_splitter_killed_before_it_sends_the_segment_messages_is_resumed_by_th
     assert not _dlq(stack)
 
 
+def test_a_refused_send_of_the_segment_messages_is_retried_after_the_retry_delay_not_the_visibility_timeout(
+    moto_endpoint: str, proxy: FaultProxy, spawn, video: Path, tmp_path: Path
+) -> None:
+    # The split is recorded, then SQS refuses the segment messages once: the step message must come back
+    # soon (a requeued copy after the retry delay) and resume the sends, not wait out a long visibility.
+    stack = StepStack.create(moto_endpoint, visibility_timeout=120)
+    upload(stack, video)
+    proxy.add("SendMessageBatch", error=(400, "AWS.SimpleQueueService.BatchRequestTooLong", "simulated refusal"), times=1)
+    worker = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "splitter")
+    job = finished(stack, 60)
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert segment_attempts(job) == [1, 1, 1, 1]
+    assert worker.events("step message settled: the step is split into segments")
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    assert not _dlq(stack)
+
+
 # --- attack 1: hand-ons and postponements use up no receive: with maxReceiveCount=1 nothing is dead-lettered ----
 
 

@@ -45,7 +45,7 @@ from worker.keepalive import Held
 from worker.logs import Stopwatch
 from worker.messages import ItemResult, Outcome
 from worker.processors import Processor, StepContext, StepOutput
-from worker.segments import Splitter, segments_summary
+from worker.segments import SegmentsNotSent, Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
 
 log = logging.getLogger("worker")
@@ -130,11 +130,7 @@ class StepRunner:
                 if held.lost.is_set():
                     raise ClaimLost("the claim was taken over while the step ran")
                 if isinstance(output, list):
-                    self.splitter.split(claim, item, output, time.time())
-                    held.let_go()  # the step has no holder now: its segments do
-                    split = {"outcome": Outcome.DONE.value, "segments": len(output), "timings": watch.timings}
-                    log.info("step split", extra={**fields, **split})
-                    return ItemResult(Outcome.DONE), False
+                    return self._split(claim, item, held, output, fields, watch), False
                 with watch.time("upload"):
                     outputs.put_files(output.files)
                 result_file = outputs.put_result(self._document(claim, item, head, output, watch) | extra)
@@ -156,6 +152,23 @@ class StepRunner:
         event = "merge done" if claim.merging else "segment done" if claim.segment is not None else "step done"
         log.info(event, extra={**fields, "outcome": Outcome.DONE.value, "result_file": result_file, "timings": watch.timings})
         return ItemResult(Outcome.DONE), completes_set
+
+    def _split(
+        self, claim: Claim, item: WorkItem, held: Held, segments: list[Segment], fields: dict[str, Any], watch: Stopwatch
+    ) -> ItemResult:
+        """Record the segments and send their messages; the step has no holder from then on, its segments do."""
+        try:
+            self.splitter.split(claim, item, segments, time.time())
+        except SegmentsNotSent as error:
+            held.let_go()
+            log.warning(
+                "step split, its segment messages not sent: the step's message comes back after the retry delay and sends them",
+                extra={**fields, "segments": len(segments), "error": str(error)},
+            )
+            return ItemResult(Outcome.RETRY, min(self.config.retry_delay_seconds, MAX_SQS_DELAY))
+        held.let_go()
+        log.info("step split", extra={**fields, "outcome": Outcome.DONE.value, "segments": len(segments), "timings": watch.timings})
+        return ItemResult(Outcome.DONE)
 
     def _run_bounded(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch, work: Work) -> WorkResult:
         """Run ``work`` in a thread; wait for it until the step timeout, or the grace period once stopping."""

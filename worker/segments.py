@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
 from pipeline_core.jobstore import Claim, JobStore
@@ -32,6 +34,11 @@ log = logging.getLogger("worker")
 
 SQS_BATCH = 10
 FETCH_THREADS = 8
+
+
+class SegmentsNotSent(TransientError):
+    """The split is recorded but its segment messages were not (all) sent: the step's message, requeued,
+    comes back and sends them (``Splitter.resume``)."""
 
 
 class Splitter:
@@ -49,9 +56,12 @@ class Splitter:
         return plan_segments(timeline, self.segment_seconds) if timeline is not None else []
 
     def split(self, claim: Claim, item: WorkItem, segments: list[Segment], now: float) -> None:
-        """Record the plan (fenced by the claim), then send one message per segment."""
+        """Record the plan (fenced by the claim), then send one message per segment (SegmentsNotSent if that fails)."""
         self.store.record_split(claim, segments, self.segment_seconds, now)
-        self.send(item, [segment.index for segment in segments])
+        try:
+            self.send(item, [segment.index for segment in segments])
+        except (ClientError, BotoCoreError, TransientError) as error:
+            raise SegmentsNotSent(str(error)) from error
 
     def resume(self, job: Mapping[str, Any], item: WorkItem) -> int:
         """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
