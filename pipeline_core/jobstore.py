@@ -7,7 +7,7 @@ claim, for the attempt it claimed, can extend, finish, fail or release it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -217,29 +217,19 @@ class JobStore:
                 {"#error": "error"},
             ),
         ]
-        for state, failures, extra, extra_names in ways:
-            try:
-                response = self.table.update_item(
-                    Key={"job_id": job_id},
-                    UpdateExpression=claimed + failures,
-                    ConditionExpression=f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND {state}",
-                    ExpressionAttributeNames={
-                        **names,
-                        "#state": "state",
-                        "#status": "status",
-                        **extra_names,
-                    },
-                    ExpressionAttributeValues=to_dynamo(values | extra),
-                    ReturnValues="ALL_NEW",
-                )
-                break
-            except ClientError as error:
-                if not is_conditional_failure(error):
-                    raise
-        else:
-            item = self.get_job(job_id)
-            raise ClaimRefused(classify_unclaimable(item, step, message_id, segment), item) from None
-        item = from_dynamo(response["Attributes"])
+        item = self._first_applied(
+            {
+                "Key": {"job_id": job_id},
+                "UpdateExpression": claimed + failures,
+                "ConditionExpression": f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND {state}",
+                "ExpressionAttributeNames": {**names, "#state": "state", "#status": "status", **extra_names},
+                "ExpressionAttributeValues": to_dynamo(values | extra),
+            }
+            for state, failures, extra, extra_names in ways
+        )
+        if item is None:
+            refused = self.get_job(job_id)
+            raise ClaimRefused(classify_unclaimable(refused, step, message_id, segment), refused)
         claimed_item = item["steps"][step] if segment is None else item["steps"][step]["segments"][segment_key(segment)]
         span = None if segment is None else Segment.from_item(segment, int(item["steps"][step]["segment_count"]), claimed_item)
         return Claim(
@@ -325,40 +315,34 @@ class JobStore:
                 {"#error": "error"},
             ),
         ]
-        response = None
-        for lease, failures, extra, extra_names in ways:
-            try:
-                response = self.table.update_item(
-                    Key={"job_id": job_id},
-                    UpdateExpression=(
-                        f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
-                        f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
-                        f"updated_at = :now{failures}"
-                    ),
-                    ConditionExpression=(
-                        f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
-                        f"AND {lease}"
-                    ),
-                    ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", **extra_names},
-                    ExpressionAttributeValues=to_dynamo(
-                        {
-                            ":one": 1,
-                            ":worker": worker_id,
-                            ":message": message_id,
-                            ":lease": now + lease_seconds,
-                            ":now": now,
-                            ":running": StepState.RUNNING.value,
-                            ":job_running": JobStatus.RUNNING.value,
-                        }
-                        | extra
-                    ),
-                    ReturnValues="ALL_NEW",
-                )
-                break
-            except ClientError as error:
-                if not is_conditional_failure(error):
-                    raise
-        if response is None:
+        claimed = self._first_applied(
+            {
+                "Key": {"job_id": job_id},
+                "UpdateExpression": (
+                    f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
+                    f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
+                    f"updated_at = :now{failures}"
+                ),
+                "ConditionExpression": (
+                    f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count AND {lease}"
+                ),
+                "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
+                "ExpressionAttributeValues": to_dynamo(
+                    {
+                        ":one": 1,
+                        ":worker": worker_id,
+                        ":message": message_id,
+                        ":lease": now + lease_seconds,
+                        ":now": now,
+                        ":running": StepState.RUNNING.value,
+                        ":job_running": JobStatus.RUNNING.value,
+                    }
+                    | extra
+                ),
+            }
+            for lease, failures, extra, extra_names in ways
+        )
+        if claimed is None:
             item = self.get_job(job_id)
             reason = classify_unclaimable(item, step, message_id)
             step_item = ((item or {}).get("steps") or {}).get(step) or {}
@@ -366,8 +350,8 @@ class JobStore:
                 step_item.get("segments_done") or 0
             ) < int(step_item.get("segment_count") or 0):
                 reason = Unclaimable.SEGMENTS_LEFT
-            raise ClaimRefused(reason, item) from None
-        item = from_dynamo(response["Attributes"])
+            raise ClaimRefused(reason, item)
+        item = claimed
         return Claim(
             job_id=job_id,
             step=step,
@@ -440,6 +424,16 @@ class JobStore:
             f"SET {path}.#state = :state, updated_at = :now REMOVE {path}.lease_expires_at, {path}.worker_id",
             {":state": state.value, ":now": now},
         )
+
+    def _first_applied(self, requests: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+        """Try conditional ``update_item`` requests in turn; the item as the first applied left it, or None."""
+        for request in requests:
+            try:
+                return from_dynamo(self.table.update_item(**request, ReturnValues="ALL_NEW")["Attributes"])
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
+        return None
 
     def _update_if(self, **request: Any) -> bool:
         """One conditional ``update_item``: True when it was applied, False when its condition did not hold."""
