@@ -29,11 +29,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moto.server import ThreadedMotoServer
-
+from local_runtime.emulator import Emulator
 from pipeline_core.jobs import split_s3_uri
 from tests.support import deadletters
-from tests.support.aws import CREDENTIALS, StepStack, free_port
+from tests.support.aws import CREDENTIALS, StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.media import png
 from tests.support.workers import WorkerProcess
@@ -166,10 +165,8 @@ def run(jobs: int, workers: int, chaos_seconds: float, settle_seconds: float, se
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rng = random.Random(seed)  # seeded: the same run, the same chaos schedule (timing aside)
     figures = Figures(submitted=jobs)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = Emulator()
+    endpoint = server.start()
     proxy = FaultProxy(endpoint, seed=seed)
     stop = threading.Event()
     visibility = 4

@@ -22,10 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moto.server import ThreadedMotoServer
-
+from local_runtime.emulator import Emulator
 from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS
-from tests.support.aws import CREDENTIALS, StepStack, free_port
+from tests.support.aws import CREDENTIALS, StepStack
 from tests.support.workers import WorkerProcess, wait_for
 from tools.sample_media import long_video
 from worker.config import DEFAULT_CONCURRENCY
@@ -96,9 +95,8 @@ def main() -> int:
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    server = Emulator()
+    endpoint = server.start()
     with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
         folder = Path(tmp)
         video = long_video(folder / "long.avi", seconds=args.minutes * 60, fps=10)

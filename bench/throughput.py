@@ -67,7 +67,7 @@ def moto_server() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, **CREDENTIALS}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "local_runtime.emulator", "-H", "127.0.0.1", "-p", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,9 +13,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.support.aws import CREDENTIALS, REGION, StepStack, free_port
+from local_runtime.emulator import Emulator
+from tests.support.aws import CREDENTIALS, REGION, StepStack
 from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.stack import Terraform
 from tests.support.workers import WorkerProcess
@@ -29,11 +29,8 @@ def moto_endpoint() -> Iterator[str]:
     # Terraform attaches AWS-managed policies (the ECS instance role); moto serves them only when asked.
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with Emulator() as endpoint:  # moto, with DynamoDB's item atomicity
+        yield endpoint
 
 
 @pytest.fixture

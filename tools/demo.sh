@@ -15,8 +15,8 @@ tools/demo-down.sh >/dev/null # a second run starts from a clean slate
 mkdir -p "$DEMO/runtime"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 
-echo "==> moto server on $ENDPOINT"
-MOTO_IAM_LOAD_MANAGED_POLICIES=true setsid "$BIN/python" -m moto.server -H 127.0.0.1 -p "$PORT" >"$DEMO/moto.log" 2>&1 &
+echo "==> AWS emulator (moto) on $ENDPOINT"
+MOTO_IAM_LOAD_MANAGED_POLICIES=true setsid "$BIN/python" -m local_runtime.emulator -H 127.0.0.1 -p "$PORT" >"$DEMO/moto.log" 2>&1 &
 echo $! >"$DEMO/moto.pid"
 for _ in $(seq 1 50); do
   "$BIN/python" - "$PORT" <<'PY' && break

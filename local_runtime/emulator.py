@@ -1,0 +1,89 @@
+"""The AWS emulator that the demo, the tests and the benches run against: moto's server, with DynamoDB's item atomicity.
+
+moto applies an ``UpdateItem`` as read, change, write, with no lock around the three, so two requests
+updating one item at the same moment can lose one of the updates: two segments finishing within
+milliseconds both counted ``segments_done`` to 2, and their video was never merged. DynamoDB applies every
+write to an item atomically, and the job model relies on that (conditional updates, counters). This server
+serves moto's DynamoDB and DynamoDB Streams requests one at a time; every other service as moto does.
+
+    python -m local_runtime.emulator -H 127.0.0.1 -p 5055      # what `make demo` runs
+    with Emulator() as endpoint: ...                            # what the tests and benches use
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ItemAtomicity:
+    """WSGI middleware: DynamoDB requests (``X-Amz-Target: DynamoDB_...`` and ``DynamoDBStreams_...``) one at a time."""
+
+    def __init__(self, app: Wsgi):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return [b"".join(self.app(environ, start_response))]  # the whole answer is made under the lock
+
+
+def application() -> Wsgi:
+    return ItemAtomicity(DomainDispatcherApplication(create_backend_app))
+
+
+class Emulator:
+    """The emulator on a loopback port (0: any free one), served from a thread of this process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.server: BaseWSGIServer = make_server(host, port, application(), threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="aws-emulator", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+        self.server.server_close()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="moto's AWS emulator, with DynamoDB's item atomicity.")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as `python -m moto.server` does: moto builds some URLs from it
+    emulator = Emulator(args.host, args.port)
+    print(f"AWS emulator on {emulator.endpoint}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        emulator.server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
