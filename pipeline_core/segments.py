@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.jobs import StepState
+
 DEFAULT_SEGMENT_SECONDS = 60.0  # the module's default; terraform/variables.tf mirrors it
 MIN_SEGMENT_SECONDS = 5.0  # shorter segments cost more in downloads and claims than they gain
 MARGIN_FRACTION = 0.25  # a remainder shorter than this share of a segment joins the segment before it
@@ -132,6 +134,22 @@ def segments_of(step_item: Mapping[str, Any]) -> list[Segment]:
     count = int(step_item.get("segment_count") or 0)
     recorded = step_item.get("segments") or {}
     return [Segment.from_item(index, count, recorded[segment_key(index)]) for index in range(count) if segment_key(index) in recorded]
+
+
+def unclaimed(step_item: Mapping[str, Any]) -> list[int]:
+    """The segments no message is known to carry: pending with no ``message_id``.
+
+    A fresh segment has none until claimed, and a retried one lost its own with the retry, so only the
+    step's message sends theirs (``worker.segments.Splitter.resume``). A segment put back to pending after an
+    error or a hand-back keeps its ``message_id``: its message was requeued.
+    """
+    recorded = step_item.get("segments") or {}
+    return [
+        segment.index
+        for segment in segments_of(step_item)
+        if recorded[segment_key(segment.index)].get("state") == StepState.PENDING
+        and not recorded[segment_key(segment.index)].get("message_id")
+    ]
 
 
 def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:

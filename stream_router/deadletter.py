@@ -11,7 +11,8 @@ receives SQS allowed before it moved the message), or, where the definition lack
 record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
-another message holds, is left alone; a step message naming no job is logged. A raw S3
+another message holds, is left alone; so is a split step whose segments all have their own
+messages (its own message was settled by the split). A step message naming no job is logged. A raw S3
 notification naming no job creates the job first (as a worker would have), then fails it.
 A body that can never be acted on is logged at error, counted, and deleted. Raising (an
 unknown queue, a DynamoDB error) leaves only that message on the DLQ for another try.
@@ -33,9 +34,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pipeline_core import aws
 from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, origin_id
-from pipeline_core.jobstore import JobStore
+from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.segments import segment_key, segments_of
+from pipeline_core.segments import segment_key, segments_of, unclaimed
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -110,9 +111,24 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
+def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id: str) -> bool:
+    """Whether the step was split (its own message settled, ``Unclaimable.SPLIT``) and every segment not yet done
+    has a message of its own: the step's message is then not needed and its job goes on without it.
+
+    A segment with no message may never have been sent, and only the step's message sends it: that step fails.
+    """
+    if classify_unclaimable(job, step, message_id) != Unclaimable.SPLIT:
+        return False
+    return not unclaimed(job["steps"][step])  # type: ignore[index] - SPLIT means the job and its step exist
+
+
 def fail_step(
     store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
 ) -> None:
+    if split_carried_by_segments(store.get_job(job_id), step, message_id):
+        logger.info("dead-lettered message of a split step whose segments all have their own messages: deleted", extra=fields)
+        metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
+        return
     now = time.time()
     if store.fail_dead_lettered(job_id, step, reason, now, message_id):
         logger.warning("step failed: its message was dead-lettered", extra={**fields, "reason": reason})

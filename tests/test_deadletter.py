@@ -210,3 +210,38 @@ def test_a_dead_lettered_segment_message_fails_its_segment_step_and_job_naming_t
     assert not jobs.fail_dead_lettered_segment(
         body.job_id, "people", plan_segments(VideoTimeline(30, 30 * 480, 30), 60)[2], "x", 9.0, seg2["MessageId"]
     )
+
+
+def split_and_dead_letter_the_step_message(pipeline: PipelineStack, key: str, claimed: tuple[int, ...]) -> tuple[str, JobStore]:
+    """A worker split a 3-minute video into three segments and died before deleting the step's message, each time,
+    until SQS dead-lettered it. Segments ``claimed`` were taken by other workers (so their messages exist); the rest never."""
+    from pipeline_core.jobs import WorkMessage
+    from pipeline_core.segments import VideoTimeline, plan_segments
+
+    message = new_job(pipeline, key)
+    body = WorkMessage.from_dict(json.loads(message["Body"]))
+    jobs = store(pipeline)
+    claim = jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
+    jobs.record_split(claim, plan_segments(VideoTimeline(30, 30 * 180, 30), 60), 60, 2.0)
+    for index in claimed:
+        jobs.claim(body.job_id, "people", f"w-seg-{index}", f"m-seg-{index}", 3.0, 600, segment=index)
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    return body.job_id, jobs
+
+
+def test_a_dead_lettered_step_message_of_a_split_step_whose_segments_all_have_messages_is_dropped(pipeline: PipelineStack, capsys) -> None:
+    job_id, jobs = split_and_dead_letter_the_step_message(pipeline, "uploads/split-progressing.mp4", claimed=(0, 1, 2))
+    job = jobs.get_job(job_id)
+    assert job["status"] == "running" and job["steps"]["people"]["state"] == "running"  # the segments go on, then merge
+    assert [job["steps"]["people"]["segments"][str(i)]["state"] for i in range(3)] == ["running"] * 3
+    assert emf(capsys, "DeadLettersDropped") == 1
+
+
+def test_a_dead_lettered_step_message_of_a_split_step_with_a_segment_never_sent_fails_the_job(pipeline: PipelineStack) -> None:
+    job_id, jobs = split_and_dead_letter_the_step_message(pipeline, "uploads/split-unsent.mp4", claimed=(0,))
+    job = jobs.get_job(job_id)
+    # Segments 1 and 2 may never have been sent, and the step's message was what would send them: the job ends.
+    assert job["status"] == "failed" and job["steps"]["people"]["state"] == "failed"
+    assert job["steps"]["people"]["error"] == REASON

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
 from pipeline_core.jobstore import Claim, JobStore
-from pipeline_core.segments import Segment, plan_segments, segment_key, segments_of
+from pipeline_core.segments import Segment, plan_segments, segment_key, segments_of, unclaimed
 from worker.errors import TransientError
 from worker.processors import Processor, SegmentPart, can_split
 
@@ -65,23 +65,14 @@ class Splitter:
 
     def resume(self, job: Mapping[str, Any], item: WorkItem) -> int:
         """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
-        (the step running again) send the messages of pending segments no message carries.
-
-        A fresh segment has no ``message_id`` until claimed; a retried one lost it with the retry; one
-        put back after an error or a hand-back keeps it, its message being requeued.
-        """
+        (the step running again) send the messages of the segments no message carries (``unclaimed``)."""
         step = job["steps"][item.step]
         if step.get("state") == StepState.PENDING:
             self.store.resume_split(item.job_id, item.step, time.time())
-        unclaimed = [
-            segment.index
-            for segment in segments_of(step)
-            if step["segments"][segment_key(segment.index)].get("state") == StepState.PENDING
-            and not step["segments"][segment_key(segment.index)].get("message_id")
-        ]
-        if unclaimed:
-            self.send(item, unclaimed)
-        return len(unclaimed)
+        unsent = unclaimed(step)
+        if unsent:
+            self.send(item, unsent)
+        return len(unsent)
 
     def send(self, item: WorkItem, indexes: list[int]) -> None:
         base = WorkMessage.for_job(item.obj, item.step)
