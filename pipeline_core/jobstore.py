@@ -128,6 +128,15 @@ class ClaimLost(Exception):
 _STEP = "steps.#step"
 
 
+def _waits_on_message(path: str) -> str:
+    """The condition that the step or segment at ``path`` waits on the message ``:message`` (at time ``:now``):
+    running, held through it or under an expired lease; or pending, held by no message or handed back by it."""
+    return (
+        f"(({path}.#state = :running AND ({path}.message_id = :message OR {path}.lease_expires_at < :now)) OR "
+        f"({path}.#state = :pending AND (attribute_not_exists({path}.message_id) OR {path}.message_id = :message)))"
+    )
+
+
 # The error recorded when a claim takes over an expired lease (a failure against the retry budget).
 UNANSWERED = "the worker running the attempt before stopped answering (killed, or hung past its lease)"
 
@@ -498,11 +507,7 @@ class JobStore:
                 f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
                 f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
-            ConditionExpression=(
-                f"attribute_exists({_STEP}) AND "
-                f"(({_STEP}.#state = :running AND ({_STEP}.message_id = :message OR {_STEP}.lease_expires_at < :now)) OR "
-                f"({_STEP}.#state = :pending AND (attribute_not_exists({_STEP}.message_id) OR {_STEP}.message_id = :message)))"
-            ),
+            ConditionExpression=f"attribute_exists({_STEP}) AND {_waits_on_message(_STEP)}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -520,8 +525,8 @@ class JobStore:
     def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
         """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
 
-        The same rule as ``fail_dead_lettered``, on the segment's sub-item: only the message the segment
-        waits on can fail it, and only while its step runs. A done segment, a finished step, or a segment a
+        The same rule as ``fail_dead_lettered`` (``_waits_on_message``), on the segment's sub-item: only the
+        message the segment waits on can fail it, and only while its step runs. A done segment, a finished step, or a segment a
         live holder with another message works on is left alone (False). The step is never marked done.
         """
         seg = f"{_STEP}.#segments.#seg"
@@ -532,11 +537,7 @@ class JobStore:
                 f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
                 f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
             ),
-            ConditionExpression=(
-                f"{_STEP}.#state = :running AND attribute_exists({seg}) AND "
-                f"(({seg}.#state = :running AND ({seg}.message_id = :message OR {seg}.lease_expires_at < :now)) OR "
-                f"({seg}.#state = :pending AND (attribute_not_exists({seg}.message_id) OR {seg}.message_id = :message)))"
-            ),
+            ConditionExpression=f"{_STEP}.#state = :running AND attribute_exists({seg}) AND {_waits_on_message(seg)}",
             ExpressionAttributeNames={
                 "#step": step,
                 "#segments": "segments",
