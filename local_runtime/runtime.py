@@ -1,6 +1,6 @@
 """One process that plays the triggers and ECS: intake queue, jobs stream and step dead-letter queues
-into the real handlers, the real scaler on a schedule and whenever work was routed, and worker
-processes per service."""
+into the real handlers, the real scaler on a schedule and whenever the router wakes it (its Lambda
+invoke, answered here), and worker processes per service."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
 
 from local_runtime.agent import AgentServer
 from local_runtime.events import LambdaContext, sqs_event, stream_records
@@ -27,9 +28,8 @@ class LocalRuntime:
         self.outputs, self.endpoint, self.workdir = outputs, endpoint, workdir
         self.scaler_period, self.poll_seconds = scaler_period, poll_seconds
         pipeline = json.loads(outputs["pipeline_config"])
-        # Moto can neither invoke functions nor answer GetTaskProtection: the runtime runs the scaler
-        # itself after routing, and the scaler counts busy workers from in-flight messages.
-        pipeline.update(scaler_function="", task_protection_api=False)
+        # Moto has no GetTaskProtection: the scaler counts busy workers from in-flight messages.
+        pipeline.update(task_protection_api=False)
         os.environ["PIPELINE_CONFIG"] = json.dumps(pipeline)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         from scaler import app as scaler_app
@@ -38,6 +38,10 @@ class LocalRuntime:
 
         self.router, self.scaler, self.deadletter = router_app, scaler_app, deadletter
         aws.reset()
+        # Moto cannot run functions: the router's asynchronous Invoke of the scaler (the same call, with the
+        # same payload, as on AWS) is accepted here, and the loop runs the scaler with it after the batch.
+        self.wakes: list[dict[str, Any]] = []
+        aws.client("lambda").meta.events.register("before-call.lambda.Invoke", self.accept_invoke)
         self.pipeline = pipeline
         self.sqs = boto3.client("sqs")
         self.streams = boto3.client("dynamodbstreams")
@@ -122,8 +126,13 @@ class LocalRuntime:
             handled += len(messages)
         return handled
 
-    def run_scaler(self, reason: str) -> None:
-        result = self.scaler.handler({}, LambdaContext("scaler"))
+    def accept_invoke(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        """Lambda's answer to an ``InvocationType=Event`` invoke: 202, the event queued for the loop."""
+        self.wakes.append(json.loads(params["body"] or b"{}"))
+        return AWSResponse(self.endpoint, 202, {}, None), {"StatusCode": 202}
+
+    def run_scaler(self, reason: str, event: dict[str, Any] | None = None) -> None:
+        result = self.scaler.handler(event or {}, LambdaContext("scaler"))
         for decision in result["decisions"]:
             if decision["changed"]:
                 log.info("scale", extra={**decision, "trigger": reason})
@@ -139,8 +148,9 @@ class LocalRuntime:
             while not self.stop.is_set():
                 self.pump_intake()
                 self.pump_dead_letters()
-                if self.pump_stream():
-                    self.run_scaler("woken by routed work")
+                self.pump_stream()
+                while self.wakes:
+                    self.run_scaler("woken by routed work", self.wakes.pop(0))
                     next_scale = time.monotonic() + self.scaler_period
                 if time.monotonic() >= next_scale:
                     self.run_scaler("schedule")

@@ -266,8 +266,8 @@ def test_a_scale_in_while_a_worker_is_busy_lets_it_finish(pipeline: dict[str, An
     outputs = pipeline["outputs"]
 
     def scale_in_deferred() -> bool:
-        # The scaler never sets fewer tasks than are busy: when it runs between this scale-in and the
-        # runner's next look at the service, it sets the count back to 1 first. So scale in again.
+        # The scaler never sets fewer tasks than are busy: when its schedule runs it between this scale-in
+        # and the runner's next look at the service, it sets the count back to 1 first. So scale in again.
         if pipeline["runtime"].events("scale-in deferred: tasks are protected"):
             return True
         pipeline["aws"]["ecs"].update_service(
@@ -424,6 +424,7 @@ def test_every_aws_call_is_allowed_by_its_components_role_as_applied(
         assert checked, f"no call of {component} was seen: the contract did not exercise it"
     scaler = " ".join(verdict.checked["scaler"])
     assert "ecs:ListTasks on *" in scaler and "ecs:GetTaskProtection" in scaler, "the scaler's protection path was not exercised"
+    assert "lambda:InvokeFunction" in " ".join(verdict.checked["router"]), "the router never woke the scaler"
     policies = iam_contract.role_policies_by_component(state)
     findings = {name: [finding for policy in documents for finding in iam_contract.lint(policy)] for name, documents in policies.items()}
     assert not any(findings.values()), f"parliament: {findings}"
