@@ -36,7 +36,7 @@ from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, origin_id
 from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.segments import segment_key, segments_of, unclaimed
+from pipeline_core.segments import progress, segment_key, segments_of, unclaimed
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -112,14 +112,18 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
 
 
 def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id: str) -> bool:
-    """Whether the step was split (its own message settled, ``Unclaimable.SPLIT``) and every segment not yet done
-    has a message of its own: the step's message is then not needed and its job goes on without it.
+    """Whether the step was split (its own message settled, ``Unclaimable.SPLIT``), some segments are still to
+    finish, and each of them has a message of its own: the last of those merges, so the step's message is not
+    needed and its job goes on without it.
 
-    A segment with no message may never have been sent, and only the step's message sends it: that step fails.
+    A segment with no message may never have been sent, and only the step's message sends it; with every segment
+    done, only the step's message (after ``gpupipe retry`` of a failed merge) can merge: in both cases the step fails.
     """
     if classify_unclaimable(job, step, message_id) != Unclaimable.SPLIT:
         return False
-    return not unclaimed(job["steps"][step])  # type: ignore[index] - SPLIT means the job and its step exist
+    status = job["steps"][step]  # type: ignore[index] - SPLIT means the job and its step exist
+    done, planned = progress(status) or (0, 0)
+    return done < planned and not unclaimed(status)
 
 
 def fail_step(

@@ -13,8 +13,9 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from local_runtime.events import sqs_event as lambda_batch
 from pipeline_core import aws
-from pipeline_core.jobs import ObjectRef
+from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
+from pipeline_core.segments import VideoTimeline, plan_segments
 from stream_router import app as router_app
 from stream_router import deadletter
 from tests.support.aws import s3_notification
@@ -215,9 +216,6 @@ def test_a_dead_lettered_segment_message_fails_its_segment_step_and_job_naming_t
 def split_and_dead_letter_the_step_message(pipeline: PipelineStack, key: str, claimed: tuple[int, ...]) -> tuple[str, JobStore]:
     """A worker split a 3-minute video into three segments and died before deleting the step's message, each time,
     until SQS dead-lettered it. Segments ``claimed`` were taken by other workers (so their messages exist); the rest never."""
-    from pipeline_core.jobs import WorkMessage
-    from pipeline_core.segments import VideoTimeline, plan_segments
-
     message = new_job(pipeline, key)
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     jobs = store(pipeline)
@@ -245,3 +243,48 @@ def test_a_dead_lettered_step_message_of_a_split_step_with_a_segment_never_sent_
     # Segments 1 and 2 may never have been sent, and the step's message was what would send them: the job ends.
     assert job["status"] == "failed" and job["steps"]["people"]["state"] == "failed"
     assert job["steps"]["people"]["error"] == REASON
+
+
+def retried_after_a_failed_merge(pipeline: PipelineStack, key: str) -> tuple[str, JobStore]:
+    """A 3-minute video split, its three segments done by their own messages, the merge failed for good, and
+    `gpupipe retry` put the step back: the router sent the step's message again, the only one left that can merge."""
+    message = new_job(pipeline, key)
+    body = WorkMessage.from_dict(json.loads(message["Body"]))
+    jobs = store(pipeline)
+    plan = plan_segments(VideoTimeline(30, 30 * 180, 30), 60)
+    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
+    pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
+    for index in range(len(plan)):
+        jobs.mark_segment_done(
+            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
+        )
+    jobs.mark_failed(jobs.claim_merge(body.job_id, "people", "w-merge", "m-seg-2", 5.0, 600), 6.0, "merge: PermanentError: out of disk")
+    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
+    assert jobs.retry_failed_step(body.job_id, "people", 7.0)
+    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())  # failed -> pending: the step's message again
+    return body.job_id, jobs
+
+
+def test_a_retried_split_steps_message_dead_lettered_before_it_merged_fails_the_job(pipeline: PipelineStack) -> None:
+    job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-merge.mp4")
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    # Every segment is done: no segment message is left to merge, so the step must fail rather than wait forever.
+    assert pipeline.drain("people") == []
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", REASON)
+
+
+def test_a_retried_split_steps_message_dead_lettered_after_its_merge_was_released_fails_the_job(pipeline: PipelineStack) -> None:
+    job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-merge-released.mp4")
+    [message] = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), VisibilityTimeout=0)["Messages"]
+    # Its worker resumed the split step and claimed the merge, which hit a transient error: released (no holder).
+    assert jobs.resume_split(job_id, "people", 8.0)
+    jobs.release_after_error(jobs.claim_merge(job_id, "people", "w-m1", message["MessageId"], 9.0, 600), 10.0, "Throttled")
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [m["MessageId"] for m in dead] == [message["MessageId"]]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    assert pipeline.drain("people") == []
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
