@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline_core.jobs import WorkMessage
+from pipeline_core.jobstore import JobStore
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.workers import wait_for
@@ -261,3 +262,35 @@ def test_retry_of_a_long_video_failed_early_sends_expressions_dynamodb_accepts(s
     assert after["segments"]["1"] == {**sub["1"]}, "a done segment is kept as it was"
     assert after["segments"]["0"] == {**plan[0].to_item(), "state": "pending", "attempts": 1, "failures": 0}
     assert all(after["segments"][str(s.index)]["state"] == "pending" for s in plan if s.index != 1)
+
+
+# --- review: `gpupipe retry` of a failed merge, and the worker merging through the step's message is killed -----
+
+
+def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_next_receive(
+    moto_endpoint: str, proxy: FaultProxy, spawn, video: Path, tmp_path: Path
+) -> None:
+    stack = StepStack.create(moto_endpoint, visibility_timeout=4, max_attempts=2)
+    upload(stack, video)
+    proxy.add("UpdateItem", body_contains=":job_status", error=(400, "ValidationException", "simulated"))  # the merge's commit
+    first = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "first")
+    job = finished(stack, 90)
+    assert job["status"] == "failed" and job["steps"][STEP]["error"].startswith("merge: "), job["steps"][STEP].get("error")
+    wait_for(lambda: stack.counts() == (0, 0), 20, what="the queue to drain")
+    first.stop()
+    proxy.clear()
+
+    # gpupipe retry: every segment is done, so the step's message (sent again by the router) is the only one that merges.
+    assert JobStore(stack.table).retry_failed_step(stack.object_ref(KEY).job_id, STEP, time.time())
+    stack.send(WorkMessage.for_job(stack.object_ref(KEY), STEP).to_body())
+    proxy.add("UpdateItem", body_contains=":job_status", delay=120.0)  # the merge's commit hangs, and its worker is killed
+    merger = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "merger")
+    wait_for(lambda: merger.events("merge claimed"), 60, what="the retried merge to start")
+    merger.signal(signal.SIGKILL)
+    merger.wait()
+
+    second = spawn(env(stack), "second")
+    job = finished(stack, 60)  # before: the step's message came back "held by this message" and was postponed forever
+    assert job["status"] == "succeeded", job["steps"][STEP].get("error")  # the takeover is failure 1 of the fresh budget of 2
+    assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
+    assert len(second.events("merge claimed")) == 1 and not second.events("segment claimed")

@@ -262,12 +262,17 @@ class StepRunner:
             return ItemResult(Outcome.SKIPPED)
         if (
             not merging
-            and item.segment is not None
-            and refused.reason == Unclaimable.FINISHED
             and step.get("state") == StepState.RUNNING
             and int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1)
+            and (
+                (item.segment is not None and refused.reason == Unclaimable.FINISHED)
+                or (item.segment is None and refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE)
+            )
         ):
-            return self._merge(item, held, fields)  # the merge after this segment did not commit: do it now
+            # The merge after this segment did not commit, or (the step's own message, after `gpupipe retry` of a
+            # failed merge) the merge it ran did not: merge now; claim_merge takes an expired lease over, and a lease
+            # still running is waited out below (HELD_BY_THIS_MESSAGE while merging).
+            return self._merge(item, held, fields)
         if refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE:
             delay = min(max(1, math.ceil(float(holder.get("lease_expires_at", 0)) - time.time()) + 1), MAX_SQS_DELAY)
             log.info("message came back while its step is held; postponed", extra={**fields, "delay": delay})
