@@ -149,9 +149,8 @@ class LocalRuntime:
                 self.pump_intake()
                 self.pump_dead_letters()
                 self.pump_stream()
-                while self.wakes:
+                while self.wakes:  # a wake scales the step it names; the schedule, as EventBridge's, runs regardless
                     self.run_scaler("woken by routed work", self.wakes.pop(0))
-                    next_scale = time.monotonic() + self.scaler_period
                 if time.monotonic() >= next_scale:
                     self.run_scaler("schedule")
                     next_scale = time.monotonic() + self.scaler_period
