@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -36,8 +37,17 @@ class ItemAtomicity:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
             return self.app(environ, start_response)
-        with self.lock:
-            return [b"".join(self.app(environ, start_response))]  # the whole answer is made under the lock
+        # The body is read off the socket first: a client slow to send it must not hold every other request up.
+        length, stream = environ.get("CONTENT_LENGTH"), environ["wsgi.input"]
+        body = stream.read(int(length)) if length else stream.read() if environ.get("wsgi.input_terminated") else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        with self.lock:  # the whole answer is made under the lock, and written to the socket after it
+            response = self.app(environ, start_response)
+            try:
+                return [b"".join(response)]
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
 
 
 def application() -> Wsgi:

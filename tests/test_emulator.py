@@ -1,13 +1,18 @@
-"""The emulator applies concurrent writes to one item one at a time, as DynamoDB does (moto alone loses some)."""
+"""The emulator applies concurrent writes to one item one at a time, as DynamoDB does (moto alone loses some),
+without letting one slow client hold every other DynamoDB request up."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
 from local_runtime.emulator import Emulator
 from tests.support.aws import REGION
@@ -24,26 +29,27 @@ def busy_switching() -> Iterator[None]:
     sys.setswitchinterval(before)
 
 
-def client(endpoint: str):
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+def client(endpoint: str, config: Config | None = None):
+    credentials = {"aws_access_key_id": "t", "aws_secret_access_key": "t"}
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, config=config, **credentials)
 
 
 def test_concurrent_updates_of_one_item_are_all_applied(busy_switching: None) -> None:
     with Emulator() as endpoint:
         dynamodb = client(endpoint)
         dynamodb.create_table(
-            TableName="jobs",
+            TableName="atomicity",
             KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        dynamodb.put_item(TableName="jobs", Item={"job_id": {"S": "j"}, "segments_done": {"N": "0"}})
+        dynamodb.put_item(TableName="atomicity", Item={"job_id": {"S": "j"}, "segments_done": {"N": "0"}})
 
         def count() -> None:
             own = client(endpoint)
             for _ in range(UPDATES):
                 own.update_item(
-                    TableName="jobs",
+                    TableName="atomicity",
                     Key={"job_id": {"S": "j"}},
                     UpdateExpression="SET segments_done = segments_done + :one",
                     ConditionExpression="attribute_exists(job_id)",
@@ -55,5 +61,40 @@ def test_concurrent_updates_of_one_item_are_all_applied(busy_switching: None) ->
             thread.start()
         for thread in threads:
             thread.join()
-        item = dynamodb.get_item(TableName="jobs", Key={"job_id": {"S": "j"}}, ConsistentRead=True)["Item"]
+        item = dynamodb.get_item(TableName="atomicity", Key={"job_id": {"S": "j"}}, ConsistentRead=True)["Item"]
         assert int(item["segments_done"]["N"]) == THREADS * UPDATES
+
+
+def test_a_dynamodb_request_with_a_stalled_body_does_not_stop_every_other_dynamodb_request() -> None:
+    with Emulator() as endpoint:
+        dynamodb = client(endpoint, Config(read_timeout=3, retries={"max_attempts": 1}))
+        dynamodb.create_table(
+            TableName="stalled-body",
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        host, port = endpoint.removeprefix("http://").split(":")
+        stalled = socket.create_connection((host, int(port)))
+        try:
+            stalled.sendall(
+                (
+                    "POST / HTTP/1.1\r\n"
+                    f"Host: {host}:{port}\r\n"
+                    "X-Amz-Target: DynamoDB_20120810.GetItem\r\n"
+                    "Content-Type: application/x-amz-json-1.0\r\n"
+                    "Authorization: AWS4-HMAC-SHA256 Credential=t/20260101/us-east-1/dynamodb/aws4_request, "
+                    "SignedHeaders=host, Signature=0\r\n"
+                    "Content-Length: 64\r\n\r\n"
+                ).encode()
+            )  # the headers went out; the body has not yet
+            time.sleep(0.5)
+            started = time.monotonic()
+            try:
+                dynamodb.describe_table(TableName="stalled-body")
+            except ReadTimeoutError:
+                raise AssertionError(
+                    f"DescribeTable got no answer in {time.monotonic() - started:.1f}s: another client's unfinished request holds the lock"
+                ) from None
+        finally:
+            stalled.close()
