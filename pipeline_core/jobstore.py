@@ -290,6 +290,22 @@ class JobStore:
             ),
         )
 
+    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str) -> bool:
+        """The message just sent for a pending segment carries it: record its id, unless a message was recorded
+        or a claim came first (it records the same id). True when this call recorded it.
+
+        So a segment sent but not yet claimed is not taken for one never sent (``segments.unclaimed``): the
+        step's message, when it comes back or is dead-lettered, knows the segment has a message of its own.
+        """
+        path, names = _path(step, segment)
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=f"SET {path}.message_id = :message",
+            ConditionExpression=f"{path}.#state = :pending AND attribute_not_exists({path}.message_id)",
+            ExpressionAttributeNames={**names, "#state": "state"},
+            ExpressionAttributeValues=to_dynamo({":message": message_id, ":pending": StepState.PENDING.value}),
+        )
+
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
 

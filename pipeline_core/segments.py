@@ -139,9 +139,10 @@ def segments_of(step_item: Mapping[str, Any]) -> list[Segment]:
 def unclaimed(step_item: Mapping[str, Any]) -> list[int]:
     """The segments no message is known to carry: pending with no ``message_id``.
 
-    A fresh segment has none until claimed, and a retried one lost its own with the retry, so only the
-    step's message sends theirs (``worker.segments.Splitter.resume``). A segment put back to pending after an
-    error or a hand-back keeps its ``message_id``: its message was requeued.
+    The splitter records each segment's message id once it is sent (a claim records it again); a segment has
+    none when the splitter died before sending or recording it, or after ``gpupipe retry`` (which drops it), so
+    only the step's message sends theirs (``worker.segments.Splitter.resume``). A segment put back to pending
+    after an error or a hand-back keeps its ``message_id``: its message was requeued.
     """
     recorded = step_item.get("segments") or {}
     return [

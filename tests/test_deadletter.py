@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from local_runtime.events import sqs_event as lambda_batch
 from pipeline_core import aws
+from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
 from pipeline_core.segments import VideoTimeline, plan_segments
@@ -288,3 +289,26 @@ def test_a_retried_split_steps_message_dead_lettered_after_its_merge_was_release
     assert pipeline.drain("people") == []
     job = jobs.get_job(job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
+
+
+def test_a_dead_lettered_step_message_of_a_split_step_whose_segment_messages_wait_unclaimed_is_dropped(pipeline: PipelineStack) -> None:
+    """A backlog: the splitter sent every segment message, no worker has claimed one yet, and the step's message
+    (its worker killed before deleting it, each time) is dead-lettered. The segments' messages carry the job."""
+    from worker.segments import Splitter
+
+    message = new_job(pipeline, "uploads/queued-segments.mp4")
+    [item] = parse_body(message["Body"], "people").items
+    jobs = store(pipeline)
+    plan = plan_segments(VideoTimeline(30, 30 * 180, 30), 60)
+    jobs.record_split(jobs.claim(item.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
+    dead = receive_until_dead_lettered(pipeline, "people")
+    # What the splitter sends after record_split (here after the step's message left the queue, so that only it is dead-lettered).
+    Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2])  # type: ignore[arg-type]
+    assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = jobs.get_job(item.job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
+    # Each segment's recorded message is the one on the queue, the message that will claim it.
+    queued = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10)["Messages"]
+    recorded = {int(index): segment.get("message_id") for index, segment in job["steps"]["people"]["segments"].items()}
+    assert recorded == {json.loads(m["Body"])["segment"]: m["MessageId"] for m in queued} and len(recorded) == 3

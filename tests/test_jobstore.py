@@ -188,3 +188,19 @@ def test_each_end_of_a_job_is_announced_once(store: JobStore) -> None:
     store.release_announcement(OBJ.job_id, 2005.0)  # publishing failed: the record's retry may announce
     assert store.claim_announcement(OBJ.job_id, 2005.0)
     assert not store.claim_announcement("no-such-job", 1.0)
+
+
+def test_a_sent_segment_message_is_recorded_unless_a_claim_or_another_message_came_first(store: JobStore) -> None:
+    from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
+
+    store.record_split(
+        store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan_segments(VideoTimeline(30, 30 * 180, 30), 60), 60, 1001.0
+    )
+    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 2]
+    assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0")
+    store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1002.0, 30, segment=1)  # segment 1's message was claimed before its id was recorded
+    assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1")
+    assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent")  # a resend after a crash keeps the first
+    segments = store.get_job(OBJ.job_id)["steps"]["people"]["segments"]
+    assert (segments["0"]["message_id"], segments["1"]["message_id"], segments["1"]["worker_id"]) == ("m-seg-0", "m-seg-1", "w1")
+    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [2]

@@ -80,6 +80,8 @@ class Splitter:
             chunk = indexes[start : start + SQS_BATCH]
             entries = [{"Id": str(index), "MessageBody": base.for_segment(index).to_body()} for index in chunk]
             response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            for sent in response.get("Successful", []):
+                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"])
             if response.get("Failed"):
                 # The plan is recorded: the step's message comes back (it is not settled) and resumes the sends.
                 raise TransientError(f"{len(response['Failed'])} segment messages were not sent: {response['Failed'][0].get('Message')}")
