@@ -63,6 +63,7 @@ class Claim:
     segment: int | None = None  # the claim holds this segment of a split step (its own sub-item)
     merging: bool = False  # the claim holds a split step whose segments are all done, to merge them
     span: Segment | None = None  # the claimed segment's range, as the job item records it
+    message_id: str = ""  # the message (its chain's origin id) the claim was made through
 
     @property
     def is_last_step(self) -> bool:
@@ -250,6 +251,7 @@ class JobStore:
             failures=int(claimed_item.get("failures", 0)),
             segment=segment,
             span=span,
+            message_id=message_id,
         )
 
     # --- split steps: plan, fan-in, merge -------------------------------------------------------
@@ -269,12 +271,13 @@ class JobStore:
             names={"#segments": "segments"},  # a DynamoDB reserved word
         )
 
-    def resume_split(self, job_id: str, step: str, now: float) -> bool:
+    def resume_split(self, job_id: str, step: str, now: float, message_id: str) -> bool:
         """A split step put back to pending (by ``gpupipe retry``) runs again: pending -> running with no holder,
-        so its segments can be claimed. True when this call moved it."""
+        so its segments can be claimed; the resuming message is recorded as the step's (it sends the segments'
+        messages, and with every segment done it is the one that merges). True when this call moved it."""
         return self._update_if(
             Key={"job_id": job_id},
-            UpdateExpression=f"SET {_STEP}.#state = :running, updated_at = :now",
+            UpdateExpression=f"SET {_STEP}.#state = :running, {_STEP}.message_id = :message, updated_at = :now",
             ConditionExpression=(
                 f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
             ),
@@ -286,31 +289,36 @@ class JobStore:
                     ":job_pending": JobStatus.PENDING.value,
                     ":job_running": JobStatus.RUNNING.value,
                     ":now": now,
+                    ":message": message_id,
                 }
             ),
         )
 
-    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str) -> bool:
+    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str, sender: str) -> bool:
         """The message just sent for a pending segment carries it: record its id, unless a message was recorded
         or a claim came first (it records the same id). True when this call recorded it.
 
         So a segment sent but not yet claimed is not taken for one never sent (``segments.unclaimed``): the
         step's message, when it comes back or is dead-lettered, knows the segment has a message of its own.
+        Only while the step still records the ``sender`` (the step's message that split or resumed it): a
+        record landing after ``gpupipe retry`` (which drops every unfinished segment's message, and the
+        step's) would name a message the retry outlived.
         """
         path, names = _path(step, segment)
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression=f"SET {path}.message_id = :message",
-            ConditionExpression=f"{path}.#state = :pending AND attribute_not_exists({path}.message_id)",
+            ConditionExpression=(f"{_STEP}.message_id = :sender AND {path}.#state = :pending AND attribute_not_exists({path}.message_id)"),
             ExpressionAttributeNames={**names, "#state": "state"},
-            ExpressionAttributeValues=to_dynamo({":message": message_id, ":pending": StepState.PENDING.value}),
+            ExpressionAttributeValues=to_dynamo({":message": message_id, ":sender": sender, ":pending": StepState.PENDING.value}),
         )
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
 
         Each segment is counted once (only its holder can move it from running), so exactly one worker
-        sees ``done == planned``: the one that merges.
+        sees ``done == planned``: the one that merges. Its message is then recorded as the step's, so that
+        a dead letter of the step's own message knows the merge has a message (``segments.needs_step_message``).
         """
         if claim.segment is None:
             raise ValueError("mark_segment_done needs a segment claim")
@@ -323,7 +331,19 @@ class JobStore:
             returns=True,
         )
         step = attributes["steps"][claim.step]
-        return int(step["segments_done"]), int(step["segment_count"])
+        done, planned = int(step["segments_done"]), int(step["segment_count"])
+        if done == planned:
+            self._update_if(
+                Key={"job_id": claim.job_id},
+                UpdateExpression=f"SET {_STEP}.message_id = :message",
+                ConditionExpression=(
+                    f"{_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
+                    f"AND attribute_not_exists({_STEP}.worker_id)"
+                ),
+                ExpressionAttributeNames={"#step": claim.step, "#state": "state"},
+                ExpressionAttributeValues=to_dynamo({":message": claim.message_id, ":running": StepState.RUNNING.value}),
+            )
+        return done, planned
 
     def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
@@ -385,6 +405,7 @@ class JobStore:
             step_names=tuple(item["step_names"]),
             failures=int(item["steps"][step].get("failures", 0)),
             merging=True,
+            message_id=message_id,
         )
 
     def extend_lease(self, claim: Claim, until: float) -> None:

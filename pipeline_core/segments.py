@@ -153,6 +153,23 @@ def unclaimed(step_item: Mapping[str, Any]) -> list[int]:
     ]
 
 
+def needs_step_message(step_item: Mapping[str, Any], message_id: str) -> bool:
+    """Whether a split step still needs the step's message ``message_id`` to move on (so that, dead-lettered, it
+    must fail the step rather than be dropped).
+
+    Put back to pending by ``gpupipe retry``, only a step message resumes it. Running with segments left, the
+    step's message sends those no message carries (``unclaimed``) and nothing else. With every segment done,
+    the step records the message that carries the merge (the one whose segment completed the set, the one
+    that resumed it after a retry, or the merge's holder): only that one.
+    """
+    if step_item.get("state") == StepState.PENDING:
+        return True
+    done, planned = progress(step_item) or (0, 0)
+    if done < planned:
+        return bool(unclaimed(step_item))
+    return step_item.get("message_id") in (None, message_id)
+
+
 def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
     """(segments done, segments planned) of a split step, or None when it was not split."""
     count = int(step_item.get("segment_count") or 0)

@@ -36,7 +36,7 @@ from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, origin_id
 from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.segments import progress, segment_key, segments_of, unclaimed
+from pipeline_core.segments import needs_step_message, progress, segment_key, segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -112,18 +112,13 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
 
 
 def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id: str) -> bool:
-    """Whether the step was split (its own message settled, ``Unclaimable.SPLIT``), some segments are still to
-    finish, and each of them has a message of its own: the last of those merges, so the step's message is not
-    needed and its job goes on without it.
-
-    A segment with no message may never have been sent, and only the step's message sends it; with every segment
-    done, only the step's message (after ``gpupipe retry`` of a failed merge) can merge: in both cases the step fails.
-    """
-    if classify_unclaimable(job, step, message_id) != Unclaimable.SPLIT:
+    """Whether the step was split and other messages carry it without the step's own message ``message_id``
+    (``segments.needs_step_message``): the segments' messages, or the message that merges. Its dead letter is then
+    dropped; otherwise the step fails (``fail_dead_lettered`` when the step waits on this message)."""
+    if classify_unclaimable(job, step, message_id) not in (Unclaimable.SPLIT, Unclaimable.HELD_BY_OTHER_MESSAGE):
         return False
-    status = job["steps"][step]  # type: ignore[index] - SPLIT means the job and its step exist
-    done, planned = progress(status) or (0, 0)
-    return done < planned and not unclaimed(status)
+    status = job["steps"][step]  # type: ignore[index] - both reasons mean the job and its step exist
+    return progress(status) is not None and not needs_step_message(status, message_id)
 
 
 def fail_step(

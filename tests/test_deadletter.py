@@ -281,7 +281,7 @@ def test_a_retried_split_steps_message_dead_lettered_after_its_merge_was_release
     job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-merge-released.mp4")
     [message] = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), VisibilityTimeout=0)["Messages"]
     # Its worker resumed the split step and claimed the merge, which hit a transient error: released (no holder).
-    assert jobs.resume_split(job_id, "people", 8.0)
+    assert jobs.resume_split(job_id, "people", 8.0, message["MessageId"])
     jobs.release_after_error(jobs.claim_merge(job_id, "people", "w-m1", message["MessageId"], 9.0, 600), 10.0, "Throttled")
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [m["MessageId"] for m in dead] == [message["MessageId"]]
@@ -303,7 +303,7 @@ def test_a_dead_lettered_step_message_of_a_split_step_whose_segment_messages_wai
     jobs.record_split(jobs.claim(item.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
     dead = receive_until_dead_lettered(pipeline, "people")
     # What the splitter sends after record_split (here after the step's message left the queue, so that only it is dead-lettered).
-    Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2])  # type: ignore[arg-type]
+    Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2], message["MessageId"])  # type: ignore[arg-type]
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     job = jobs.get_job(item.job_id)
@@ -312,3 +312,73 @@ def test_a_dead_lettered_step_message_of_a_split_step_whose_segment_messages_wai
     queued = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10)["Messages"]
     recorded = {int(index): segment.get("message_id") for index, segment in job["steps"]["people"]["segments"].items()}
     assert recorded == {json.loads(m["Body"])["segment"]: m["MessageId"] for m in queued} and len(recorded) == 3
+
+
+def test_a_retried_split_steps_message_dead_lettered_after_it_resumed_the_step_but_before_it_merged_fails_the_job(
+    pipeline: PipelineStack,
+) -> None:
+    """The message's first receive resumed the step (running, no holder); every receive then died before claim_merge."""
+    job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-resumed.mp4")
+    [message] = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), VisibilityTimeout=0)["Messages"]
+    assert jobs.resume_split(job_id, "people", 8.0, message["MessageId"])
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [m["MessageId"] for m in dead] == [message["MessageId"]]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    assert pipeline.drain("people") == []  # no message is left that could merge
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed"), job["steps"]["people"]
+
+
+def every_segment_done(pipeline: PipelineStack, key: str) -> tuple[str, JobStore]:
+    """A 3-minute video split by the step's message (its worker died before deleting it, so it is still queued);
+    segments 0 to 2 done by their own messages, m-seg-2's completing the set: it merges next."""
+    message = new_job(pipeline, key)
+    body = WorkMessage.from_dict(json.loads(message["Body"]))
+    jobs = store(pipeline)
+    plan = plan_segments(VideoTimeline(30, 30 * 180, 30), 60)
+    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
+    for index in range(len(plan)):
+        done = jobs.mark_segment_done(
+            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, "s3://r", {}
+        )
+    assert done == (3, 3)
+    return body.job_id, jobs
+
+
+def test_a_dead_lettered_step_message_leaves_a_split_step_whose_last_segment_message_is_to_merge(pipeline: PipelineStack) -> None:
+    """m-seg-2's worker was killed between mark_segment_done and claim_merge: its message comes back and merges."""
+    job_id, jobs = every_segment_done(pipeline, "uploads/about-to-merge.mp4")
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
+    assert jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600).merging
+
+
+def test_a_dead_lettered_step_message_leaves_a_merge_whose_killed_holder_its_segment_message_takes_over(pipeline: PipelineStack) -> None:
+    job_id, jobs = every_segment_done(pipeline, "uploads/merge-killed.mp4")
+    jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 10)  # its worker killed: the lease ran out long ago
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
+    assert jobs.claim_merge(job_id, "people", "w-merge-2", "m-seg-2", 100.0, 600).failures == 1  # m-seg-2 takes it over
+
+
+def test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails_the_job_naming_the_merge(pipeline: PipelineStack) -> None:
+    job_id, jobs = every_segment_done(pipeline, "uploads/merge-never-claimed.mp4")
+    sqs = pipeline.client("sqs")
+    [step_message] = sqs.receive_message(QueueUrl=pipeline.queue_url("people"))["Messages"]
+    sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=step_message["ReceiptHandle"])  # settled by the split
+    # m-seg-2 (whose segment completed the set) died before claim_merge on every receive: SQS dead-lettered it.
+    segment_message = {
+        "MessageId": "m-seg-2",
+        "ReceiptHandle": "r",
+        "Body": WorkMessage.from_dict(json.loads(step_message["Body"])).for_segment(2).to_body(),
+        "Attributes": {"ApproximateReceiveCount": str(MAX_RECEIVE_COUNT)},
+    }
+    assert consume(pipeline, "people", [segment_message]) == {"batchItemFailures": []}
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
+    assert job["steps"]["people"]["error"].startswith("merge: "), job["steps"]["people"]["error"]

@@ -190,17 +190,48 @@ def test_each_end_of_a_job_is_announced_once(store: JobStore) -> None:
     assert not store.claim_announcement("no-such-job", 1.0)
 
 
-def test_a_sent_segment_message_is_recorded_unless_a_claim_or_another_message_came_first(store: JobStore) -> None:
+def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_retry_came_first(store: JobStore) -> None:
     from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
 
-    store.record_split(
-        store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan_segments(VideoTimeline(30, 30 * 180, 30), 60), 60, 1001.0
-    )
-    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 2]
-    assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0")
-    store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1002.0, 30, segment=1)  # segment 1's message was claimed before its id was recorded
-    assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1")
-    assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent")  # a resend after a crash keeps the first
+    plan = plan_segments(VideoTimeline(30, 30 * 240, 30), 60)
+    store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
+    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 2, 3]
+    assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", sender="m0")
+    store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1002.0, 30, segment=1)  # claimed before its id was recorded
+    assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", sender="m0")
+    assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent", sender="m0")  # a resend keeps the first
+    assert not store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2", sender="m-duplicate")  # not the step's message
     segments = store.get_job(OBJ.job_id)["steps"]["people"]["segments"]
     assert (segments["0"]["message_id"], segments["1"]["message_id"], segments["1"]["worker_id"]) == ("m-seg-0", "m-seg-1", "w1")
-    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [2]
+    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [2, 3]
+    # Segment 1 fails the step; `gpupipe retry` drops the unfinished segments' messages, and the step's: a record of a
+    # send from before the retry lands late and is refused (its message may be gone); the resumer's is recorded.
+    store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1100.0, 30, segment=1), 1101.0, "bad frames")
+    assert store.retry_failed_step(OBJ.job_id, "people", 1200.0)
+    assert not store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2", sender="m0")
+    assert store.resume_split(OBJ.job_id, "people", 1201.0, "m-retry")
+    assert store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2b", sender="m-retry")
+    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 3]
+
+
+def test_the_segment_that_completes_the_set_records_its_message_as_the_one_that_merges(store: JobStore) -> None:
+    from pipeline_core.segments import VideoTimeline, needs_step_message, plan_segments
+
+    plan = plan_segments(VideoTimeline(30, 30 * 120, 30), 60)
+    store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
+    step = lambda: store.get_job(OBJ.job_id)["steps"]["people"]  # noqa: E731
+    store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", sender="m0")
+    assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0), 1003.0, "s3://r/0", {}) == (
+        1,
+        2,
+    )
+    assert step()["message_id"] == "m0" and needs_step_message(step(), "m0")  # segment 1 was never sent: only m0 sends it
+    store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", sender="m0")
+    assert not needs_step_message(step(), "m0")  # every segment left has its message
+    assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1004.0, 30, segment=1), 1005.0, "s3://r/1", {}) == (
+        2,
+        2,
+    )
+    assert step()["message_id"] == "m-seg-1"
+    assert not needs_step_message(step(), "m0") and needs_step_message(step(), "m-seg-1")
+    assert store.claim_merge(OBJ.job_id, "people", "w2", "m-seg-1", 1006.0, 30).message_id == "m-seg-1"

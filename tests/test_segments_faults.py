@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from pipeline_core.jobs import WorkMessage
+from pipeline_core.bodies import parse_body
+from pipeline_core.jobs import ORIGIN_ATTRIBUTE, WorkMessage
 from pipeline_core.jobstore import JobStore
+from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.workers import wait_for
@@ -27,6 +32,11 @@ from tests.test_segments_workers import (
     upload,
 )
 from tools.sample_media import long_video
+from worker.config import WorkerConfig
+from worker.keepalive import TaskProtection
+from worker.processors import load_processor
+from worker.runtime import Worker
+from worker.segments import Splitter
 
 SECONDS, FPS = 40, 10
 
@@ -294,3 +304,85 @@ def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_n
     assert job["status"] == "succeeded", job["steps"][STEP].get("error")  # the takeover is failure 1 of the fresh budget of 2
     assert_merged_equals_one_pass(stack, job, one_pass(video, tmp_path))
     assert len(second.events("merge claimed")) == 1 and not second.events("segment claimed")
+
+
+# --- review: a splitter's record of a segment message landing after `gpupipe retry` ------------------------------
+
+INTERLEAVED_STEP, INTERLEAVED_KEY = "detect", "uploads/interleaved.mp4"
+
+
+class _Interleaving:
+    """The real SQS client; after SQS accepts a batch and before its answer reaches the caller, ``meanwhile`` runs."""
+
+    def __init__(self, sqs: Any, meanwhile: Callable[[dict[str, Any]], None]):
+        self.sqs, self.meanwhile = sqs, meanwhile
+
+    def send_message_batch(self, **request: Any) -> dict[str, Any]:
+        response = self.sqs.send_message_batch(**request)
+        self.meanwhile(response)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+
+def _receive(stack: StepStack) -> list[dict[str, Any]]:
+    return (
+        stack.aws["sqs"]
+        .receive_message(
+            QueueUrl=stack.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=[ORIGIN_ATTRIBUTE],
+        )
+        .get("Messages", [])
+    )
+
+
+def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_step_sends_the_segment_again(
+    stack: StepStack,
+) -> None:
+    stack.put(INTERLEAVED_KEY, b"not a video at all")  # every segment fails permanently on it: the first to run fails the step
+    obj = stack.object_ref(INTERLEAVED_KEY)
+    store = JobStore(stack.table)
+    assert store.create_job(obj, [INTERLEAVED_STEP], time.time())
+    worker = Worker(
+        WorkerConfig.from_env(stack.worker_env(INTERLEAVED_STEP, WORKER_ID="w-real")),
+        sqs=stack.aws["sqs"],
+        s3=stack.aws["s3"],
+        store=store,
+        processor=load_processor("media-info", {}),
+        stop=threading.Event(),
+        protection=TaskProtection(None),
+    )
+    step_body = WorkMessage.for_job(obj, INTERLEAVED_STEP).to_body()
+    [item] = parse_body(step_body, INTERLEAVED_STEP).items
+    # The step's message S was claimed by the splitter, which recorded the plan (three segments).
+    claim = store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", "m-step", time.time(), 300)
+    store.record_split(claim, plan_segments(VideoTimeline(30, 30 * 180, 30), 60), 60, time.time())
+
+    def meanwhile(response: dict[str, Any]) -> None:
+        assert len(response["Successful"]) == 3
+        messages = _receive(stack)
+        assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in messages) == [0, 1, 2]
+        for message in sorted(messages, key=lambda m: parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment):
+            worker.handle(message, time.time())  # segment 0 fails the step; 1 and 2 are then "finished": deleted
+        assert store.get_job(obj.job_id)["status"] == "failed"
+        assert stack.counts() == (0, 0)
+        assert store.retry_failed_step(obj.job_id, INTERLEAVED_STEP, time.time())  # `gpupipe retry`: segments back to pending, no message
+
+    Splitter(_Interleaving(stack.aws["sqs"], meanwhile), None, store, stack.queue_url, 60, None).send(item, [0, 1, 2], "m-step")  # type: ignore[arg-type]
+
+    # The router sends the retried step's message; a worker takes it: Unclaimable.SPLIT -> Splitter.resume.
+    stack.send(step_body)
+    [message] = _receive(stack)
+    worker.handle(message, time.time())
+    step = store.get_job(obj.job_id)["steps"][INTERLEAVED_STEP]
+    queued = _receive(stack)
+    pending = [index for index in range(3) if step["segments"][str(index)]["state"] == "pending"]
+    assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in queued) == pending, (
+        f"job never ends: step {step['state']}, segments {pending} pending, each recording a message id that was deleted "
+        f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {unclaimed(step)}, "
+        f"so resume sent nothing; queue holds {len(queued)} message(s)"
+    )

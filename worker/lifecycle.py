@@ -255,7 +255,7 @@ class StepRunner:
         step = (refused.item or {}).get("steps", {}).get(fields["step"], {})
         holder = step if item.segment is None or merging else (step.get("segments") or {}).get(segment_key(item.segment), {})
         if refused.reason == Unclaimable.SPLIT:
-            sent = self.splitter.resume(refused.item or {}, item)
+            sent = self.splitter.resume(refused.item or {}, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
             if int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1):
                 return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left

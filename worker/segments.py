@@ -59,29 +59,31 @@ class Splitter:
         """Record the plan (fenced by the claim), then send one message per segment (SegmentsNotSent if that fails)."""
         self.store.record_split(claim, segments, self.segment_seconds, now)
         try:
-            self.send(item, [segment.index for segment in segments])
+            self.send(item, [segment.index for segment in segments], claim.message_id)
         except (ClientError, BotoCoreError, TransientError) as error:
             raise SegmentsNotSent(str(error)) from error
 
-    def resume(self, job: Mapping[str, Any], item: WorkItem) -> int:
+    def resume(self, job: Mapping[str, Any], item: WorkItem, message_id: str) -> int:
         """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
         (the step running again) send the messages of the segments no message carries (``unclaimed``)."""
         step = job["steps"][item.step]
         if step.get("state") == StepState.PENDING:
-            self.store.resume_split(item.job_id, item.step, time.time())
+            self.store.resume_split(item.job_id, item.step, time.time(), message_id)
         unsent = unclaimed(step)
         if unsent:
-            self.send(item, unsent)
+            self.send(item, unsent, message_id)
         return len(unsent)
 
-    def send(self, item: WorkItem, indexes: list[int]) -> None:
+    def send(self, item: WorkItem, indexes: list[int], sender: str) -> None:
+        """One message per segment, each message's id recorded on its segment (``record_segment_message``): ``sender``
+        is the step's message that split or resumed the step."""
         base = WorkMessage.for_job(item.obj, item.step)
         for start in range(0, len(indexes), SQS_BATCH):
             chunk = indexes[start : start + SQS_BATCH]
             entries = [{"Id": str(index), "MessageBody": base.for_segment(index).to_body()} for index in chunk]
             response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             for sent in response.get("Successful", []):
-                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"])
+                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"], sender)
             if response.get("Failed"):
                 # The plan is recorded: the step's message comes back (it is not settled) and resumes the sends.
                 raise TransientError(f"{len(response['Failed'])} segment messages were not sent: {response['Failed'][0].get('Message')}")
