@@ -64,6 +64,7 @@ class Claim:
     merging: bool = False  # the claim holds a split step whose segments are all done, to merge them
     span: Segment | None = None  # the claimed segment's range, as the job item records it
     message_id: str = ""  # the message (its chain's origin id) the claim was made through
+    retried_at: float | None = None  # when `gpupipe retry` last put the claimed step back, as the claim found it
 
     @property
     def is_last_step(self) -> bool:
@@ -124,6 +125,11 @@ class ClaimRefused(Exception):
 
 class ClaimLost(Exception):
     """The claim is no longer ours (its lease expired and another worker took the step)."""
+
+
+def _lost(claim: Claim) -> ClaimLost:
+    what = claim.step if claim.segment is None else f"{claim.step} segment {claim.segment}"
+    return ClaimLost(f"{claim.job_id}/{what} attempt {claim.attempt} is no longer held by {claim.worker_id}")
 
 
 _STEP = "steps.#step"
@@ -252,6 +258,7 @@ class JobStore:
             segment=segment,
             span=span,
             message_id=message_id,
+            retried_at=item["steps"][step].get("retried_at"),
         )
 
     # --- split steps: plan, fan-in, merge -------------------------------------------------------
@@ -294,56 +301,62 @@ class JobStore:
             ),
         )
 
-    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str, sender: str) -> bool:
+    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str, retried_at: float | None) -> bool:
         """The message just sent for a pending segment carries it: record its id, unless a message was recorded
         or a claim came first (it records the same id). True when this call recorded it.
 
         So a segment sent but not yet claimed is not taken for one never sent (``segments.unclaimed``): the
         step's message, when it comes back or is dead-lettered, knows the segment has a message of its own.
-        Only while the step still records the ``sender`` (the step's message that split or resumed it): a
-        record landing after ``gpupipe retry`` (which drops every unfinished segment's message, and the
-        step's) would name a message the retry outlived.
+        Only while the step was not retried since the sender read it (``retried_at`` as it found it): a record
+        landing after ``gpupipe retry`` (which drops every unfinished segment's message) could name a message
+        that is gone.
         """
         path, names = _path(step, segment)
+        retry = f"{_STEP}.retried_at = :retried_at" if retried_at is not None else f"attribute_not_exists({_STEP}.retried_at)"
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression=f"SET {path}.message_id = :message",
-            ConditionExpression=(f"{_STEP}.message_id = :sender AND {path}.#state = :pending AND attribute_not_exists({path}.message_id)"),
+            ConditionExpression=f"{retry} AND {path}.#state = :pending AND attribute_not_exists({path}.message_id)",
             ExpressionAttributeNames={**names, "#state": "state"},
-            ExpressionAttributeValues=to_dynamo({":message": message_id, ":sender": sender, ":pending": StepState.PENDING.value}),
+            ExpressionAttributeValues=to_dynamo(
+                {":message": message_id, ":pending": StepState.PENDING.value}
+                | ({":retried_at": retried_at} if retried_at is not None else {})
+            ),
         )
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
 
         Each segment is counted once (only its holder can move it from running), so exactly one worker
-        sees ``done == planned``: the one that merges. Its message is then recorded as the step's, so that
-        a dead letter of the step's own message knows the merge has a message (``segments.needs_step_message``).
+        sees ``done == planned``: the one that merges. That update also records its message as the step's (the
+        one that merges next), so a dead letter of the step's own message, or of this one, knows who carries
+        the merge (``segments.needs_step_message``). It is tried first with the condition that this segment is
+        the last; when it is not, the count alone.
         """
-        if claim.segment is None:
+        if claim.segment is None or claim.span is None:
             raise ValueError("mark_segment_done needs a segment claim")
         path, _ = claim.path
-        attributes = self._update_claimed(
-            claim,
+        update = (
             f"SET {path}.#state = :done, {path}.finished_at = :now, {path}.result_file = :result, {path}.timings = :timings, "
-            f"{_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now REMOVE {path}.lease_expires_at",
-            {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings), ":one": 1},
-            returns=True,
+            f"{_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now"
         )
-        step = attributes["steps"][claim.step]
-        done, planned = int(step["segments_done"]), int(step["segment_count"])
-        if done == planned:
-            self._update_if(
-                Key={"job_id": claim.job_id},
-                UpdateExpression=f"SET {_STEP}.message_id = :message",
-                ConditionExpression=(
-                    f"{_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
-                    f"AND attribute_not_exists({_STEP}.worker_id)"
+        values = {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings), ":one": 1}
+        remove = f" REMOVE {path}.lease_expires_at"
+        item = self._first_applied(
+            [
+                self._claimed_request(
+                    claim,
+                    f"{update}, {_STEP}.message_id = :message{remove}",
+                    values | {":message": claim.message_id, ":others_done": claim.span.count - 1},
+                    also=f" AND {_STEP}.segments_done = :others_done",
                 ),
-                ExpressionAttributeNames={"#step": claim.step, "#state": "state"},
-                ExpressionAttributeValues=to_dynamo({":message": claim.message_id, ":running": StepState.RUNNING.value}),
-            )
-        return done, planned
+                self._claimed_request(claim, update + remove, values),
+            ]
+        )
+        if item is None:
+            raise _lost(claim)
+        step = item["steps"][claim.step]
+        return int(step["segments_done"]), int(step["segment_count"])
 
     def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
@@ -500,31 +513,33 @@ class JobStore:
         returns: bool = False,
     ) -> dict[str, Any]:
         """One conditional update, applied only while ``claim`` (its sub-item, worker and attempt) is held."""
-        path, path_names = claim.path
         try:
             response = self.table.update_item(
-                Key={"job_id": claim.job_id},
-                UpdateExpression=update,
-                ConditionExpression=(
-                    f"{path}.#state = :claimed_state AND {path}.worker_id = :claimed_by AND {path}.attempts = :claimed_attempt"
-                ),
-                ExpressionAttributeNames={**path_names, "#state": "state", **(names or {})},
-                ExpressionAttributeValues=to_dynamo(
-                    {
-                        **values,
-                        ":claimed_state": StepState.RUNNING.value,
-                        ":claimed_by": claim.worker_id,
-                        ":claimed_attempt": claim.attempt,
-                    }
-                ),
-                **({"ReturnValues": "ALL_NEW"} if returns else {}),
+                **self._claimed_request(claim, update, values, names), **({"ReturnValues": "ALL_NEW"} if returns else {})
             )
         except ClientError as error:
             if is_conditional_failure(error):
-                what = claim.step if claim.segment is None else f"{claim.step} segment {claim.segment}"
-                raise ClaimLost(f"{claim.job_id}/{what} attempt {claim.attempt} is no longer held by {claim.worker_id}") from None
+                raise _lost(claim) from None
             raise
         return from_dynamo(response.get("Attributes") or {})
+
+    @staticmethod
+    def _claimed_request(
+        claim: Claim, update: str, values: Mapping[str, Any], names: Mapping[str, str] | None = None, also: str = ""
+    ) -> dict[str, Any]:
+        """The ``update_item`` request of ``_update_claimed``: its condition is that ``claim`` is held (and ``also``)."""
+        path, path_names = claim.path
+        return {
+            "Key": {"job_id": claim.job_id},
+            "UpdateExpression": update,
+            "ConditionExpression": (
+                f"{path}.#state = :claimed_state AND {path}.worker_id = :claimed_by AND {path}.attempts = :claimed_attempt{also}"
+            ),
+            "ExpressionAttributeNames": {**path_names, "#state": "state", **(names or {})},
+            "ExpressionAttributeValues": to_dynamo(
+                {**values, ":claimed_state": StepState.RUNNING.value, ":claimed_by": claim.worker_id, ":claimed_attempt": claim.attempt}
+            ),
+        }
 
     # --- dead letters, retries and announcements ------------------------------------------
     # Writes made outside a claim: by the dead-letter consumer, `gpupipe retry` and the router.

@@ -303,7 +303,7 @@ def test_a_dead_lettered_step_message_of_a_split_step_whose_segment_messages_wai
     jobs.record_split(jobs.claim(item.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
     dead = receive_until_dead_lettered(pipeline, "people")
     # What the splitter sends after record_split (here after the step's message left the queue, so that only it is dead-lettered).
-    Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2], message["MessageId"])  # type: ignore[arg-type]
+    Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2], None)  # type: ignore[arg-type]
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     job = jobs.get_job(item.job_id)

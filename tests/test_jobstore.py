@@ -196,21 +196,21 @@ def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_
     plan = plan_segments(VideoTimeline(30, 30 * 240, 30), 60)
     store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
     assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 2, 3]
-    assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", sender="m0")
+    assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", retried_at=None)
     store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1002.0, 30, segment=1)  # claimed before its id was recorded
-    assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", sender="m0")
-    assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent", sender="m0")  # a resend keeps the first
-    assert not store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2", sender="m-duplicate")  # not the step's message
+    assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", retried_at=None)
+    assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent", retried_at=None)  # a resend keeps the first
     segments = store.get_job(OBJ.job_id)["steps"]["people"]["segments"]
     assert (segments["0"]["message_id"], segments["1"]["message_id"], segments["1"]["worker_id"]) == ("m-seg-0", "m-seg-1", "w1")
     assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [2, 3]
-    # Segment 1 fails the step; `gpupipe retry` drops the unfinished segments' messages, and the step's: a record of a
-    # send from before the retry lands late and is refused (its message may be gone); the resumer's is recorded.
+    # Segment 1 fails the step; `gpupipe retry` drops the unfinished segments' messages: a record of a send made
+    # before the retry lands late and is refused (its message may be gone); a send after the retry is recorded.
     store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1100.0, 30, segment=1), 1101.0, "bad frames")
-    assert store.retry_failed_step(OBJ.job_id, "people", 1200.0)
-    assert not store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2", sender="m0")
+    assert store.retry_failed_step(OBJ.job_id, "people", 1200.5)
+    assert not store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2", retried_at=None)
+    retried_at = store.get_job(OBJ.job_id)["steps"]["people"]["retried_at"]
     assert store.resume_split(OBJ.job_id, "people", 1201.0, "m-retry")
-    assert store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2b", sender="m-retry")
+    assert store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2b", retried_at=retried_at)
     assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 3]
 
 
@@ -220,13 +220,13 @@ def test_the_segment_that_completes_the_set_records_its_message_as_the_one_that_
     plan = plan_segments(VideoTimeline(30, 30 * 120, 30), 60)
     store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
     step = lambda: store.get_job(OBJ.job_id)["steps"]["people"]  # noqa: E731
-    store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", sender="m0")
+    store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", retried_at=None)
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0), 1003.0, "s3://r/0", {}) == (
         1,
         2,
     )
     assert step()["message_id"] == "m0" and needs_step_message(step(), "m0")  # segment 1 was never sent: only m0 sends it
-    store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", sender="m0")
+    store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", retried_at=None)
     assert not needs_step_message(step(), "m0")  # every segment left has its message
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1004.0, 30, segment=1), 1005.0, "s3://r/1", {}) == (
         2,

@@ -17,6 +17,7 @@ from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ORIGIN_ATTRIBUTE, WorkMessage
 from pipeline_core.jobstore import JobStore
 from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
+from tests.support import deadletters
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.workers import wait_for
@@ -326,6 +327,19 @@ class _Interleaving:
         return getattr(self.sqs, name)
 
 
+def _worker(stack: StepStack, name: str) -> Worker:
+    """The real worker's message handling (claim, lifecycle, settle), in this process."""
+    return Worker(
+        WorkerConfig.from_env(stack.worker_env(INTERLEAVED_STEP, WORKER_ID=name)),
+        sqs=stack.aws["sqs"],
+        s3=stack.aws["s3"],
+        store=JobStore(stack.table),
+        processor=load_processor("media-info", {}),
+        stop=threading.Event(),
+        protection=TaskProtection(None),
+    )
+
+
 def _receive(stack: StepStack) -> list[dict[str, Any]]:
     return (
         stack.aws["sqs"]
@@ -347,15 +361,7 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     obj = stack.object_ref(INTERLEAVED_KEY)
     store = JobStore(stack.table)
     assert store.create_job(obj, [INTERLEAVED_STEP], time.time())
-    worker = Worker(
-        WorkerConfig.from_env(stack.worker_env(INTERLEAVED_STEP, WORKER_ID="w-real")),
-        sqs=stack.aws["sqs"],
-        s3=stack.aws["s3"],
-        store=store,
-        processor=load_processor("media-info", {}),
-        stop=threading.Event(),
-        protection=TaskProtection(None),
-    )
+    worker = _worker(stack, "w-real")
     step_body = WorkMessage.for_job(obj, INTERLEAVED_STEP).to_body()
     [item] = parse_body(step_body, INTERLEAVED_STEP).items
     # The step's message S was claimed by the splitter, which recorded the plan (three segments).
@@ -372,7 +378,7 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
         assert stack.counts() == (0, 0)
         assert store.retry_failed_step(obj.job_id, INTERLEAVED_STEP, time.time())  # `gpupipe retry`: segments back to pending, no message
 
-    Splitter(_Interleaving(stack.aws["sqs"], meanwhile), None, store, stack.queue_url, 60, None).send(item, [0, 1, 2], "m-step")  # type: ignore[arg-type]
+    Splitter(_Interleaving(stack.aws["sqs"], meanwhile), None, store, stack.queue_url, 60, None).send(item, [0, 1, 2], None)  # type: ignore[arg-type]
 
     # The router sends the retried step's message; a worker takes it: Unclaimable.SPLIT -> Splitter.resume.
     stack.send(step_body)
@@ -386,3 +392,30 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
         f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {unclaimed(step)}, "
         f"so resume sent nothing; queue holds {len(queued)} message(s)"
     )
+
+
+def test_segments_sent_by_a_duplicate_step_message_carry_the_job_when_the_splitting_message_is_dead_lettered(stack: StepStack) -> None:
+    stack.put(INTERLEAVED_KEY, b"long video")
+    obj = stack.object_ref(INTERLEAVED_KEY)
+    store = JobStore(stack.table)
+    assert store.create_job(obj, [INTERLEAVED_STEP], time.time())
+    body = WorkMessage.for_job(obj, INTERLEAVED_STEP).to_body()
+    # S's worker claimed the step, recorded the plan and was killed before it sent a segment message; so on every receive.
+    store.record_split(
+        store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", stack.send(body), time.time(), 300),
+        plan_segments(VideoTimeline(30, 30 * 180, 30), 60),
+        60,
+        time.time(),
+    )
+    for _ in range(stack.max_receive_count):
+        assert stack.aws["sqs"].receive_message(QueueUrl=stack.queue_url, VisibilityTimeout=0).get("Messages")
+    # A duplicate step message D (a replayed router batch, a twice-delivered S3 notification) reaches a live worker:
+    # Unclaimable.SPLIT -> Splitter.resume sends the three segment messages, and records them.
+    stack.send(body)
+    [duplicate] = _receive(stack)
+    _worker(stack, "w-live").handle(duplicate, time.time())
+    assert stack.counts() == (3, 0)
+    with deadletters.configured(stack, INTERLEAVED_STEP):
+        assert deadletters.pump(stack) == 1  # S's dead letter
+    job = store.get_job(obj.job_id)
+    assert job["status"] == "running", (job["steps"][INTERLEAVED_STEP].get("error"), unclaimed(job["steps"][INTERLEAVED_STEP]))

@@ -59,7 +59,7 @@ class Splitter:
         """Record the plan (fenced by the claim), then send one message per segment (SegmentsNotSent if that fails)."""
         self.store.record_split(claim, segments, self.segment_seconds, now)
         try:
-            self.send(item, [segment.index for segment in segments], claim.message_id)
+            self.send(item, [segment.index for segment in segments], claim.retried_at)
         except (ClientError, BotoCoreError, TransientError) as error:
             raise SegmentsNotSent(str(error)) from error
 
@@ -71,19 +71,19 @@ class Splitter:
             self.store.resume_split(item.job_id, item.step, time.time(), message_id)
         unsent = unclaimed(step)
         if unsent:
-            self.send(item, unsent, message_id)
+            self.send(item, unsent, step.get("retried_at"))
         return len(unsent)
 
-    def send(self, item: WorkItem, indexes: list[int], sender: str) -> None:
-        """One message per segment, each message's id recorded on its segment (``record_segment_message``): ``sender``
-        is the step's message that split or resumed the step."""
+    def send(self, item: WorkItem, indexes: list[int], retried_at: float | None) -> None:
+        """One message per segment, each message's id recorded on its segment (``record_segment_message``) unless
+        the step was retried since the sender read it (``retried_at`` as it found it)."""
         base = WorkMessage.for_job(item.obj, item.step)
         for start in range(0, len(indexes), SQS_BATCH):
             chunk = indexes[start : start + SQS_BATCH]
             entries = [{"Id": str(index), "MessageBody": base.for_segment(index).to_body()} for index in chunk]
             response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             for sent in response.get("Successful", []):
-                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"], sender)
+                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"], retried_at)
             if response.get("Failed"):
                 # The plan is recorded: the step's message comes back (it is not settled) and resumes the sends.
                 raise TransientError(f"{len(response['Failed'])} segment messages were not sent: {response['Failed'][0].get('Message')}")
