@@ -127,6 +127,12 @@ class ClaimLost(Exception):
     """The claim is no longer ours (its lease expired and another worker took the step)."""
 
 
+def _holds(step_item: Mapping[str, Any], claim: Claim) -> bool:
+    """Whether ``claim`` still holds its segment (or step) in ``step_item``: the condition of ``_update_claimed``, read."""
+    held = step_item if claim.segment is None else (step_item.get("segments") or {}).get(segment_key(claim.segment)) or {}
+    return (held.get("state"), held.get("worker_id"), held.get("attempts")) == (StepState.RUNNING, claim.worker_id, claim.attempt)
+
+
 def _lost(claim: Claim) -> ClaimLost:
     what = claim.step if claim.segment is None else f"{claim.step} segment {claim.segment}"
     return ClaimLost(f"{claim.job_id}/{what} attempt {claim.attempt} is no longer held by {claim.worker_id}")
@@ -328,35 +334,40 @@ class JobStore:
         """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
 
         Each segment is counted once (only its holder can move it from running), so exactly one worker
-        sees ``done == planned``: the one that merges. That update also records its message as the step's (the
+        sees ``done == planned``: the one that merges. That same update records its message as the step's (the
         one that merges next), so a dead letter of the step's own message, or of this one, knows who carries
-        the merge (``segments.needs_step_message``). It is tried first with the condition that this segment is
-        the last; when it is not, the count alone.
+        the merge (``segments.needs_step_message``). Whether this count is the last is known only against the
+        count it changes, so the update is a compare-and-set on ``segments_done``: first as if this segment
+        were the last, then, refused, against the count read again (segments finishing together each retry).
         """
         if claim.segment is None or claim.span is None:
             raise ValueError("mark_segment_done needs a segment claim")
         path, _ = claim.path
-        update = (
-            f"SET {path}.#state = :done, {path}.finished_at = :now, {path}.result_file = :result, {path}.timings = :timings, "
-            f"{_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now"
-        )
+        count = claim.span.count
         values = {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings), ":one": 1}
-        remove = f" REMOVE {path}.lease_expires_at"
-        item = self._first_applied(
-            [
-                self._claimed_request(
-                    claim,
-                    f"{update}, {_STEP}.message_id = :message{remove}",
-                    values | {":message": claim.message_id, ":others_done": claim.span.count - 1},
-                    also=f" AND {_STEP}.segments_done = :others_done",
-                ),
-                self._claimed_request(claim, update + remove, values),
-            ]
-        )
-        if item is None:
-            raise _lost(claim)
-        step = item["steps"][claim.step]
-        return int(step["segments_done"]), int(step["segment_count"])
+        seen = count - 1
+        for _ in range(count + 1):  # the count only grows, so each refusal is another segment's progress
+            last = seen + 1 == count
+            item = self._first_applied(
+                [
+                    self._claimed_request(
+                        claim,
+                        f"SET {path}.#state = :done, {path}.finished_at = :now, {path}.result_file = :result, "
+                        f"{path}.timings = :timings, {_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now"
+                        f"{f', {_STEP}.message_id = :message' if last else ''} REMOVE {path}.lease_expires_at",
+                        values | {":seen": seen} | ({":message": claim.message_id} if last else {}),
+                        also=f" AND {_STEP}.segments_done = :seen",
+                    )
+                ]
+            )
+            if item is not None:
+                step = item["steps"][claim.step]
+                return int(step["segments_done"]), int(step["segment_count"])
+            step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
+            if not _holds(step, claim):
+                raise _lost(claim)
+            seen = int(step.get("segments_done") or 0)
+        raise _lost(claim)
 
     def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +382,108 @@ def test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails
     job = jobs.get_job(job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
     assert job["steps"]["people"]["error"].startswith("merge: "), job["steps"]["people"]["error"]
+
+
+# --- two segments finishing at the same moment: the one that completes the set still records its message ------------
+
+
+class _OtherFinishesMeanwhile:
+    """The moto table; after the first update that counts a segment done is answered by DynamoDB (applied or refused)
+    and before that answer reaches the caller, ``meanwhile`` runs (once): another worker's completion lands in between."""
+
+    def __init__(self, table: Any, meanwhile: Callable[[], None]):
+        self.table, self.meanwhile, self.fired = table, meanwhile, False
+
+    def update_item(self, **request: Any) -> Any:
+        counting = not self.fired and "segments_done + :one" in request.get("UpdateExpression", "")
+        try:
+            return self.table.update_item(**request)
+        finally:
+            if counting:
+                self.fired = True
+                self.meanwhile()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+
+def _two_segments_finish_together(pipeline: PipelineStack, key: str, delete_step_message: bool) -> tuple[str, JobStore, dict[str, Any]]:
+    """A 2-minute video split by its step message S into two segments, each sent and claimed by its own message;
+    both workers finish at the same moment. Returns (job id, store, segment 0's message: the one that completed the set)."""
+    sqs = pipeline.client("sqs")
+    step_message = new_job(pipeline, key)
+    body = WorkMessage.from_dict(json.loads(step_message["Body"]))
+    jobs = store(pipeline)
+    plan = plan_segments(VideoTimeline(30, 30 * 120, 30), 60)
+    assert len(plan) == 2
+    jobs.record_split(jobs.claim(body.job_id, "people", "w-split", step_message["MessageId"], 1.0, 60), plan, 60, 2.0)
+    if delete_step_message:
+        sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=step_message["ReceiptHandle"])  # settled by the split
+    sent = {
+        index: sqs.send_message(QueueUrl=pipeline.queue_url("people"), MessageBody=body.for_segment(index).to_body())["MessageId"]
+        for index in range(2)
+    }
+    for index, message_id in sent.items():
+        assert jobs.record_segment_message(body.job_id, "people", index, message_id, retried_at=None)
+    received = {}
+    for message in sqs.receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]:
+        segment = json.loads(message["Body"]).get("segment")
+        if segment is not None:
+            received[segment] = message
+    assert sorted(received) == [0, 1]
+    claims = {i: jobs.claim(body.job_id, "people", f"w{i}", received[i]["MessageId"], 3.0, 600, segment=i) for i in range(2)}
+
+    results: dict[int, tuple[int, int]] = {}
+
+    def other_finishes() -> None:
+        results[1] = jobs.mark_segment_done(claims[1], 4.0, "s3://r/1", {})
+
+    results[0] = JobStore(_OtherFinishesMeanwhile(jobs.table, other_finishes)).mark_segment_done(claims[0], 4.0, "s3://r/0", {})
+    [completer] = [i for i, result in results.items() if result == (2, 2)]  # exactly one sees the set complete: it merges
+    assert results[1 - completer] == (1, 2)
+    # The other worker's segment is done and not the last: it deletes its message.
+    sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=received[1 - completer]["ReceiptHandle"])
+    return body.job_id, jobs, received[completer]
+
+
+def test_concurrent_completions_the_completing_message_dead_lettered_before_it_merged_still_ends_the_job(
+    pipeline: PipelineStack,
+) -> None:
+    """Segment 0's worker completed the set and died (or claim_merge was throttled) before claim_merge, on the last
+    receive SQS allowed: its message is dead-lettered. It was the only message that could merge, so the step must
+    fail ("merge: ..."), as it does when the two segments finish one after the other
+    (test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails_the_job_naming_the_merge)."""
+    job_id, jobs, completing = _two_segments_finish_together(pipeline, "uploads/together-dlq.mp4", delete_step_message=True)
+    step = jobs.get_job(job_id)["steps"]["people"]
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [m["MessageId"] for m in dead] == [completing["MessageId"]]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    assert pipeline.drain("people") == []  # no message is left that could merge
+    job = jobs.get_job(job_id)
+    assert job["status"] == "failed", (
+        f"job never ends: status {job['status']}, step {job['steps']['people']['state']}, segments_done "
+        f"{job['steps']['people']['segments_done']}/{job['steps']['people']['segment_count']}, no merge holder, no message queued; "
+        f"the step records {step.get('message_id')!r} as the message that merges, not the completing {completing['MessageId']!r}"
+    )
+    assert job["steps"]["people"]["error"].startswith("merge: "), job["steps"]["people"]["error"]
+
+
+def test_concurrent_completions_the_step_message_dead_lettered_leaves_the_job_to_the_completing_message(
+    pipeline: PipelineStack,
+) -> None:
+    """The splitter died before deleting S (so on every receive, until SQS dead-lettered it); the segments finished
+    together, and segment 0's message is about to merge. S's dead letter must be dropped, as it is when the two
+    finish one after the other (test_a_dead_lettered_step_message_leaves_a_split_step_whose_last_segment_message_is_to_merge)."""
+    job_id, jobs, completing = _two_segments_finish_together(pipeline, "uploads/together-step-dlq.mp4", delete_step_message=False)
+    # Segment 0's worker is alive and holds its message (the keepalive extends it) while it goes on to merge.
+    pipeline.client("sqs").change_message_visibility(
+        QueueUrl=pipeline.queue_url("people"), ReceiptHandle=completing["ReceiptHandle"], VisibilityTimeout=600
+    )
+    dead = receive_until_dead_lettered(pipeline, "people")
+    assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
+    assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
+    job = jobs.get_job(job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), (
+        f"a job whose merge was about to run was failed: {job['steps']['people'].get('error')}"
+    )
+    assert jobs.claim_merge(job_id, "people", "w0", completing["MessageId"], 5.0, 600).merging

@@ -235,3 +235,17 @@ def test_the_segment_that_completes_the_set_records_its_message_as_the_one_that_
     assert step()["message_id"] == "m-seg-1"
     assert not needs_step_message(step(), "m0") and needs_step_message(step(), "m-seg-1")
     assert store.claim_merge(OBJ.job_id, "people", "w2", "m-seg-1", 1006.0, 30).message_id == "m-seg-1"
+
+
+def test_a_segment_whose_claim_was_taken_over_is_not_counted_done(store: JobStore) -> None:
+    from pipeline_core.segments import VideoTimeline, plan_segments
+
+    store.record_split(
+        store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan_segments(VideoTimeline(30, 30 * 120, 30), 60), 60, 1001.0
+    )
+    stale = store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0)
+    store.claim(OBJ.job_id, "people", "w2", "m-seg-0", 1040.0, 30, segment=0)  # w1 hung past its lease: w2 took it over
+    with pytest.raises(ClaimLost):
+        store.mark_segment_done(stale, 1050.0, "s3://stale", {})
+    step = store.get_job(OBJ.job_id)["steps"]["people"]
+    assert (step["segments_done"], step["segments"]["0"]["worker_id"], step["segments"]["0"]["state"]) == (0, "w2", "running")
