@@ -246,24 +246,34 @@ def test_a_dead_lettered_step_message_of_a_split_step_with_a_segment_never_sent_
     assert job["steps"]["people"]["error"] == REASON
 
 
-def retried_after_a_failed_merge(pipeline: PipelineStack, key: str) -> tuple[str, JobStore]:
-    """A 3-minute video split, its three segments done by their own messages, the merge failed for good, and
-    `gpupipe retry` put the step back: the router sent the step's message again, the only one left that can merge."""
+def every_segment_done(pipeline: PipelineStack, key: str, settle_step_message: bool = False) -> tuple[str, JobStore]:
+    """A 3-minute video split by the step's message, segments 0 to 2 done by their own messages, m-seg-2's
+    completing the set: it merges next. The step's message stays queued (its worker died before deleting it),
+    unless ``settle_step_message`` (the split settled it: deleted)."""
     message = new_job(pipeline, key)
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     jobs = store(pipeline)
     plan = plan_segments(VideoTimeline(30, 30 * 180, 30), 60)
     jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
-    pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
+    if settle_step_message:
+        pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
     for index in range(len(plan)):
-        jobs.mark_segment_done(
+        done = jobs.mark_segment_done(
             jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
         )
-    jobs.mark_failed(jobs.claim_merge(body.job_id, "people", "w-merge", "m-seg-2", 5.0, 600), 6.0, "merge: PermanentError: out of disk")
-    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
-    assert jobs.retry_failed_step(body.job_id, "people", 7.0)
-    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())  # failed -> pending: the step's message again
+    assert done == (3, 3)
     return body.job_id, jobs
+
+
+def retried_after_a_failed_merge(pipeline: PipelineStack, key: str) -> tuple[str, JobStore]:
+    """Every segment done, the merge failed for good, and `gpupipe retry` put the step back: the router sent the
+    step's message again, the only one left that can merge."""
+    job_id, jobs = every_segment_done(pipeline, key, settle_step_message=True)
+    jobs.mark_failed(jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600), 6.0, "merge: PermanentError: out of disk")
+    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
+    assert jobs.retry_failed_step(job_id, "people", 7.0)
+    router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())  # failed -> pending: the step's message again
+    return job_id, jobs
 
 
 def test_a_retried_split_steps_message_dead_lettered_before_it_merged_fails_the_job(pipeline: PipelineStack) -> None:
@@ -327,22 +337,6 @@ def test_a_retried_split_steps_message_dead_lettered_after_it_resumed_the_step_b
     assert pipeline.drain("people") == []  # no message is left that could merge
     job = jobs.get_job(job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed"), job["steps"]["people"]
-
-
-def every_segment_done(pipeline: PipelineStack, key: str) -> tuple[str, JobStore]:
-    """A 3-minute video split by the step's message (its worker died before deleting it, so it is still queued);
-    segments 0 to 2 done by their own messages, m-seg-2's completing the set: it merges next."""
-    message = new_job(pipeline, key)
-    body = WorkMessage.from_dict(json.loads(message["Body"]))
-    jobs = store(pipeline)
-    plan = plan_segments(VideoTimeline(30, 30 * 180, 30), 60)
-    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 60, 2.0)
-    for index in range(len(plan)):
-        done = jobs.mark_segment_done(
-            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, "s3://r", {}
-        )
-    assert done == (3, 3)
-    return body.job_id, jobs
 
 
 def test_a_dead_lettered_step_message_leaves_a_split_step_whose_last_segment_message_is_to_merge(pipeline: PipelineStack) -> None:
