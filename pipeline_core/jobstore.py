@@ -127,10 +127,11 @@ class ClaimLost(Exception):
     """The claim is no longer ours (its lease expired and another worker took the step)."""
 
 
-def _holds(step_item: Mapping[str, Any], claim: Claim) -> bool:
-    """Whether ``claim`` still holds its segment (or step) in ``step_item``: the condition of ``_update_claimed``, read."""
-    held = step_item if claim.segment is None else (step_item.get("segments") or {}).get(segment_key(claim.segment)) or {}
-    return (held.get("state"), held.get("worker_id"), held.get("attempts")) == (StepState.RUNNING, claim.worker_id, claim.attempt)
+def _state_by(step_item: Mapping[str, Any], claim: Claim) -> str | None:
+    """The state of ``claim``'s segment (or step) in ``step_item`` while this claim's worker and attempt are on it
+    (``running``: still held, the condition of ``_update_claimed``, read; ``done``: it finished it); else None."""
+    sub = step_item if claim.segment is None else (step_item.get("segments") or {}).get(segment_key(claim.segment)) or {}
+    return sub.get("state") if (sub.get("worker_id"), sub.get("attempts")) == (claim.worker_id, claim.attempt) else None
 
 
 def _lost(claim: Claim) -> ClaimLost:
@@ -364,7 +365,12 @@ class JobStore:
                 step = item["steps"][claim.step]
                 return int(step["segments_done"]), int(step["segment_count"])
             step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
-            if not _holds(step, claim):
+            state = _state_by(step, claim)
+            if state == StepState.DONE:  # this very update was applied and its answer lost (the SDK's retry was refused)
+                planned = int(step["segment_count"])
+                done = planned if step.get("message_id") == claim.message_id else min(int(step["segments_done"]), planned - 1)
+                return done, planned  # it completed the set exactly when it recorded its message as the one that merges
+            if state != StepState.RUNNING:
                 raise _lost(claim)
             seen = int(step.get("segments_done") or 0)
         raise _lost(claim)
