@@ -11,8 +11,9 @@ receives SQS allowed before it moved the message), or, where the definition lack
 record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
-another message holds, is left alone; so is a split step whose segments all have their own
-messages (its own message was settled by the split). A step message naming no job is logged. A raw S3
+another message holds, is left alone; so is a split step that other messages carry without its
+own (``segments.needs_step_message``: its segments' messages, or the message that merges). A step
+message naming no job is logged. A raw S3
 notification naming no job creates the job first (as a worker would have), then fails it.
 A body that can never be acted on is logged at error, counted, and deleted. Raising (an
 unknown queue, a DynamoDB error) leaves only that message on the DLQ for another try.
