@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pipeline_core.segments import VideoTimeline, plan_segments
 from stream_router import app as router_app
 from stream_router import deadletter
 from tests.support.aws import s3_notification
+from tests.support.interleave import AfterFirstCount
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import MAX_RECEIVE_COUNT, PipelineStack
 
@@ -381,26 +382,6 @@ def test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails
 # --- two segments finishing at the same moment: the one that completes the set still records its message ------------
 
 
-class _OtherFinishesMeanwhile:
-    """The moto table; after the first update that counts a segment done is answered by DynamoDB (applied or refused)
-    and before that answer reaches the caller, ``meanwhile`` runs (once): another worker's completion lands in between."""
-
-    def __init__(self, table: Any, meanwhile: Callable[[], None]):
-        self.table, self.meanwhile, self.fired = table, meanwhile, False
-
-    def update_item(self, **request: Any) -> Any:
-        counting = not self.fired and "segments_done + :one" in request.get("UpdateExpression", "")
-        try:
-            return self.table.update_item(**request)
-        finally:
-            if counting:
-                self.fired = True
-                self.meanwhile()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.table, name)
-
-
 def _two_segments_finish_together(pipeline: PipelineStack, key: str, delete_step_message: bool) -> tuple[str, JobStore, dict[str, Any]]:
     """A 2-minute video split by its step message S into two segments, each sent and claimed by its own message;
     both workers finish at the same moment. Returns (job id, store, segment 0's message: the one that completed the set)."""
@@ -432,7 +413,7 @@ def _two_segments_finish_together(pipeline: PipelineStack, key: str, delete_step
     def other_finishes() -> None:
         results[1] = jobs.mark_segment_done(claims[1], 4.0, "s3://r/1", {})
 
-    results[0] = JobStore(_OtherFinishesMeanwhile(jobs.table, other_finishes)).mark_segment_done(claims[0], 4.0, "s3://r/0", {})
+    results[0] = JobStore(AfterFirstCount(jobs.table, other_finishes)).mark_segment_done(claims[0], 4.0, "s3://r/0", {})
     [completer] = [i for i, result in results.items() if result == (2, 2)]  # exactly one sees the set complete: it merges
     assert results[1 - completer] == (1, 2)
     # The other worker's segment is done and not the last: it deletes its message.

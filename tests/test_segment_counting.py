@@ -8,22 +8,21 @@ import contextlib
 import threading
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import ClaimLost, JobStore
 from pipeline_core.segments import VideoTimeline, needs_step_message, plan_segments
-from tests.support.aws import REGION, StepStack
+from tests.support.aws import StepStack, clients
+from tests.support.interleave import AfterFirstCount
 
 OBJ = ObjectRef("bucket", "uploads/long.mp4", "v1", 10)
 
 
 def own_store(stack: StepStack) -> JobStore:
     """A JobStore with its own boto3 session (boto3 resources are not shared across threads)."""
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    return JobStore(session.resource("dynamodb", endpoint_url=stack.endpoint).Table(stack.table_name))
+    return JobStore(clients(stack.endpoint)["dynamodb"].Table(stack.table_name))
 
 
 def split(store: JobStore, segments: int) -> None:
@@ -135,25 +134,6 @@ def test_the_completing_segment_whose_answer_was_lost_is_not_reported_lost(stack
     assert JobStore(_Replayed(stack.table)).mark_segment_done(first, 1003.0, "s3://r/0", {}) == (1, 2)
 
 
-class _Meanwhile:
-    """The moto table; after the first counting update is answered, ``meanwhile`` runs once."""
-
-    def __init__(self, table: Any, meanwhile: Any):
-        self.table, self.meanwhile, self.fired = table, meanwhile, False
-
-    def update_item(self, **request: Any) -> Any:
-        counting = not self.fired and "segments_done + :one" in request.get("UpdateExpression", "")
-        try:
-            return self.table.update_item(**request)
-        finally:
-            if counting:
-                self.fired = True
-                self.meanwhile()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.table, name)
-
-
 def test_a_retry_landing_between_the_refusal_and_the_reread_loses_the_claim_and_counts_once(stack: StepStack) -> None:
     store = JobStore(stack.table)
     split(store, 3)
@@ -167,5 +147,5 @@ def test_a_retry_landing_between_the_refusal_and_the_reread_loses_the_claim_and_
         new["claim"] = store.claim(OBJ.job_id, "people", "w0", "m2-seg-0", 1007.0, 600, segment=0)  # same worker id
 
     with pytest.raises(ClaimLost):
-        JobStore(_Meanwhile(stack.table, retry_and_reclaim)).mark_segment_done(mine, 1008.0, "s3://stale", {})
+        JobStore(AfterFirstCount(stack.table, retry_and_reclaim)).mark_segment_done(mine, 1008.0, "s3://stale", {})
     assert store.mark_segment_done(new["claim"], 1009.0, "s3://r/0", {}) == (1, 3)
