@@ -38,7 +38,7 @@ from typing import Any
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState
 from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
-from pipeline_core.segments import Segment, segment_key
+from pipeline_core.segments import Segment, every_segment_done, segment_key
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
@@ -257,13 +257,13 @@ class StepRunner:
         if refused.reason == Unclaimable.SPLIT:
             sent = self.splitter.resume(refused.item or {}, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
-            if int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1):
+            if every_segment_done(step):
                 return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left
             return ItemResult(Outcome.SKIPPED)
         if (
             not merging
             and step.get("state") == StepState.RUNNING
-            and int(step.get("segments_done") or 0) == int(step.get("segment_count") or -1)
+            and every_segment_done(step)
             and (
                 (item.segment is not None and refused.reason == Unclaimable.FINISHED)
                 or (item.segment is None and refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE)
