@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
+.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,17 +31,27 @@ $(BIN)/.installed: requirements/*.txt
 
 venv: $(BIN)/.installed ## Build the virtual environment from the pinned requirements
 
+checkov-venv: $(CHECKOV_VENV)/bin/.installed ## Build checkov's own virtual environment
+
 $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	@touch $@
 
-test: lint tf-fmt tf-validate tf-test checkov ami-check pytest ## Run every check: ruff, terraform fmt/validate/test, checkov, shellcheck/packer, pytest
+test: venv $(CHECKOV_VENV)/bin/.installed package tf-init ## Every check, in parallel lanes (what CI runs): lint and types, terraform fmt/validate/test, checkov, shellcheck/packer, the four pytest tiers
+	$(BIN)/python -m tools.ci
 
-lint: venv ## ruff lint and format check; the module READMEs' input and output tables are current
+test-fast: venv ## The one-minute tier: lint and types, and the unit tests (no AWS emulator, no subprocess, no model)
+	$(BIN)/python -m tools.ci --only lint,unit
+
+lint: venv ## ruff lint and format check, mypy, and the module READMEs' input and output tables are current
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/tfdocs.py --check
+	$(BIN)/mypy
+
+typecheck: venv ## mypy: strict on pipeline_core, scaler and stream_router; checked on worker and gpupipe (pyproject.toml)
+	$(BIN)/mypy
 
 docs: venv ## Regenerate the input and output tables in the Terraform READMEs
 	$(BIN)/python tools/tfdocs.py
@@ -93,8 +103,8 @@ model: venv ## Download MODEL, check it against models.lock.json (SHA256=<hex> f
 	@test -n "$(MODEL)" || { echo "usage: make model MODEL=<name in models.lock.json> [SHA256=<hex>] [URL=<archive URL>]" >&2; exit 1; }
 	$(BIN)/python -m tools.model $(MODEL) --terraform-dir $(TF_EXAMPLE) $(if $(SHA256),--sha256 $(SHA256)) $(if $(URL),--url $(URL))
 
-pytest: venv ## The test suite, moto-backed integration tests included
-	$(BIN)/pytest
+pytest: venv ## The four pytest tiers side by side (unit, integration, workers, e2e); PYTEST_ARGS reach each
+	$(BIN)/python -m tools.ci --only unit,integration,workers,e2e -- $(PYTEST_ARGS)
 
 package: venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build

@@ -60,7 +60,8 @@ def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def scan_jobs(outputs: dict[str, Any]) -> list[dict[str, Any]]:
     table = boto3.resource("dynamodb").Table(outputs["jobs_table_name"])
-    items, kwargs = [], {}
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
     while True:
         page = table.scan(**kwargs)
         items += [from_dynamo(item) for item in page["Items"]]

@@ -505,7 +505,8 @@ class JobStore:
         """Try conditional ``update_item`` requests in turn; the item as the first applied left it, or None."""
         for request in requests:
             try:
-                return from_dynamo(self.table.update_item(**request, ReturnValues="ALL_NEW")["Attributes"])
+                item: dict[str, Any] = from_dynamo(self.table.update_item(**request, ReturnValues="ALL_NEW")["Attributes"])
+                return item
             except ClientError as error:
                 if not is_conditional_failure(error):
                     raise
@@ -538,7 +539,8 @@ class JobStore:
             if is_conditional_failure(error):
                 raise _lost(claim) from None
             raise
-        return from_dynamo(response.get("Attributes") or {})
+        item: dict[str, Any] = from_dynamo(response.get("Attributes") or {})
+        return item
 
     @staticmethod
     def _claimed_request(

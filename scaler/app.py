@@ -80,7 +80,8 @@ def describe_service(step: StepConfig) -> dict[str, Any]:
         inactive = [s.get("status", "?") for s in response.get("services", [])]
         why = ", ".join(failures + inactive) or "none"
         raise ServiceNotFound(f"service {step.service!r} not found in cluster {config.cluster!r}: {why}")
-    return services[0]
+    service: dict[str, Any] = services[0]
+    return service
 
 
 def observe(step: StepConfig, now: float, just_sent: int = 0) -> Observation:

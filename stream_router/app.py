@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -69,7 +70,7 @@ def intake_record(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def intake_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def intake_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=intake_record, processor=intake_processor, context=context)
 
 
@@ -81,6 +82,8 @@ def route_record(record: DynamoDBRecord) -> None:
     change = record.dynamodb
     old = from_dynamo(change.old_image) if change and change.old_image else None
     new = from_dynamo(change.new_image) if change and change.new_image else None
+    if new is None:  # a removal sets nothing off
+        return
     for action in route(str(record.event_name.name if record.event_name else ""), old, new):
         if isinstance(action, Enqueue):
             enqueue(new, action.step)
@@ -147,7 +150,7 @@ def finish(job: dict[str, Any], action: Finish) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     steps_to_wake.clear()
     try:
         return process_partial_response(event=event, record_handler=route_record, processor=stream_processor, context=context)

@@ -29,6 +29,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -118,7 +119,9 @@ def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id:
     dropped; otherwise the step fails (``fail_dead_lettered`` when the step waits on this message)."""
     if classify_unclaimable(job, step, message_id) not in (Unclaimable.SPLIT, Unclaimable.HELD_BY_OTHER_MESSAGE):
         return False
-    status = job["steps"][step]  # type: ignore[index] - both reasons mean the job and its step exist
+    if job is None:  # not so: both reasons mean the job and its step exist
+        return False
+    status = job["steps"][step]
     return progress(status) is not None and not needs_step_message(status, message_id)
 
 
@@ -161,5 +164,5 @@ def fail_step(
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=dead_letter_record, processor=processor, context=context)

@@ -1,4 +1,4 @@
-"""Shared fixtures: one moto server for the session, a fresh step stack per test."""
+"""Shared fixtures: one moto server for the session, a fresh step stack per test; every test's tier checked."""
 
 from __future__ import annotations
 
@@ -20,6 +20,39 @@ from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.stack import Terraform
 from tests.support.workers import WorkerProcess
 from tools.package_lambdas import build
+
+# The tiers, fastest first (pyproject.toml describes each). `make test-fast` runs `unit`.
+TIERS = ("unit", "integration", "workers", "e2e")
+# What a tier may not ask for: a unit test that starts the emulator, or an integration test that starts
+# worker processes or applies Terraform, is in the wrong tier.
+FIXTURES_ABOVE = {
+    "unit": {"moto_endpoint", "stack", "proxy", "spawn", "local_stack"},
+    "integration": {"spawn", "local_stack"},
+    "workers": {"local_stack"},
+    "e2e": set(),
+}
+
+
+def tier_problem(tiers: list[str], fixtures: set[str]) -> str | None:
+    """Why a test's tier markers are wrong (None when it has exactly one that fits the fixtures it uses)."""
+    if len(tiers) != 1:
+        return f"has tier markers {tiers or 'none'}; give it exactly one of {', '.join(TIERS)} (a module-level pytestmark)"
+    (tier,) = tiers
+    above = sorted(FIXTURES_ABOVE[tier] & fixtures)
+    if above:
+        return f"is marked {tier} but uses {', '.join(above)}: mark it with the tier those need"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = []
+    for item in items:
+        tiers = [mark.name for mark in item.iter_markers() if mark.name in TIERS]
+        problem = tier_problem(tiers, set(getattr(item, "fixturenames", ())))
+        if problem:
+            wrong.append(f"{item.nodeid} {problem}")
+    if wrong:
+        raise pytest.UsageError("tests without exactly one fitting tier:\n  " + "\n  ".join(wrong))
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import pytest
 
 from worker.batching import Batcher
 
+pytestmark = pytest.mark.unit
+
 
 class Model:
     """Doubles numbers; records every batch it was called with; refuses the number -1."""

@@ -14,6 +14,8 @@ from pipeline_core.jobstore import JobStore
 from tests.support.aws import free_port
 from tests.support.pipeline import PipelineStack
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def outputs(tmp_path: Path) -> Path:

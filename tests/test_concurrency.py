@@ -6,9 +6,13 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.support.aws import StepStack
 from tests.support.media import NOT_MEDIA, png
 from tests.support.workers import wait_for
+
+pytestmark = pytest.mark.workers
 
 STEP = "detect"
 SLOW = "tests.support.plugins:SlowProcessor"

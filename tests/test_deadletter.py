@@ -24,6 +24,8 @@ from tests.support.interleave import AfterFirstCount
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import MAX_RECEIVE_COUNT, PipelineStack
 
+pytestmark = pytest.mark.integration
+
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 REASON = f"moved to the dead-letter queue after {MAX_RECEIVE_COUNT} receives"
 

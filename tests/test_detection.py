@@ -22,6 +22,8 @@ from worker.detection.model import build_detector
 from worker.errors import PermanentError
 from worker.processors import StepContext
 
+pytestmark = pytest.mark.integration
+
 
 def run(processor: DetectionProcessor, path: Path) -> dict:
     workdir = path.parent / f"work-{path.stem}"

@@ -27,6 +27,8 @@ from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for
 from tools import sample_media
 
+pytestmark = pytest.mark.e2e
+
 SCHEMA = json.loads((REPO / "worker" / "result.schema.json").read_text())
 
 

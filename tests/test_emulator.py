@@ -17,6 +17,8 @@ from botocore.exceptions import ReadTimeoutError
 from local_runtime.emulator import Emulator
 from tests.support.aws import REGION
 
+pytestmark = pytest.mark.integration
+
 THREADS, UPDATES = 8, 25
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.support.iam_contract import Request, allowed, lint, requests_of
+
+pytestmark = pytest.mark.unit
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/pipe"

@@ -21,6 +21,8 @@ from pipeline_core.jobs import (
 )
 from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
 
+pytestmark = pytest.mark.unit
+
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 
 

@@ -8,6 +8,8 @@ from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import ClaimLost, ClaimRefused, JobStore, Unclaimable
 from tests.support.aws import StepStack
 
+pytestmark = pytest.mark.integration
+
 OBJ = ObjectRef("bucket", "uploads/a b.jpg", "v1", 10)
 
 

@@ -13,6 +13,8 @@ from pipeline_core.jobstore import JobStore
 from tests.support.aws import StepStack
 from worker.keepalive import SQS_MAX_VISIBILITY, Held, Keepalive, TaskProtection
 
+pytestmark = pytest.mark.integration
+
 OBJ = ObjectRef("bucket", "uploads/k.png", "v1", 1)
 
 

@@ -21,6 +21,8 @@ from tests.support.aws import s3_notification
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import PipelineStack
 
+pytestmark = pytest.mark.integration
+
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 
 

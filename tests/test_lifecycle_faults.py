@@ -23,6 +23,8 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.media import png, png_bomb
 from tests.support.workers import wait_for
 
+pytestmark = pytest.mark.workers
+
 STEP = "detect"
 
 

@@ -22,6 +22,8 @@ from tests.support.aws import s3_notification
 from tests.support.pipeline import PipelineStack
 from tests.support.workers import wait_for
 
+pytestmark = pytest.mark.integration
+
 PERIOD = 2.0
 
 

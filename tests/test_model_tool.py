@@ -21,6 +21,8 @@ from tests.support.savedmodel import build_detection_savedmodel
 from tools import model as tool
 from worker.detection.model import build_detector
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 NAME = "people-test_coco17"
 BUCKET = "media"

@@ -6,8 +6,12 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 from pipeline_core.pipeline import DEFAULT_SCALING, ScalingPolicy
 from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
+
+pytestmark = pytest.mark.unit
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "terraform"
 

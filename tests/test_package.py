@@ -7,7 +7,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tools.package_lambdas import build
+
+pytestmark = pytest.mark.integration
 
 
 def test_zips_are_byte_identical_across_builds_and_import_from_the_zip(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import pytest
 from pipeline_core.jobs import JobStatus, ObjectRef, new_job_item
 from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
+pytestmark = pytest.mark.unit
+
 JOB = new_job_item(ObjectRef("b", "uploads/a.jpg", "v1"), ["people", "faces"], now=1.0)
 
 

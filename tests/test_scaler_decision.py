@@ -7,6 +7,8 @@ import pytest
 from pipeline_core.pipeline import DEFAULT_SCALING, PipelineConfigError, ScalingPolicy
 from scaler.decision import Decision, Observation, State, decide
 
+pytestmark = pytest.mark.unit
+
 POLICY = ScalingPolicy(target_backlog_per_task=10, min_tasks=0, max_tasks=4, idle_seconds=600, scale_in_cooldown_seconds=300)
 TABLE = ScalingPolicy(table=((1, 1), (100, 2)), min_tasks=0, max_tasks=2, idle_seconds=600, scale_in_cooldown_seconds=300)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from bench.scaling_sim import TRACES, AwsModel, Contender, Outcome, Simulation, guide_contenders
 from pipeline_core.pipeline import ScalingPolicy
+
+pytestmark = pytest.mark.unit
 
 POLICY = ScalingPolicy(table=((1, 1), (100, 2)), max_tasks=2, idle_seconds=180)
 OURS, PREVIOUS, ALARM = (Contender("ours", "ours", POLICY), Contender("previous", "previous", POLICY), Contender("alarm", "alarm", POLICY))

@@ -17,6 +17,8 @@ from pipeline_core.segments import VideoTimeline, needs_step_message, plan_segme
 from tests.support.aws import StepStack, clients
 from tests.support.interleave import AfterFirstCount
 
+pytestmark = pytest.mark.integration
+
 OBJ = ObjectRef("bucket", "uploads/long.mp4", "v1", 10)
 
 

@@ -13,6 +13,8 @@ from tools.sample_media import long_video
 from worker.detection.engine import DetectionProcessor
 from worker.processors import SegmentPart, StepContext
 
+pytestmark = pytest.mark.unit
+
 SQUARE = {"name": "tests.support.plugins:SquareDetector"}
 
 

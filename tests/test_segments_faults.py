@@ -39,6 +39,8 @@ from worker.processors import load_processor
 from worker.runtime import Worker
 from worker.segments import Splitter
 
+pytestmark = pytest.mark.workers
+
 SECONDS, FPS = 40, 10
 
 

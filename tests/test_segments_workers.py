@@ -20,6 +20,8 @@ from tools.sample_media import long_video
 from worker.detection.engine import DetectionProcessor
 from worker.processors import StepContext
 
+pytestmark = pytest.mark.workers
+
 STEP = "detect"
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "worker" / "result.schema.json").read_text())
 KEY = "uploads/long.avi"

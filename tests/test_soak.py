@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import soak
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_short_soak_ends_every_job_with_the_right_bytes_and_no_crash(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from pipeline_core.s3events import created_objects
 from tests.support.iam_contract import reference
 from worker.config import WorkerConfig
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def deployed(local_stack):

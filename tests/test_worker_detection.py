@@ -14,6 +14,8 @@ from tests.support.aws import StepStack
 from tests.support.workers import wait_for
 from tools import sample_media
 
+pytestmark = pytest.mark.workers
+
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "worker" / "result.schema.json").read_text())
 STEP = "detect"
 

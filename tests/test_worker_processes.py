@@ -22,6 +22,8 @@ from tests.support.aws import StepStack
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from tests.support.workers import REPO, wait_for
 
+pytestmark = pytest.mark.workers
+
 STEP = "detect"
 SLOW = "tests.support.plugins:SlowProcessor"
 FLAKY = "tests.support.plugins:FlakyProcessor"

@@ -16,6 +16,8 @@ from worker.errors import PermanentError, Severity, TransientError, classify
 from worker.messages import ItemResult, MessageAction, Outcome, settle
 from worker.processors import load_processor, require_media, sniff_media
 
+pytestmark = pytest.mark.unit
+
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 REQUIRED = {"QUEUE_URL": "q", "JOBS_TABLE": "t", "STEP_NAME": "people", "RESULTS_BUCKET": "b"}
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -42,7 +43,10 @@ def main() -> int:
     # The long poll must outlast its WaitTimeSeconds. Adaptive retries (backoff plus a client-side rate
     # limiter) ride out throttling and 5xx; what still fails is handled per call by the loop and lifecycle.
     # AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, botocore's own settings, override the defaults.
-    retries = {"mode": os.environ.get("AWS_RETRY_MODE") or "adaptive", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 8)}
+    retries: Any = {  # botocore checks the mode
+        "mode": os.environ.get("AWS_RETRY_MODE") or "adaptive",
+        "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 8),
+    }
     boto_config = Config(read_timeout=config.wait_time_seconds + 10, connect_timeout=5, retries=retries)
     session = boto3.session.Session()
     worker = Worker(

@@ -70,7 +70,7 @@ class HogPeopleDetector:
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
-        results = []
+        results: list[list[Detection]] = []
         window_w, window_h = self.hog.winSize
         for frame in frames:
             height, width = frame.shape[:2]
@@ -118,12 +118,12 @@ class MtcnnFaceDetector:
         batch = list(frames)
         raw = self.model.detect_faces(batch if len(batch) > 1 else batch[0], box_format="xyxy")
         per_frame = raw if len(batch) > 1 else [raw]
-        results = []
+        results: list[list[Detection]] = []
         for frame, faces in zip(batch, per_frame, strict=True):
             height, width = frame.shape[:2]
             results.append(
                 [
-                    Detection("face", float(face["confidence"]), normalised_box(*face["box"], width, height))
+                    Detection("face", float(face["confidence"]), normalised_box(*face_box(face), width, height))
                     for face in faces
                     if float(face["confidence"]) >= self.min_score
                 ]
@@ -238,3 +238,9 @@ class SavedModelDetector:
                     found.append(Detection(label, score, normalised_box(x_min, y_min, x_max, y_max, 1, 1)))
                 results.append(found)
         return results
+
+
+def face_box(face: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """MTCNN's ``xyxy`` box of one face."""
+    x_min, y_min, x_max, y_max = face["box"]
+    return float(x_min), float(y_min), float(x_max), float(y_max)

@@ -202,6 +202,9 @@ class FrameReader:
                     raise
                 self.decode_seconds += time.perf_counter() - started
                 self.frames_read = 1
+                if image is None:  # probe() read it; it changed or vanished since
+                    self.release(1)
+                    raise PermanentError(f"corrupt or unreadable {self.info.format} image")
                 self._put_frame(Frame(0, 0.0, image))
             else:
                 self._read_video()

@@ -32,7 +32,7 @@ def segment_tiles(sheet: EvenSample, frames: Sequence[Mapping[str, Any]], workdi
     if len(sheet.items) > sheet.size:
         picks = np.linspace(0, len(sheet.items) - 1, sheet.size).round().astype(int).tolist()
     chosen = [sheet.items[i] for i in picks]
-    strip = np.vstack([tile for _, tile in chosen])  # type: ignore[misc]
+    strip = np.vstack([np.asarray(tile) for _, tile in chosen])
     path = workdir / TILES
     cv2.imwrite(str(path), strip, [cv2.IMWRITE_JPEG_QUALITY, 95])
     return {TILES: path}, [int(frames[position]["index"]) for position, _ in chosen]
@@ -71,6 +71,8 @@ def merge_segments(
         if TILES not in part.files:
             continue
         strip = cv2.imread(str(part.files[TILES]), cv2.IMREAD_COLOR)
+        if strip is None:
+            raise ValueError(f"the segment's contact-sheet strip {part.files[TILES]} is not a readable JPEG")
         indexes_here = document.get("tiles", [])
         height = strip.shape[0] // max(1, len(indexes_here))
         tiles += [(index, strip[n * height : (n + 1) * height]) for n, index in enumerate(indexes_here)]
