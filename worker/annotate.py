@@ -49,7 +49,7 @@ IMAGE_MAX_SIDE = 2048
 ENCODE_THREADS = 2  # files encoding at once per worker
 ENCODER_THREADS = 2  # libx264's own threads per file
 # libx264, tuned for size and speed: no B-frames (every packet's pts is its dts, which makes concat exact).
-X264_OPTIONS = {"preset": "veryfast", "crf": "26", "bf": "0", "threads": str(ENCODER_THREADS)}
+X264_OPTIONS = {"preset": "superfast", "crf": "26", "bf": "0", "threads": str(ENCODER_THREADS)}
 CONTAINER_OPTIONS = {"movflags": "+faststart"}  # the index first: a browser plays while it downloads
 
 # BGR, as the contact sheet draws them (worker/detection/pictures.py): one colour per label across every picture.
