@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         frames = int(args.seconds * args.fps)
         video = sample_media.video(folder / "bench.mp4", frames=frames, fps=args.fps, size=(width, height))
-        print(f"video: {width}x{height}, {args.fps:g} fps, {args.seconds:g} s ({frames} frames, {video.stat().st_size / 1e6:.1f} MB MPEG-4)")
+        megabytes = video.stat().st_size / 1e6
+        print(f"video: {width}x{height}, {args.fps:g} fps, {args.seconds:g} s ({frames} frames, {megabytes:.1f} MB MPEG-4)")
         print(f"detectors: {', '.join(d['name'] for d in DETECTORS)}, sampling {args.sample_fps:g}/s; CPU only\n")
         processor = load_processor("detect", {"detectors": DETECTORS, "sample_fps": args.sample_fps})
         context = StepContext("bench", "detect", "b", video.name, "v", 1, folder)
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         pieces = []
         started = time.perf_counter()
         for index in range(args.segments):
-            segment = Segment(index, args.segments, bounds[index], bounds[index + 1], bounds[index] / args.fps, bounds[index + 1] / args.fps)
+            start, end = bounds[index], bounds[index + 1]
+            segment = Segment(index, args.segments, start, end, start / args.fps, end / args.fps)
             inside = [frame for frame in document["frames"] if segment.contains(frame["index"])]
             piece = folder / f"segment-{index}.mp4"
             annotate_video(video, inside, args.fps, colours, piece, start=segment.start_frame, end=segment.end_frame, step=step)
