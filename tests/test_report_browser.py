@@ -141,7 +141,6 @@ def test_the_page_works_offline_and_takes_a_screenshot(browser: Any, report_page
 
 
 def test_report_failed_lists_reasons_and_retry_commands(
-    report_page: tuple[Path, dict[str, str]],
     moto_endpoint: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

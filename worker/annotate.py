@@ -71,7 +71,13 @@ def encoders() -> ThreadPoolExecutor:
 
 
 def wrap(processor: Processor) -> Processor:
-    """``processor`` with annotated media added to its output (and to its merge, when it splits videos)."""
+    """``processor`` with annotated media added to its output (and to its merge, when it splits videos).
+
+    Imports PyAV here, so that a worker whose image lacks it refuses to start (ImportError) rather than
+    failing every file's annotation.
+    """
+    import av  # noqa: F401
+
     return AnnotatingSplitter(processor) if can_split(processor) else Annotating(processor)
 
 
