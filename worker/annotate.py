@@ -44,7 +44,7 @@ log = logging.getLogger("worker")
 
 ANNOTATED_VIDEO = "annotated.mp4"
 ANNOTATED_IMAGE = "annotated.jpg"
-VIDEO_MAX_SIDE = 1280  # larger videos are scaled down for the annotated copy: it is for looking at, not for measuring
+VIDEO_MAX_SIDE = 960  # larger videos are scaled down for the annotated copy: it is for looking at, not for measuring
 IMAGE_MAX_SIDE = 2048
 ENCODE_THREADS = 2  # files encoding at once per worker
 ENCODER_THREADS = 2  # libx264's own threads per file
@@ -304,7 +304,7 @@ def annotate_video(
                 if not ok:
                     break
                 if (image.shape[1], image.shape[0]) != size:
-                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
                 draw(image, cursor.send(index), colours, f"{index / fps:7.2f}s")
                 began = time.perf_counter()
                 frame = av.VideoFrame.from_ndarray(np.asarray(image, np.uint8), format="bgr24")
