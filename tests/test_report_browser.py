@@ -154,3 +154,32 @@ def test_report_failed_lists_reasons_and_retry_commands(
     assert f"{job_id}  uploads/broken.mp4\n    detect: not a supported image or video" in out
     assert f"retry: gpupipe retry {job_id}" in out
     assert json.dumps(job_id)[1:-1] in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_report_upload_puts_the_page_beside_the_results_with_presigned_videos(
+    moto_endpoint: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = StepStack.create(moto_endpoint)
+    street, output = reports.street_output(tmp_path)
+    reports.succeeded(stack, "uploads/street.mp4", street, output)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    argv = [
+        "--outputs",
+        str(reports.outputs_file(stack, tmp_path)),
+        "report",
+        "--upload",
+        "--expires",
+        "600",
+        "--out",
+        str(tmp_path / "site"),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    uploaded = next(line for line in printed if line.startswith("uploaded: "))
+    key = uploaded.split(f"s3://{stack.bucket}/", 1)[1]
+    page = stack.aws["s3"].get_object(Bucket=stack.bucket, Key=key)
+    assert key.startswith("results/reports/") and page["ContentType"].startswith("text/html")
+    text = page["Body"].read().decode()
+    video = text.split('<video class="annotated"', 1)[1].split('src="', 1)[1].split('"', 1)[0]
+    assert "annotated.mp4" in video and "Signature" in video and "Expires" in video
+    assert printed[-1].startswith(stack.endpoint) and "Signature" in printed[-1]

@@ -63,3 +63,13 @@ def outputs_file(stack: StepStack, folder: Path) -> Path:
     names: dict[str, Any] = {"bucket_name": stack.bucket, "input_prefix": "uploads/", "results_prefix": "results/"}
     path.write_text(json.dumps(names | {"jobs_table_name": stack.table_name}))
     return path
+
+
+def street_output(folder: Path, frames: int = 30) -> tuple[Path, StepOutput]:
+    """A short street video and what the detect processor (people-hog), annotating, writes for it."""
+    from tools.sample_media import video
+    from worker.processors import load_processor
+
+    street = video(folder / "street.mp4", frames=frames)
+    processor = load_processor("detect", {"detectors": [{"name": "people-hog"}], "sample_fps": 2}, annotate=True)
+    return street, run(processor, street, folder / "work")
