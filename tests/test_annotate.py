@@ -155,7 +155,7 @@ def test_merge_without_every_segments_video_keeps_the_detections_and_says_why(cl
     part = SegmentPart(segment, {"output": {"frames": sampled(15)}}, {})
     merged = processor.merge([part], context(tmp_path))
     assert ANNOTATED_VIDEO not in merged.files and len(merged.document["frames"]) == 3
-    assert "annotate was off" in merged.document["annotation"]["error"]
+    assert merged.document["annotation"]["error"] == "no annotated.mp4 from segment 1/2 [0 s, 1.5 s): annotate was off when it ran"
 
 
 def test_image_gets_an_annotated_jpeg(tmp_path: Path) -> None:

@@ -145,9 +145,13 @@ def merge_annotated(parts: Sequence[SegmentPart], output: StepOutput, workdir: P
     """The merged ``output`` with the segments' annotated videos joined into one, without re-encoding."""
     parts = sorted(parts, key=lambda part: part.segment.index)
     videos = [part.files.get(ANNOTATED_VIDEO) for part in parts]
-    if not parts or any(video is None for video in videos):
-        missing = [part.segment.index for part, video in zip(parts, videos, strict=True) if video is None]
-        output.document["annotation"] = {"error": f"segments {missing} have no {ANNOTATED_VIDEO}: annotate was off when they ran"}
+    missing = [part for part, video in zip(parts, videos, strict=True) if video is None]
+    if not parts or missing:
+        reasons = "; ".join(
+            f"{part.segment.label}: {part.result.get('output', {}).get('annotation', {}).get('error') or 'annotate was off when it ran'}"
+            for part in missing
+        )
+        output.document["annotation"] = {"error": f"no {ANNOTATED_VIDEO} from {reasons or 'any segment'}"}
         return output
     started = time.perf_counter()
     target = workdir / ANNOTATED_VIDEO
