@@ -69,6 +69,13 @@ def test_a_video_job_shows_its_video_timeline_model_device_timings_and_label_tab
     assert "finished 1970-01-01 00:01:52 UTC (12.5 s)" in text
 
 
+def test_a_step_without_annotation_says_how_to_turn_it_on() -> None:
+    plain = result()
+    del plain["output"]["annotation"], plain["output"]["pictures"]["annotated"]
+    text = page([job("j1", "uploads/street.mp4", "succeeded")], {("j1", "detect"): plain})
+    assert "<video" not in text and "option is off" in text and "annotate = true" in text
+
+
 def test_timeline_points_span_the_videos_duration() -> None:
     timeline = series(result(duration=10.0)["output"], ["person"])
     assert timeline is not None
