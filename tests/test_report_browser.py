@@ -81,15 +81,15 @@ def wait_for(driver: Any, script: str, *args: Any, timeout: float = 20) -> Any:
         time.sleep(0.1)
 
 
-VIDEO = "return document.querySelector('#job-' + arguments[0] + ' video');"
+VIDEO = "var v = document.querySelector('#job-' + arguments[0] + ' video'); "  # the job's video as v; a script follows
 
 
 @pytest.mark.parametrize("job", ["street", "long"])
 def test_the_annotated_h264_video_loads_and_seeks(browser: Any, report_page: tuple[Path, dict[str, str]], job: str) -> None:
     job_id = report_page[1][job]
-    state = wait_for(browser, VIDEO[:-1] + ".readyState >= 2 && " + VIDEO[7:-1] + ".duration > 0;", job_id)
+    state = wait_for(browser, VIDEO + "return v.readyState >= 2 && v.duration > 0;", job_id)
     video_state = browser.execute_script(
-        "var v = " + VIDEO[7:] + " return {ready: v.readyState, duration: v.duration, error: v.error && v.error.code,"
+        VIDEO + "return {ready: v.readyState, duration: v.duration, error: v.error && v.error.code,"
         " width: v.videoWidth, h264: v.canPlayType('video/mp4; codecs=\"avc1.64001e\"')};",
         job_id,
     )
@@ -97,10 +97,10 @@ def test_the_annotated_h264_video_loads_and_seeks(browser: Any, report_page: tup
     assert video_state["error"] is None and video_state["width"] > 0 and video_state["h264"] in ("probably", "maybe")
     expected = 5.0 if job == "street" else 12.0
     assert video_state["duration"] == pytest.approx(expected, abs=0.6)
-    browser.execute_script("var v = " + VIDEO[7:] + " v.currentTime = arguments[1];", job_id, expected * 0.6)
+    browser.execute_script(VIDEO + "v.currentTime = arguments[1];", job_id, expected * 0.6)
     assert wait_for(
         browser,
-        "var v = " + VIDEO[7:] + " return !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - arguments[1]) < 0.2;",
+        VIDEO + "return !v.seeking && v.readyState >= 2 && Math.abs(v.currentTime - arguments[1]) < 0.2;",
         job_id,
         expected * 0.6,
     )
@@ -112,12 +112,12 @@ def test_clicking_the_timeline_moves_current_time(browser: Any, report_page: tup
     job_id = report_page[1]["long"]
     svg = browser.find_element("css selector", f"#job-{job_id} svg.timeline")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", svg)
-    browser.execute_script("var v = " + VIDEO[7:] + " v.pause(); v.currentTime = 0;", job_id)
+    browser.execute_script(VIDEO + "v.pause(); v.currentTime = 0;", job_id)
     width = svg.size["width"]
     duration = float(svg.get_attribute("data-duration"))
     # A point three quarters along: offsets are from the element's centre.
     ActionChains(browser).move_to_element_with_offset(svg, round(width * 0.25), svg.size["height"] // 2 - 2).click().perform()
-    moved = wait_for(browser, "var v = " + VIDEO[7:] + " return !v.seeking && v.currentTime > 0 && v.currentTime;", job_id)
+    moved = wait_for(browser, VIDEO + "return !v.seeking && v.currentTime > 0 && v.currentTime;", job_id)
     assert moved == pytest.approx(0.75 * duration, abs=0.05 * duration)
 
 
