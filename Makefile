@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
+.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput bench-annotate soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -117,6 +117,9 @@ bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) a
 
 bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+bench-annotate: venv ## Annotated video: decode, draw and H.264 encode time and size against detection time; the segments' join
+	$(BIN)/python -m bench.annotate_bench $(BENCH_ARGS)
 
 soak: venv package ## Randomized soak of the job lifecycle: chaos signals and AWS faults; fails unless every job ends with the right bytes
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

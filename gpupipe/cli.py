@@ -1,9 +1,7 @@
-"""The user's command line: ``gpupipe submit FILES...``, ``gpupipe status [--wait]``, ``gpupipe results JOB_OR_KEY``,
-``gpupipe retry JOB_OR_KEY | --failed [--step S]``.
+"""The user's command line (``gpupipe --help`` says what each command does, with examples).
 
-It finds the stack from Terraform's outputs: ``--outputs FILE`` (``terraform output -json``
-saved), or ``--terraform-dir DIR`` (default terraform/examples/complete). ``AWS_ENDPOINT_URL``
-points it at a local emulator, as ``make demo`` does.
+Commands: submit, status, results, report (gpupipe/report.py), retry. The stack is found from Terraform's
+outputs (``--outputs`` or ``--terraform-dir``).
 """
 
 from __future__ import annotations
@@ -170,6 +168,35 @@ def matching_jobs(jobs: list[dict[str, Any]], wanted: str) -> list[dict[str, Any
     return [job for job in jobs if wanted in (job["job_id"], job["key"], Path(job["key"]).name)]
 
 
+def report(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
+    """One HTML page of the named jobs (or every job; with --failed, the failed ones, also listed here)."""
+    from gpupipe import report as pages
+
+    jobs = scan_jobs(outputs)
+    if args.jobs:
+        wanted = [job for name in args.jobs for job in matching_jobs(jobs, name)]
+        unknown = [name for name in args.jobs if not matching_jobs(jobs, name)]
+        if unknown:
+            raise CliError(f"no job with id or key {', '.join(map(repr, unknown))}; `gpupipe status` lists them")
+        jobs = list({job["job_id"]: job for job in wanted}.values())
+    if args.failed:
+        jobs = [job for job in jobs if job.get("status") == "failed"]
+        lines = pages.failed_lines(jobs)
+        print("\n".join(lines) if lines else "no failed jobs")
+    if not 1 <= args.expires <= 604800:
+        raise CliError("--expires must be 1..604800 seconds (presigned URLs last at most 7 days)")
+    s3 = boto3.client("s3")
+    title = "gpupipe report: failed jobs" if args.failed else "gpupipe report"
+    page = pages.write_report(s3, jobs, args.out, title, args.expires if args.upload else None)
+    print(f"report: {page}")
+    if args.upload:
+        key = f"{outputs['results_prefix']}reports/report-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.html"
+        s3.upload_file(str(page), outputs["bucket_name"], key, ExtraArgs={"ContentType": "text/html; charset=utf-8"})
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": outputs["bucket_name"], "Key": key}, ExpiresIn=args.expires)
+        print(f"uploaded: s3://{outputs['bucket_name']}/{key}\n{url}")
+    return 0
+
+
 def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     """Put failed steps back to pending with a fresh retry budget; the router sends each to its queue again."""
     if bool(args.job) == args.failed:
@@ -201,30 +228,140 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gpupipe", description=__doc__.splitlines()[0])
+DESCRIPTION = """\
+Submit media to a gpu-pipeline stack, follow its jobs, and look at what they found.
+
+gpupipe finds the stack from Terraform's outputs: by default it runs `terraform output -json` in
+--terraform-dir; --outputs reads that output saved to a file instead. AWS credentials and region come
+from the usual places (AWS_PROFILE, AWS_REGION, ...); AWS_ENDPOINT_URL points it at a local emulator,
+as `make demo` does."""
+
+EPILOG = """\
+examples:
+  gpupipe submit race.mp4 day1/*.jpg          upload files: one job each
+  gpupipe status --wait                       a progress bar until every job has finished
+  gpupipe results race.mp4 --out results/     download a job's result JSON, pictures and annotated video
+  gpupipe report --out report/                one HTML page of every job: open report/index.html
+  gpupipe report --failed                     failed jobs, their reasons and the command that retries each
+  gpupipe retry --failed                      run every failed step again
+
+  gpupipe --outputs outputs.json status       with `terraform output -json > outputs.json` saved
+
+Run `gpupipe COMMAND --help` for a command's options and examples."""
+
+
+def _command(commands: Any, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    return commands.add_parser(  # type: ignore[no-any-return]
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpupipe", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--outputs", type=Path, default=os.environ.get("GPUPIPE_OUTPUTS") and Path(os.environ["GPUPIPE_OUTPUTS"]))
-    source.add_argument("--terraform-dir", default="terraform/examples/complete")
-    commands = parser.add_subparsers(dest="command", required=True)
-    submit_parser = commands.add_parser("submit", help="upload files to the input prefix: one job each")
-    submit_parser.add_argument("files", nargs="+")
-    status_parser = commands.add_parser("status", help="jobs by state")
+    source.add_argument(
+        "--outputs",
+        type=Path,
+        metavar="FILE",
+        default=os.environ.get("GPUPIPE_OUTPUTS") and Path(os.environ["GPUPIPE_OUTPUTS"]),
+        help="the stack's `terraform output -json`, saved to a file (default: $GPUPIPE_OUTPUTS); e.g. --outputs outputs.json",
+    )
+    source.add_argument(
+        "--terraform-dir",
+        metavar="DIR",
+        default="terraform/examples/complete",
+        help="the Terraform folder whose outputs name the stack (default: %(default)s); e.g. --terraform-dir infra/prod",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    submit_parser = _command(
+        commands,
+        "submit",
+        "upload files to the input prefix: one job each",
+        "Upload each file to the stack's input prefix under its own name. Each upload is a job; a file uploaded\n"
+        "again (a new version) is a new job.",
+        "  gpupipe submit street.mp4\n  gpupipe submit photos/*.jpg videos/*.mp4",
+    )
+    submit_parser.add_argument("files", nargs="+", metavar="FILE", help="image or video files to upload")
+    status_parser = _command(
+        commands,
+        "status",
+        "list jobs by state, with failure reasons",
+        "List every job with its status and each step's state (a split video shows its segments). Exits 1\nwhen a job has failed.",
+        "  gpupipe status\n  gpupipe status --wait --timeout 600",
+    )
     status_parser.add_argument("--wait", action="store_true", help="show a progress bar until every job has finished")
-    status_parser.add_argument("--timeout", type=float, default=900)
-    results_parser = commands.add_parser("results", help="download a job's result JSON and pictures")
-    results_parser.add_argument("job", help="job id, key, or file name")
-    results_parser.add_argument("--out", type=Path, default=Path("results"))
-    retry_parser = commands.add_parser("retry", help="run failed steps again, with a fresh retry budget")
-    retry_parser.add_argument("job", nargs="?", help="job id, key, or file name")
-    retry_parser.add_argument("--failed", action="store_true", help="every failed job")
-    retry_parser.add_argument("--step", help="only this step")
-    args = parser.parse_args(argv)
+    status_parser.add_argument(
+        "--timeout", type=float, default=900, metavar="SECONDS", help="with --wait, give up after this long (default: %(default)g)"
+    )
+    results_parser = _command(
+        commands,
+        "results",
+        "download a job's result JSON, pictures and annotated media",
+        "Download the committed result of each step of a job (the latest job for that key or name) into\n"
+        "OUT/JOB_ID/STEP/: result.json, the contact sheet, the timeline and, where the step annotates, the\n"
+        "annotated video or image; print one line of what was found.",
+        "  gpupipe results street.mp4\n  gpupipe results 0443fdc7c0b15e633174dcd8fde76816 --out /tmp/results",
+    )
+    results_parser.add_argument(
+        "job", metavar="JOB_OR_KEY", help="a job id, an object key (uploads/street.mp4) or a file name (street.mp4)"
+    )
+    results_parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where to download (default: %(default)s)")
+    report_parser = _command(
+        commands,
+        "report",
+        "write one HTML page of jobs: annotated video, timeline, tables",
+        "Write one static HTML page (DIR/index.html) showing, per job: status, timings, model and device,\n"
+        "the annotated video with a timeline of detections under it (click to seek), the contact sheet,\n"
+        "a table per label and, for a failure, its reason and the retry command. The page needs no server\n"
+        "and no network: open it from the folder, or pass --upload to put it in the bucket and print a\n"
+        "presigned URL. With --failed it also lists the failed jobs on the terminal.",
+        "  gpupipe report                              every job, into report/index.html\n"
+        "  gpupipe report street.mp4 long-walk.avi --out /tmp/report\n"
+        "  gpupipe report --failed                     failed jobs: reasons and `gpupipe retry` commands\n"
+        "  gpupipe report --upload --expires 86400     a link to share for a day",
+    )
+    report_parser.add_argument("jobs", nargs="*", metavar="JOB_OR_KEY", help="job ids, keys or file names (default: every job)")
+    report_parser.add_argument(
+        "--out", type=Path, default=Path("report"), metavar="DIR", help="where to write the page (default: %(default)s)"
+    )
+    report_parser.add_argument("--failed", action="store_true", help="only failed jobs; list each with its reason and retry command")
+    report_parser.add_argument(
+        "--upload", action="store_true", help="also upload the page beside the results and print a presigned URL (videos by presigned URL)"
+    )
+    report_parser.add_argument(
+        "--expires",
+        type=int,
+        default=86400,
+        metavar="SECONDS",
+        help="with --upload, how long the URLs work (default: %(default)s; at most 604800)",
+    )
+    retry_parser = _command(
+        commands,
+        "retry",
+        "run failed steps again, with a fresh retry budget",
+        "Put a failed job's failed steps back to pending with a fresh retry budget; the pipeline sends each\n"
+        "to its queue again. Fix the cause first (`gpupipe report --failed` shows the reasons).",
+        "  gpupipe retry street.mp4\n  gpupipe retry --failed\n  gpupipe retry --failed --step detect",
+    )
+    retry_parser.add_argument("job", nargs="?", metavar="JOB_OR_KEY", help="a job id, an object key or a file name")
+    retry_parser.add_argument("--failed", action="store_true", help="every failed job instead of one")
+    retry_parser.add_argument("--step", metavar="STEP", help="only this step (e.g. --step detect)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         outputs = load_outputs(args)
         if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             boto3.setup_default_session(region_name=outputs["region"])
-        return {"submit": submit, "status": status, "results": results, "retry": retry}[args.command](args, outputs)
+        return {"submit": submit, "status": status, "results": results, "report": report, "retry": retry}[args.command](args, outputs)
     except CliError as error:
         print(f"gpupipe: {error}", file=sys.stderr)
         return 2

@@ -43,7 +43,9 @@ variable "steps" {
     worker may finish a file after SIGTERM; stop_timeout before ECS kills it; segment_seconds: videos longer than this (plus a
     quarter) are split into segments of this length that tasks process side by side, then merged into one
     result (processors that can split: detect; 0 never splits); segments_in_flight: segments a worker works on at
-    once (others it receives are handed on to tasks with room); environment: extra worker variables.
+    once (others it receives are handed on to tasks with room); annotate: also write the input with its detections
+    drawn on it beside the result (annotated.mp4, H.264, for a video; annotated.jpg for an image; processors that
+    write frames: detect); environment: extra worker variables.
   EOT
   type = list(object({
     name                      = string
@@ -71,6 +73,7 @@ variable "steps" {
     grace_seconds             = optional(number, 25)
     segment_seconds           = optional(number, 60)
     segments_in_flight        = optional(number, 2)
+    annotate                  = optional(bool, false)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   }))

@@ -62,6 +62,7 @@ def test_step_worker_defaults_match_the_worker_config() -> None:
         assert float(optional_default(text, "timeout_seconds")) == config.step_timeout_seconds, path
         assert int(optional_default(text, "visibility_timeout")) == config.visibility_timeout, path
         assert float(optional_default(text, "grace_seconds")) == config.grace_seconds, path
+        assert optional_default(text, "annotate") == str(config.annotate).lower(), path
         assert int(optional_default(text, "segments_in_flight")) == config.segments_in_flight, path
 
 

@@ -57,6 +57,10 @@ done
 echo
 echo "==> what the scaler and the task runner did"
 "$BIN/python" -m local_runtime.report "$DEMO/runtime.log"
+echo
+echo "==> gpupipe report: one page of every job, annotated videos with their timelines"
+rm -rf "$DEMO/report"
+"$BIN/python" -m gpupipe report --out "$DEMO/report"
 cat <<MSG
 
 The stack keeps running: submit more with
@@ -64,4 +68,7 @@ The stack keeps running: submit more with
 and watch the scaler take the workers back to zero after the idle period (30 s here):
   $BIN/python -m local_runtime.report $DEMO/runtime.log
 Stop everything with: make demo-down
+
+The report (open it in a browser; it needs no server):
+  $PWD/$DEMO/report/index.html
 MSG

@@ -46,6 +46,7 @@ class WorkerConfig:
     worker_id: str = ""
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS  # videos longer than this (plus a margin) are split; 0: never
     segments_in_flight: int = DEFAULT_SEGMENTS_IN_FLIGHT  # segment messages one worker works on at once; more go to other tasks
+    annotate: bool = False  # also write the annotated image or video (worker/annotate.py); Terraform's step `annotate`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -76,6 +77,7 @@ class WorkerConfig:
             worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             segment_seconds=_float(env, "SEGMENT_SECONDS", DEFAULT_SEGMENT_SECONDS, minimum=0.0),
             segments_in_flight=_int(env, "SEGMENTS_IN_FLIGHT", DEFAULT_SEGMENTS_IN_FLIGHT, minimum=1, maximum=64),
+            annotate=_bool(env, "ANNOTATE"),
         )
         if 0 < config.segment_seconds < MIN_SEGMENT_SECONDS:
             raise ConfigError(
@@ -112,6 +114,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
     return _number(env, name, default, float, minimum, maximum)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+    return raw in ("true", "1")
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

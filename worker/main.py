@@ -25,7 +25,7 @@ def main() -> int:
     log = logging.getLogger("worker")
     try:
         config = WorkerConfig.from_env()
-        processor = load_processor(config.processor, config.processor_options)
+        processor = load_processor(config.processor, config.processor_options, config.annotate)
         protection = TaskProtection(config.ecs_agent_uri, config.protection_minutes)
     except (ConfigError, ValueError, ImportError, AttributeError) as error:
         log.error("cannot start", extra={"reason": str(error)})

@@ -198,7 +198,13 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def load_processor(spec: str, options: Mapping[str, Any]) -> Processor:
-    """A registered processor by name, or a plugin by ``module:attribute``."""
+def load_processor(spec: str, options: Mapping[str, Any], annotate: bool = False) -> Processor:
+    """A registered processor by name, or a plugin by ``module:attribute``; with ``annotate``, one that also writes
+    the annotated image or video (worker/annotate.py)."""
     factory: ProcessorFactory = resolve(spec, REGISTRY, "processor")
-    return factory(options)
+    processor = factory(options)
+    if annotate:
+        from worker.annotate import wrap
+
+        return wrap(processor)
+    return processor

@@ -9,7 +9,7 @@ variables {
   lambda_zip_dir = "../build"
   steps = [
     { name = "people", image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/w:1", gpus = 1, max_receive_count = 4, visibility_timeout = 600 },
-    { name = "faces", image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/w:1", gpus = 0, instance_types = ["c6i.large"] },
+    { name = "faces", image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/w:1", gpus = 0, instance_types = ["c6i.large"], annotate = true },
   ]
 }
 
@@ -44,6 +44,11 @@ run "one_queue_dlq_service_and_group_per_step" {
   assert {
     condition     = module.step["people"].worker_environment.STEP_NAME == "people" && module.step["people"].worker_environment.MAX_ATTEMPTS == "3" && module.step["people"].worker_environment.STEP_TIMEOUT_SECONDS == "3600" && module.step["people"].worker_environment.VISIBILITY_TIMEOUT == "600" && module.step["people"].worker_environment.SEGMENT_SECONDS == "60"
     error_message = "the worker's environment matches its queue"
+  }
+
+  assert {
+    condition     = module.step["people"].worker_environment.ANNOTATE == "false" && module.step["faces"].worker_environment.ANNOTATE == "true"
+    error_message = "annotate is off by default and reaches the worker as ANNOTATE"
   }
 
   assert {

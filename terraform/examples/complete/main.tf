@@ -32,6 +32,7 @@ locals {
         }]
         sample_fps = 1
       })
+      annotate       = true # annotated.mp4 beside each video's result, for the report page (gpupipe report)
       gpus           = 1
       instance_types = ["g4dn.xlarge", "g5.xlarge"]
       # Backlog per task (the default policy): one task per 10 queued files, up to 4.

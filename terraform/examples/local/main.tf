@@ -53,6 +53,7 @@ module "pipeline" {
         sample_fps = 2
         batch_size = 4
       })
+      annotate       = true # annotated.mp4 beside each video's result (annotated.jpg for images)
       gpus           = 0
       cpu            = 1024
       memory         = 2048

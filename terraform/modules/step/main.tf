@@ -26,6 +26,7 @@ locals {
       GRACE_SECONDS        = tostring(var.step.grace_seconds)
       SEGMENT_SECONDS      = tostring(var.step.segment_seconds)
       SEGMENTS_IN_FLIGHT   = tostring(var.step.segments_in_flight)
+      ANNOTATE             = tostring(var.step.annotate)
       # Only agents >= 1.104 inject AWS_REGION, and the IMDS hop limit keeps the SDK from asking the instance.
       AWS_REGION              = local.region
       AWS_DEFAULT_REGION      = local.region

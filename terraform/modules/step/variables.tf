@@ -35,6 +35,7 @@ variable "step" {
     grace_seconds             = optional(number, 25)
     segment_seconds           = optional(number, 60)
     segments_in_flight        = optional(number, 2)
+    annotate                  = optional(bool, false)
     stop_timeout              = optional(number, 120)
     environment               = optional(map(string), {})
   })
