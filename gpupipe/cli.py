@@ -251,13 +251,14 @@ Run `gpupipe COMMAND --help` for a command's options and examples."""
 
 
 def _command(commands: Any, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
-    return commands.add_parser(  # type: ignore[no-any-return]
+    parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=summary,
         description=description,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ they do not starve the worker-process tests (which mostly wait on timeouts) of t
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +66,7 @@ class Outcome:
     check: Check
     returncode: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     summary: str = ""
 
@@ -91,15 +93,19 @@ def run(check: Check, lock: threading.Lock) -> Outcome:
     started = time.monotonic()
     with lock:
         print(f"[ci] {check.name}: started", flush=True)
-    returncode = 0
+    returncode, cpu = 0, 0.0
     with log_path.open("w") as log:
         for command in check.commands:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
-            returncode = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # wait4: this command's own CPU time (its waited-for children's included), though lanes run side by side.
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
             if returncode:
                 break
-    outcome = Outcome(check, returncode, time.monotonic() - started)
+    outcome = Outcome(check, returncode, time.monotonic() - started, cpu)
     text = log_path.read_text(errors="replace")
     if check.tier:
         outcome.counts, outcome.summary = pytest_counts(text)
@@ -107,7 +113,7 @@ def run(check: Check, lock: threading.Lock) -> Outcome:
             outcome.returncode = 0
     with lock:
         verdict = "ok" if outcome.returncode == 0 else f"FAILED (exit {returncode})"
-        print(f"[ci] {check.name}: {verdict} in {outcome.seconds:.0f} s {outcome.summary}", flush=True)
+        print(f"[ci] {check.name}: {verdict} in {outcome.seconds:.0f} s ({outcome.cpu_seconds:.0f} s CPU) {outcome.summary}", flush=True)
         if outcome.returncode:
             tail = text.splitlines()[-150:]
             print(f"----- last {len(tail)} lines of {log_path.relative_to(ROOT)} -----", *tail, "-----", sep="\n", flush=True)
@@ -133,12 +139,12 @@ def run_lanes(lanes: Sequence[Sequence[Check]]) -> list[Outcome]:
 
 def report(outcomes: Sequence[Outcome], wall: float) -> int:
     print("\n[ci] time per check (lanes ran side by side):")
-    print(f"  {'check':<12} {'result':<8} {'seconds':>8}  tests")
+    print(f"  {'check':<12} {'result':<8} {'seconds':>8} {'CPU s':>8}  tests")
     order = {name: n for n, name in enumerate(name for lane in LANES for name in lane)}
     for outcome in sorted(outcomes, key=lambda o: order.get(o.check.name, 99)):
         result = "ok" if outcome.returncode == 0 else "FAILED"
-        print(f"  {outcome.check.name:<12} {result:<8} {outcome.seconds:>8.0f}  {outcome.summary}")
-    print(f"  {'wall':<12} {'':<8} {wall:>8.0f}")
+        print(f"  {outcome.check.name:<12} {result:<8} {outcome.seconds:>8.0f} {outcome.cpu_seconds:>8.0f}  {outcome.summary}")
+    print(f"  {'wall':<12} {'':<8} {wall:>8.0f} {sum(o.cpu_seconds for o in outcomes):>8.0f}")
     passed = sum(o.counts.get("passed", 0) for o in outcomes)
     failed = sum(o.counts.get("failed", 0) + o.counts.get("error", 0) for o in outcomes)
     skipped = sum(o.counts.get("skipped", 0) for o in outcomes)
