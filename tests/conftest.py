@@ -51,6 +51,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         problem = tier_problem(tiers, set(getattr(item, "fixturenames", ())))
         if problem:
             wrong.append(f"{item.nodeid} {problem}")
+        if "local_stack" in getattr(item, "fixturenames", ()):
+            # Under pytest-xdist (--dist loadgroup), every test of the applied stack runs in one process: one apply.
+            item.add_marker(pytest.mark.xdist_group("local_stack"))
     if wrong:
         raise pytest.UsageError("tests without exactly one fitting tier:\n  " + "\n  ".join(wrong))
 

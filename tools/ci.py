@@ -27,7 +27,8 @@ LOGS = ROOT / "build" / "ci"
 PYTEST = [str(ROOT / ".venv" / "bin" / "pytest"), "-p", "no:cacheprovider", "-q", "--durations=15"]
 # pytest-xdist processes per tier. Worker-process tests mostly wait (leases, visibility timeouts), so more
 # processes than cores pay; the integration tier is CPU-bound (TensorFlow, moto) and gets one per core.
-XDIST = {"unit": 0, "integration": 2, "workers": 4, "e2e": 0}
+# The e2e tier's tests of the applied stack share one process (one apply); the soak runs beside them.
+XDIST = {"unit": 0, "integration": 2, "workers": 4, "e2e": 2}
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Check:
 
 def tier(name: str, extra: Sequence[str] = ()) -> Check:
     workers = XDIST[name]
-    parallel = ("-n", str(workers), "--dist", "load") if workers else ()
+    parallel = ("-n", str(workers), "--dist", "loadgroup") if workers else ()
     return Check(name, ((*PYTEST, "-m", name, *parallel, *extra),), tier=name)
 
 
