@@ -7,6 +7,8 @@ processes, so each peak memory figure is its own:
   at full resolution, sequentially (the original guide's loop);
 - engine: worker.detection at the same sampling (grab() skips, background decoding, batches,
   frames scaled to max_side for inference);
+- the engine with the previous defaults (people-hog + faces-mtcnn), beside the new ones
+  (people-ssdlite + faces-mtcnn, the engine's DEFAULT_DETECTORS) that every other row runs;
 - engine at full size (max_side off), to separate what batching and skipping buy from what
   the smaller inference size buys;
 - bounds: decode-only and inference-only frames per second of the engine's own stages;
@@ -34,7 +36,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-DETECTORS = [{"name": "people-hog"}, {"name": "faces-mtcnn"}]
+from worker.detection.engine import DEFAULT_DETECTORS
+
+DETECTORS = [dict(spec) for spec in DEFAULT_DETECTORS]  # the engine's defaults: people-ssdlite and faces-mtcnn
+PREVIOUS = [{"name": "people-hog"}, {"name": "faces-mtcnn"}]  # the defaults before issue 27, side by side
 MATCH_IOU = 0.5
 AGREEMENT_TARGET = 0.95
 
@@ -81,9 +86,9 @@ def _cpu_seconds() -> float:
 def _naive(video: str, step: int) -> tuple[float, int, float, float]:
     import cv2
 
-    from worker.detection.detectors import HogPeopleDetector, MtcnnFaceDetector
+    from worker.detection.model import build_detector
 
-    people, faces = HogPeopleDetector({}), MtcnnFaceDetector({})
+    detectors = [build_detector(spec) for spec in DETECTORS]
     capture = cv2.VideoCapture(video)
     started, cpu, index, sampled = time.perf_counter(), _cpu_seconds(), 0, 0
     while True:
@@ -91,8 +96,8 @@ def _naive(video: str, step: int) -> tuple[float, int, float, float]:
         if not ok:
             break
         if index % step == 0:
-            people.detect([frame])
-            faces.detect([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])
+            for detector in detectors:
+                detector.detect([frame if detector.colour == "bgr" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])
             sampled += 1
         index += 1
     return time.perf_counter() - started, sampled, _peak_mib(), _cpu_seconds() - cpu
@@ -108,7 +113,7 @@ def _engine_document(path: str, options: dict[str, Any]) -> tuple[float, dict[st
     from worker.detection.engine import DetectionProcessor
     from worker.processors import StepContext
 
-    processor = DetectionProcessor({"detectors": DETECTORS, **options})
+    processor = DetectionProcessor({"detectors": DETECTORS, **options})  # options may name other detectors
     with tempfile.TemporaryDirectory() as tmp:
         started, cpu = time.perf_counter(), _cpu_seconds()
         output = processor.process(Path(path), StepContext("0" * 32, "bench", "b", "k", "v", 1, Path(tmp)))
@@ -211,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             options = {"sample_fps": args.sample_fps, "batch_size": batch, "max_side": args.max_side}
             configurations.append((f"engine, batch {batch}, max_side {args.max_side}", _engine, (video, options)))
             configurations.append((f"engine, batch {batch}, full size", _engine, (video, {**options, "max_side": None})))
+            previous = (video, {**options, "detectors": PREVIOUS})
+            configurations.append((f"engine, previous defaults (HOG + MTCNN), batch {batch}, max_side {args.max_side}", _engine, previous))
         best: dict[str, tuple[float, int, float, float]] = {}
         for _ in range(max(1, args.repeats)):
             for label, function, arguments in configurations:
@@ -236,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
             full_cpu = cpu_per_frame[f"engine, batch {batch}, full size"]
             naive_cpu = cpu_per_frame[configurations[0][0]]
             slower = min(decode[1] / decode[0], inference[1] / inference[0])
+            previous = fps[f"engine, previous defaults (HOG + MTCNN), batch {batch}, max_side {args.max_side}"]
+            summary.append(
+                f"batch {batch}: engine with {' + '.join(d['name'] for d in DETECTORS)} / with people-hog + faces-mtcnn = "
+                f"{engine / previous:.2f}x ({engine:.2f} against {previous:.2f} sampled frames/s)"
+            )
             summary.append(
                 f"batch {batch}: engine / naive = {engine / naive:.2f}x (target >= 3); "
                 f"at equal work (full size) engine / naive = {full / naive:.2f}x by wall time, "

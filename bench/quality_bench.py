@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 from numpy.typing import NDArray
 
+from tools import sample_media
+from tools.sample_media import PERSON_BOXES, photo
 from worker.detection.model import Detection, Detector, build_detector
 
 Image = NDArray[Any]  # a BGR uint8 picture
@@ -38,39 +39,12 @@ DETECTORS = ("people-hog", "people-ssdlite")
 
 @dataclass(frozen=True)
 class Person:
-    """A photo of a person and the box around them (pixels: x_min, y_min, x_max, y_max), annotated by eye."""
+    """A photo of a person; their box in it is ``tools.sample_media.PERSON_BOXES[name]``, annotated by eye."""
 
     name: str
-    box: tuple[int, int, int, int]
-
-    def image(self) -> Image:
-        return photo(self.name)
 
 
-# Each box is the person as COCO would draw it: hair to the photo's lower edge, hands included, held objects not.
-PEOPLE = (
-    Person("astronaut", (18, 14, 365, 512)),  # Eileen Collins; the helmet she holds (right) is not her
-    Person("camera", (0, 65, 310, 512)),  # the cameraman; his tripod is not him
-    Person("grace_hopper", (12, 21, 512, 600)),  # Grace Hopper, head and shoulders
-)
-
-
-def photo(name: str) -> Image:
-    """A packaged photo as BGR: scikit-image's data, or matplotlib's sample Grace Hopper."""
-    if name == "grace_hopper":
-        import matplotlib
-
-        image = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
-        assert image is not None
-        return image
-    from skimage import data
-
-    image = getattr(data, name)()
-    if image.dtype == bool:  # the horse is a silhouette mask
-        image = np.where(image, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
+PEOPLE = tuple(Person(name) for name in PERSON_BOXES)
 
 
 @dataclass
@@ -83,16 +57,7 @@ class Scene:
 
 def person_patch(person: Person, height: int) -> tuple[Image, tuple[float, float, float, float]]:
     """The person cropped to their box plus a margin, scaled to ``height``; and their box within the patch."""
-    image = person.image()
-    x0, y0, x1, y1 = person.box
-    margin = round(0.06 * (x1 - x0))
-    cx0, cy0 = max(0, x0 - margin), max(0, y0 - margin)
-    cx1, cy1 = min(image.shape[1], x1 + margin), min(image.shape[0], y1 + margin)
-    crop = image[cy0:cy1, cx0:cx1]
-    scale = height / crop.shape[0]
-    patch = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
-    box = ((x0 - cx0) * scale, (y0 - cy0) * scale, (x1 - cx0) * scale, (y1 - cy0) * scale)
-    return patch, box
+    return sample_media.person_patch(person.name, height)
 
 
 def background(name: str) -> Image:
