@@ -148,3 +148,19 @@ def test_min_score_is_honoured(people) -> None:
     assert len(found) > len(strict) >= 1, "at a low threshold the graph returns more candidates"
     assert all(d.score >= 0.005 for d in found)
     assert strict == [d.score for d in found if d.score >= default]
+
+
+@pytest.mark.integration
+def test_the_demo_street_has_people_in_every_sampled_frame_and_none_in_the_gaps(people, tmp_path: Path) -> None:
+    video = sample_media.street(tmp_path / "street.avi", seconds=14, fps=1, size=(320, 240), gaps=True)
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    assert len(frames) == 14
+    counts = [len(found) for found in people.detect(frames)]  # one batch of 14 same-sized frames
+    assert all(count >= 1 for count in counts[:7]), counts  # people walking: 7 s in view
+    assert counts[7:] == [0] * 7, counts  # then an empty street for 7 s
