@@ -90,6 +90,19 @@ def test_a_missing_graph_an_unlocked_model_and_an_unknown_class_are_refused(tmp_
         PackagedModel.from_lock("people-yolo", read_lock())
 
 
+@pytest.mark.workers
+def test_a_worker_given_a_changed_graph_does_not_start_and_says_why(spawn, tmp_path: Path) -> None:
+    graph = tmp_path / "frozen_inference_graph.pb"
+    graph.write_bytes(locked().installed_path().read_bytes()[:-1])
+    options = {"detectors": [{"name": NAME, "graph": str(graph)}, {"name": "faces-mtcnn"}]}
+    env = {"QUEUE_URL": "http://127.0.0.1:9/queue", "JOBS_TABLE": "jobs", "STEP_NAME": "detect", "RESULTS_BUCKET": "results",
+           "PROCESSOR": "detect", "PROCESSOR_OPTIONS": json.dumps(options), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    worker = spawn(env)
+    assert worker.wait(60) == 2
+    [refused] = worker.events("cannot start")
+    assert "refusing to load" in refused["reason"] and "corrupted or was swapped" in refused["reason"], refused
+
+
 # --- the graph itself: loaded once ----------------------------------------------------------------------
 
 

@@ -18,8 +18,12 @@ from typing import Any
 LOCK = Path(__file__).resolve().parents[2] / "models.lock.json"  # the repository root; /app in the worker image
 
 
-class ModelIntegrityError(RuntimeError):
-    """A model file that is missing, or whose bytes are not the ones the lock records."""
+class ModelIntegrityError(ValueError):
+    """A model file that is missing, or whose bytes are not the ones the lock records.
+
+    A ValueError, like every other bad configuration: a worker that meets it logs ``cannot start`` with the
+    reason and exits (worker/main.py) instead of running a model nobody locked.
+    """
 
 
 @dataclass(frozen=True)
