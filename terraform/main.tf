@@ -263,7 +263,7 @@ locals {
   # Detectors with no GPU code path (worker/detection/detectors.py: device = "CPU"), and the detectors
   # a detect step runs when its options name none (worker/detection/engine.py: DEFAULT_DETECTORS).
   cpu_only_detectors = ["people-hog"]
-  default_detectors  = ["people-hog", "faces-mtcnn"]
+  default_detectors  = ["people-ssdlite", "faces-mtcnn"]
 
   step_detectors = {
     for step in var.steps : step.name => [for detector in try(jsondecode(step.processor_options).detectors, []) : try(detector.name, "")]
@@ -280,7 +280,7 @@ locals {
 check "gpu_steps_run_gpu_models" {
   assert {
     condition     = length(local.gpu_steps_running_cpu_only_detectors) == 0
-    error_message = "Steps ${join(", ", local.gpu_steps_running_cpu_only_detectors)} ask for GPUs but run only CPU-only detectors (${join(", ", local.cpu_only_detectors)}): they pay for a GPU they never use. Give them gpus = 0 and CPU instance types (c6i, c7i), or a GPU model (tf-savedmodel, faces-mtcnn)."
+    error_message = "Steps ${join(", ", local.gpu_steps_running_cpu_only_detectors)} ask for GPUs but run only CPU-only detectors (${join(", ", local.cpu_only_detectors)}): they pay for a GPU they never use. Give them gpus = 0 and CPU instance types (c6i, c7i), or a GPU model (people-ssdlite, faces-mtcnn, tf-savedmodel)."
   }
 }
 

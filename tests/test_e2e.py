@@ -177,9 +177,9 @@ def test_happy_path_two_images_and_a_video_scale_from_zero_and_back(pipeline: di
         assert not errors, errors[:3]
     assert result(pipeline, "uploads/person.jpg")["output"]["summary"]["face"]["max_count"] == 1
     assert result(pipeline, "uploads/coffee.png")["output"]["summary"]["face"]["max_count"] == 0
-    # No GPU here: each model says it ran on the CPU (a GPU machine would say GPU:0 for faces-mtcnn).
+    # No GPU here: each model says it ran on the CPU (a GPU machine would say GPU:0 for both).
     assert [(m["name"], m["device"]) for m in result(pipeline, "uploads/walk.mp4")["output"]["models"]] == [
-        ("people-hog", "CPU"),
+        ("people-ssdlite", "CPU"),
         ("faces-mtcnn", "CPU"),
     ]
     scale_out = next(e for e in pipeline["runtime"].events("scale") if e["to"] > e["from"])

@@ -2,7 +2,8 @@
 
 ``scene`` places a photo of a person before a plain wall (or another photo),
 ``video`` moves it across the frame, so a detector sees the same person in
-different places frame after frame; ``image`` writes one photo as it is. Used by the tests, the benchmark and the demo.
+different places frame after frame; ``street`` has people of several sizes cross a brick wall
+(and, as a long video, come and go); ``image`` writes one photo as it is. Used by the tests, the benchmark and the demo.
 """
 
 from __future__ import annotations
@@ -15,16 +16,55 @@ import numpy as np
 
 PEOPLE = ("astronaut",)  # Eileen Collins' portrait: a person and a face
 NO_PEOPLE = ("coffee", "chelsea", "rocket")
+# Who walks down ``street``: a photo, a height as a share of the frame's, where they enter and leave (share of the
+# width), and when they are in view (share of the video's length). Half-body portraits: HOG, a full-body
+# pedestrian model, finds none of them; a deep people detector does.
+WALKERS = (
+    ("astronaut", 0.7, (0.2, 0.75), (0.0, 1.0)),
+    ("camera", 0.55, (0.85, 0.15), (0.1, 0.8)),
+    ("grace_hopper", 0.45, (0.35, 0.6), (0.45, 1.0)),
+)
+
+
+# Where the person is in each photo of a person (pixels: x_min, y_min, x_max, y_max), annotated by eye as COCO
+# would draw it: hair to the photo's lower edge, hands included, held objects (helmet, tripod) not.
+PERSON_BOXES = {
+    "astronaut": (18, 14, 365, 512),  # Eileen Collins (scikit-image)
+    "camera": (0, 65, 310, 512),  # the cameraman (scikit-image)
+    "grace_hopper": (12, 21, 512, 600),  # Grace Hopper (matplotlib's sample data), head and shoulders
+}
 
 
 def photo(name: str) -> np.ndarray:
-    """A scikit-image sample photo as a BGR array."""
+    """A packaged sample photo as a BGR array: scikit-image's data, or matplotlib's Grace Hopper."""
+    if name == "grace_hopper":
+        import matplotlib
+
+        found = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+        if found is None:
+            raise FileNotFoundError("matplotlib's sample_data/grace_hopper.jpg")
+        return found
     from skimage import data
 
     image = getattr(data, name)()
+    if image.dtype == bool:  # a silhouette mask (the horse)
+        image = np.where(image, 0, 255).astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
+
+
+def person_patch(name: str, height: int, margin: float = 0.06) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A photo's person cropped to their box plus ``margin`` of its width, scaled to ``height`` pixels; their box in it."""
+    picture = photo(name)
+    x0, y0, x1, y1 = PERSON_BOXES[name]
+    pad = round(margin * (x1 - x0))
+    cx0, cy0 = max(0, x0 - pad), max(0, y0 - pad)
+    cx1, cy1 = min(picture.shape[1], x1 + pad), min(picture.shape[0], y1 + pad)
+    crop = picture[cy0:cy1, cx0:cx1]
+    scale = height / crop.shape[0]
+    patch = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    return patch, ((x0 - cx0) * scale, (y0 - cy0) * scale, (x1 - cx0) * scale, (y1 - cy0) * scale)
 
 
 def image(path: Path, name: str = "astronaut") -> Path:
@@ -81,6 +121,46 @@ def video(
     return path
 
 
+def street(
+    path: Path, seconds: float = 5.0, fps: float = 30.0, size: tuple[int, int] = (640, 480), background: str = "brick", gaps: bool = False
+) -> Path:
+    """People of several sizes walking across ``background``, crossing each other (one partly hides another).
+
+    ``gaps``: everyone leaves for 7 s out of every 14 (an empty street between), as in a long video to be split.
+    ``.avi`` is Motion-JPEG, ``.mp4`` is MPEG-4 part 2.
+    """
+    width, height = size
+    backdrop = cv2.resize(photo(background), size, interpolation=cv2.INTER_AREA)
+    walkers = []
+    for name, share, path_x, shown in WALKERS:
+        picture = photo(name)
+        tall = round(height * share)
+        walkers.append(
+            (cv2.resize(picture, (round(picture.shape[1] * tall / picture.shape[0]), tall), interpolation=cv2.INTER_AREA), path_x, shown)
+        )
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    frames = round(seconds * fps)
+    try:
+        for index in range(frames):
+            frame = backdrop.copy()
+            if not gaps or (index // round(fps * 7)) % 2 == 0:
+                progress = (index % round(fps * 14)) / max(1, round(fps * 7) - 1) if gaps else index / max(1, frames - 1)
+                for patch, (start, end), (shown_from, shown_to) in walkers:
+                    if not shown_from <= progress <= shown_to:
+                        continue
+                    along = (progress - shown_from) / max(1e-9, shown_to - shown_from)
+                    x = round((start + (end - start) * along) * width - patch.shape[1] / 2)
+                    x = min(max(0, x), width - patch.shape[1])
+                    frame[height - patch.shape[0] :, x : x + patch.shape[1]] = patch
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
 def long_video(
     path: Path,
     seconds: float = 180.0,
@@ -123,8 +203,8 @@ def main() -> int:
         scene_image(args.folder / "person.jpg"),
         image(args.folder / "portrait.jpg"),
         image(args.folder / "coffee.png", "coffee"),
-        video(args.folder / "street.mp4", frames=150),
-        long_video(args.folder / "long-walk.avi", seconds=180),
+        street(args.folder / "street.mp4", seconds=5),
+        street(args.folder / "long-walk.avi", seconds=180, fps=10, size=(320, 240), gaps=True),
     ):
         print(written)
     return 0

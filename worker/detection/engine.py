@@ -2,7 +2,7 @@
 
 Options (``PROCESSOR_OPTIONS``)::
 
-    {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}],   # run together over the same frames
+    {"detectors": [{"name": "people-ssdlite"}, {"name": "faces-mtcnn"}],  # run together over the same frames
      "sample_fps": 1.0,            # or "every_n_frames": 30
      "batch_size": "auto",         # or a number; auto: 1 on a CPU, on a GPU what fits its memory (batch_size.py)
      "batch_wait_ms": 10,          # frames of several files in flight share a batch (same size only)
@@ -33,7 +33,9 @@ from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
 from worker.processors import DEFAULT_MAX_PIXELS, SegmentPart, StepContext, StepOutput
 
-DEFAULT_DETECTORS = ({"name": "people-hog"}, {"name": "faces-mtcnn"})
+# Deep people (SSDLite) and faces (MTCNN): both TensorFlow, both on the GPU when there is one. people-hog
+# (OpenCV, CPU only) stays available by name.
+DEFAULT_DETECTORS = ({"name": "people-ssdlite"}, {"name": "faces-mtcnn"})
 CONTACT_SHEET = "contact-sheet.jpg"
 TIMELINE = "timeline.png"
 
@@ -43,6 +45,15 @@ log = logging.getLogger(__name__)
 def device_of(detector: Detector) -> str:
     """Where a detector runs ("CPU", "GPU:0"); "unknown" for a plugin detector that does not say."""
     return str(getattr(detector, "device", None) or "unknown")
+
+
+def model_record(detector: Detector) -> dict[str, Any]:
+    """A detector as result.json lists it; with the sha256 of its weights when the detector checked them."""
+    record = {"name": detector.name, "version": detector.version, "labels": list(detector.labels), "device": device_of(detector)}
+    sha256 = getattr(detector, "sha256", None)
+    if sha256:
+        record["sha256"] = str(sha256)
+    return record
 
 
 class DetectionProcessor:
@@ -134,7 +145,7 @@ class DetectionProcessor:
                 "batch_size": batch_size,
                 "max_side": self.max_side,
             },
-            "models": [{"name": d.name, "version": d.version, "labels": list(d.labels), "device": device_of(d)} for d in self.detectors],
+            "models": [model_record(d) for d in self.detectors],
             "frames": run.frames,
             "summary": run.summary(),
             "timings": {

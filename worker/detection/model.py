@@ -50,6 +50,7 @@ DetectorFactory = Callable[[Mapping[str, Any]], Detector]
 
 # name -> "module:attribute", imported on first use so that a worker pays only for what it runs.
 REGISTRY: dict[str, str] = {
+    "people-ssdlite": "worker.detection.detectors:SsdLitePeopleDetector",
     "people-hog": "worker.detection.detectors:HogPeopleDetector",
     "faces-mtcnn": "worker.detection.detectors:MtcnnFaceDetector",
     "tf-savedmodel": "worker.detection.detectors:SavedModelDetector",

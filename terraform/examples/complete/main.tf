@@ -10,7 +10,8 @@ provider "aws" {
 }
 
 ################################################################################
-# Pipeline: people with a deep detector on a GPU, faces on a GPU, HOG people on a CPU
+# Pipeline: a zoo people model on a GPU, the default detectors (SSDLite people + MTCNN faces) on a GPU,
+# HOG people on a CPU
 ################################################################################
 
 locals {
@@ -41,10 +42,12 @@ locals {
       idle_seconds            = 180
     },
     {
-      name              = "faces"
+      # The module's default detectors, named: SSDLite people (its graph ships in a hash-pinned package
+      # inside the worker image, nothing to upload) and MTCNN faces, both TensorFlow, both on the GPU.
+      name              = "detect"
       image             = var.worker_image
       processor         = "detect"
-      processor_options = jsonencode({ detectors = [{ name = "faces-mtcnn" }], sample_fps = 1 })
+      processor_options = jsonencode({ detectors = [{ name = "people-ssdlite" }, { name = "faces-mtcnn" }], sample_fps = 1 })
       gpus              = 1
       instance_types    = ["g4dn.xlarge"]
       spot              = true

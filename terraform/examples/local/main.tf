@@ -49,7 +49,7 @@ module "pipeline" {
       image     = "gpu-pipeline-worker:local"
       processor = "detect"
       processor_options = jsonencode({
-        detectors  = [{ name = "people-hog" }, { name = "faces-mtcnn" }]
+        detectors  = [{ name = "people-ssdlite" }, { name = "faces-mtcnn" }] # the module's defaults
         sample_fps = 2
         batch_size = 4
       })
