@@ -20,16 +20,17 @@ locals {
       handler     = "stream_router.app.intake_handler"
       description = "S3 notifications from the intake queue -> one job item per object version"
       concurrency = -1
-      # The event source mapping reads the (possibly key-encrypted) intake queue with this role.
-      kms_actions = ["kms:Decrypt"]
+      # The event source mapping reads the (possibly key-encrypted) intake queue with this role, and
+      # DynamoDB calls KMS with it to write the key-encrypted jobs table.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
     router = {
       zip         = "stream_router.zip"
       handler     = "stream_router.app.stream_handler"
       description = "Jobs table stream -> next step's queue, or the job's final status"
       concurrency = -1
-      # Sends to key-encrypted step queues, the failure queue and the topic.
-      kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+      # Sends to key-encrypted step queues, the failure queue and the topic; reads the jobs stream, updates the table.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
     deadletter = {
       zip         = "stream_router.zip"
@@ -44,7 +45,8 @@ locals {
       description = "Step queue backlogs -> ECS desired counts"
       # One decision at a time per pipeline where the account's concurrency quota allows reserving it.
       concurrency = var.scaler_reserved_concurrency == null ? -1 : var.scaler_reserved_concurrency
-      kms_actions = []
+      # Reads and writes its key-encrypted state table: DynamoDB calls KMS with this role.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
   }
 }
@@ -332,7 +334,7 @@ data "aws_iam_policy_document" "deadletter" {
 
     content {
       sid       = "EncryptionKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
       resources = [statement.value]
     }
   }

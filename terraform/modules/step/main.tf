@@ -215,8 +215,9 @@ data "aws_iam_policy_document" "task" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
 
     content {
+      # Its queue, the bucket and the key-encrypted jobs table (DynamoDB calls KMS with this role).
       sid       = "EncryptionKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
       resources = [statement.value]
     }
   }
