@@ -1,5 +1,5 @@
 """The user's command line: ``gpupipe submit FILES...``, ``gpupipe status [--wait]``, ``gpupipe results JOB_OR_KEY``,
-``gpupipe retry JOB_OR_KEY | --failed [--step S]``.
+``gpupipe retry JOB_OR_KEY | --failed [--step S]``, ``gpupipe doctor`` (read-only preflight checks, gpupipe/doctor.py).
 
 It finds the stack from Terraform's outputs: ``--outputs FILE`` (``terraform output -json``
 saved), or ``--terraform-dir DIR`` (default terraform/examples/complete). ``AWS_ENDPOINT_URL``
@@ -200,6 +200,18 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from gpupipe import doctor as checks
+
+    try:
+        outputs: dict[str, Any] | None = load_outputs(args)
+    except CliError as error:
+        print(f"(no stack outputs yet: {error})")
+        outputs = None
+    region = (outputs or {}).get("region") if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")) else None
+    return checks.report(checks.run_checks(boto3.session.Session(region_name=region), outputs))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpupipe", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -218,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     retry_parser.add_argument("job", nargs="?", help="job id, key, or file name")
     retry_parser.add_argument("--failed", action="store_true", help="every failed job")
     retry_parser.add_argument("--step", help="only this step")
+    commands.add_parser("doctor", help="read-only checks of the account and the stack (make preflight), each with what to do")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor(args)
     try:
         outputs = load_outputs(args)
         if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
