@@ -92,7 +92,7 @@ ami-check: ## shellcheck every script; packer fmt -check and validate -syntax-on
 TF_EXAMPLE ?= terraform/examples/complete
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 
-image: ## Build the worker image and push it to the module's ECR repository (needs Docker, AWS credentials, an applied TF_EXAMPLE)
+image: ## Build the worker image (linux/amd64) and push it to the module's ECR repository as IMAGE_TAG (default: the commit); needs Docker, the AWS CLI, an applied TF_EXAMPLE
 	tools/push-image.sh $(TF_EXAMPLE) $(IMAGE_TAG)
 
 preflight: deploy-venv ## Read-only checks before and after apply: credentials, GPU vCPU quotas, image, AMI, models, subscriptions (TF_EXAMPLE, AWS_ENDPOINT_URL)

@@ -127,3 +127,18 @@ def test_no_security_group_accepts_inbound_traffic(deployed) -> None:
     everything = aws["ec2"].describe_security_groups(Filters=[{"Name": "vpc-id", "Values": sorted(vpcs)}])["SecurityGroups"]
     assert everything
     assert [group["GroupName"] for group in everything if group["IpPermissions"]] == []
+
+
+def test_preflight_runs_against_the_local_stack_and_prints_each_check(deployed, moto_endpoint, monkeypatch, tmp_path, capsys) -> None:
+    """`make preflight TF_EXAMPLE=terraform/examples/local` with AWS_ENDPOINT_URL: every check printed, none crashing."""
+    from gpupipe.cli import main as gpupipe
+
+    _, outputs, _ = deployed
+    saved = tmp_path / "outputs.json"
+    saved.write_text(json.dumps(outputs))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    code = gpupipe(["--outputs", str(saved), "doctor"])
+    printed = capsys.readouterr().out
+    for check in ("credentials", "region", "quota ", "stack", "image ", "AMI", "models", "job notifications", "alarms"):
+        assert f"] {check}" in printed, f"{check} was not checked:\n{printed}"
+    assert code == 0, printed
