@@ -75,6 +75,16 @@ def test_no_key_no_kms_requests() -> None:
     assert implied("scaler", call("PutItem", TableName="pipe-scaler-state"), stack, ACCOUNT, REGION) == []
 
 
+def test_dynamodbs_aws_managed_key_needs_no_grant() -> None:
+    # With SSE on and no key given, the table reads back the ARN of the AWS-managed aws/dynamodb key.
+    managed = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/99999999-0000-0000-0000-000000000000"
+    stack = state(None, SCALER_STATE)
+    for kind, attributes, _ in stack.resources:
+        if kind == "aws_dynamodb_table":
+            attributes["server_side_encryption"] = [{"enabled": True, "kms_key_arn": managed}]
+    assert implied("scaler", call("GetItem", TableName="pipe-scaler-state"), stack, ACCOUNT, REGION) == []
+
+
 def test_calls_made_on_a_components_behalf_find_the_key_of_the_queue_or_table_they_name() -> None:
     stack = state(KEY, SCALER_STATE)
     stream = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/pipe-jobs/stream/2026-01-01T00:00:00.000"

@@ -283,12 +283,21 @@ def kms_requests(action: str, key: str | None, account: str, region: str) -> lis
     return [r for kms_action in KMS_ON_BEHALF.get(action, []) for r in requests_for(kms_action, kms, {}, why)]
 
 
+def customer_keys(state: State) -> set[str]:
+    """The stack's customer-managed keys: those it created, and the one its queues name (kms_key_arn)."""
+    keys = {key["arn"] for key in state.of_type("aws_kms_key")}
+    return keys | {q["kms_master_key_id"] for q in state.of_type("aws_sqs_queue") if q.get("kms_master_key_id")}
+
+
 def table_key(table_name: str, state: State) -> str | None:
-    """The customer-managed key of a DynamoDB table (its stream shares it), or None."""
+    """The customer-managed key of a DynamoDB table (its stream shares it), or None. A table encrypted with
+    DynamoDB's AWS-managed key also reads back a key ARN, but that key's policy lets the account's callers use
+    it through DynamoDB without an IAM grant, so only the stack's own keys count."""
     for table in state.of_type("aws_dynamodb_table"):
         if table["name"] == table_name:
             sse = (table.get("server_side_encryption") or [{}])[0]
-            return (sse.get("kms_key_arn") or None) if sse.get("enabled") else None
+            key = sse.get("kms_key_arn") if sse.get("enabled") else None
+            return key if key and key in customer_keys(state) else None
     return None
 
 
