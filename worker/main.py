@@ -24,7 +24,7 @@ from pipeline_core.jobstore import JobStore
 from worker import logs
 from worker.config import ConfigError, WorkerConfig
 from worker.keepalive import TaskProtection
-from worker.processors import load_processor
+from worker.processors import Processor, load_processor
 from worker.runtime import Worker
 
 DEFAULT_STARTUP_BACKOFF_SECONDS = 300.0
@@ -71,6 +71,24 @@ def cannot_start(error: BaseException, env: Mapping[str, str], wait: Callable[[f
     return 2
 
 
+def build_worker(config: WorkerConfig, processor: Processor, protection: TaskProtection, stop: threading.Event) -> Worker:
+    # The long poll must outlast its WaitTimeSeconds. Adaptive retries (backoff plus a client-side rate
+    # limiter) ride out throttling and 5xx; what still fails is handled per call by the loop and lifecycle.
+    # AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, botocore's own settings, override the defaults.
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE") or "adaptive", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 8)}
+    boto_config = Config(read_timeout=config.wait_time_seconds + 10, connect_timeout=5, retries=retries)
+    session = boto3.session.Session()
+    return Worker(
+        config,
+        sqs=session.client("sqs", config=boto_config),
+        s3=session.client("s3", config=boto_config),
+        store=JobStore(session.resource("dynamodb", config=boto_config).Table(config.jobs_table)),
+        processor=processor,
+        stop=stop,
+        protection=protection,
+    )
+
+
 def main(wait: Callable[[float], object] | None = None) -> int:
     logs.configure()
     stop = threading.Event()
@@ -84,25 +102,10 @@ def main(wait: Callable[[float], object] | None = None) -> int:
         config = WorkerConfig.from_env()
         processor = load_processor(config.processor, config.processor_options)
         protection = TaskProtection(config.ecs_agent_uri, config.protection_minutes)
+        worker = build_worker(config, processor, protection, stop)
     except Exception as error:  # noqa: BLE001 - every start-up failure: one clear line and a back-off, never a crash loop
         return cannot_start(error, os.environ, wait or stop.wait)
     logs.configure(worker_id=config.worker_id)
-
-    # The long poll must outlast its WaitTimeSeconds. Adaptive retries (backoff plus a client-side rate
-    # limiter) ride out throttling and 5xx; what still fails is handled per call by the loop and lifecycle.
-    # AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, botocore's own settings, override the defaults.
-    retries = {"mode": os.environ.get("AWS_RETRY_MODE") or "adaptive", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 8)}
-    boto_config = Config(read_timeout=config.wait_time_seconds + 10, connect_timeout=5, retries=retries)
-    session = boto3.session.Session()
-    worker = Worker(
-        config,
-        sqs=session.client("sqs", config=boto_config),
-        s3=session.client("s3", config=boto_config),
-        store=JobStore(session.resource("dynamodb", config=boto_config).Table(config.jobs_table)),
-        processor=processor,
-        stop=stop,
-        protection=protection,
-    )
     worker.run()
     return 0
 
