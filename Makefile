@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv checkov-venv test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-quality bench-split bench-throughput bench-annotate soak demo demo-down clean
+.PHONY: help venv checkov-venv deploy-venv preflight test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-quality bench-split bench-throughput bench-annotate soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,16 @@ $(BIN)/.installed: requirements/*.txt
 venv: $(BIN)/.installed ## Build the virtual environment from the pinned requirements
 
 checkov-venv: $(CHECKOV_VENV)/bin/.installed ## Build checkov's own virtual environment
+
+# Deploying (make package, model, preflight; gpupipe) needs only boto3: requirements/deploy.txt, in seconds.
+# A full venv (make venv) holds the same pins, so either one serves; an existing one is reused, never rebuilt.
+$(BIN)/.deploy-installed: requirements/deploy.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/deploy.txt
+	@touch $@
+
+deploy-venv: $(BIN)/.deploy-installed ## The small environment deploying needs (boto3 only): make package, model, preflight, gpupipe
 
 $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -93,21 +103,24 @@ ami-check: ## shellcheck every script; packer fmt -check and validate -syntax-on
 TF_EXAMPLE ?= terraform/examples/complete
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 
-image: ## Build the worker image and push it to the module's ECR repository (needs Docker, AWS credentials, an applied TF_EXAMPLE)
+image: ## Build the worker image (linux/amd64) and push it to the module's ECR repository as IMAGE_TAG (default: the commit); needs Docker, the AWS CLI, an applied TF_EXAMPLE
 	tools/push-image.sh $(TF_EXAMPLE) $(IMAGE_TAG)
+
+preflight: deploy-venv ## Read-only checks before and after apply: credentials, GPU vCPU quotas, image, AMI, models, subscriptions (TF_EXAMPLE, AWS_ENDPOINT_URL)
+	$(BIN)/python -m gpupipe --terraform-dir $(TF_EXAMPLE) doctor
 
 ami: ## Build the GPU AMI with WORKER_IMAGE pre-pulled (needs Packer >= 1.7); pass the printed id as gpu_ami_id
 	@test -n "$(WORKER_IMAGE)" || { echo "usage: make ami WORKER_IMAGE=<image URI from make image>" >&2; exit 1; }
 	tools/build-ami.sh $(WORKER_IMAGE) $(TF_EXAMPLE)
 
-model: venv ## Download MODEL, check it against models.lock.json (SHA256=<hex> for one not yet locked), upload it under the bucket's models/
+model: deploy-venv ## Download MODEL over HTTPS, check it against models.lock.json (first download recorded: trust on first use; SHA256=<hex> pins one), upload it under models/
 	@test -n "$(MODEL)" || { echo "usage: make model MODEL=<name in models.lock.json> [SHA256=<hex>] [URL=<archive URL>]" >&2; exit 1; }
 	$(BIN)/python -m tools.model $(MODEL) --terraform-dir $(TF_EXAMPLE) $(if $(SHA256),--sha256 $(SHA256)) $(if $(URL),--url $(URL))
 
 pytest: venv ## The four pytest tiers side by side (unit, integration, workers, e2e); PYTEST_ARGS reach each
 	$(BIN)/python -m tools.ci --only unit,integration,workers,e2e -- $(PYTEST_ARGS)
 
-package: venv ## Build the Lambda zips reproducibly into build/
+package: deploy-venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build
 
 bench-split: venv ## A long video split over 1, 2 and 4 worker tasks: upload-to-result wall time, merge share

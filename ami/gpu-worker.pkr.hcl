@@ -2,8 +2,20 @@
 # ECS agent) with the worker image pre-pulled, so a new instance skips the multi-GB pull.
 
 locals {
-  timestamp  = formatdate("YYYYMMDDhhmmss", timestamp())
-  source_ami = var.base_ami_id != "" ? var.base_ami_id : "resolve:ssm:${var.base_ami_ssm_parameter}"
+  timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
+  # The base image: base_ami_id when given, else the newest AMI matching base_ami_name_filter from
+  # base_ami_owners (source_ami_filter: DescribeImages takes AMI ids and filters, never an SSM parameter
+  # name, and the parameter-store data source needs Packer 1.7 while `make ami-check` validates with 1.6).
+  source_ami = var.base_ami_id
+  source_ami_filters = var.base_ami_id != "" ? [] : [{
+    filters = {
+      name                = var.base_ami_name_filter
+      architecture        = "x86_64"
+      root-device-type    = "ebs"
+      virtualization-type = "hvm"
+    }
+    owners = var.base_ami_owners
+  }]
 }
 
 source "amazon-ebs" "gpu_worker" {
@@ -14,6 +26,16 @@ source "amazon-ebs" "gpu_worker" {
   ssh_username  = "ec2-user"
   ami_name      = "${var.ami_name_prefix}-${local.timestamp}"
   imds_support  = "v2.0"
+
+  dynamic "source_ami_filter" {
+    for_each = local.source_ami_filters
+
+    content {
+      filters     = source_ami_filter.value.filters
+      owners      = source_ami_filter.value.owners
+      most_recent = true
+    }
+  }
 
   metadata_options {
     http_endpoint               = "enabled"
@@ -41,7 +63,7 @@ source "amazon-ebs" "gpu_worker" {
   tags = merge(var.tags, {
     Name        = "${var.ami_name_prefix}-${local.timestamp}"
     WorkerImage = var.worker_image
-    BaseAmi     = local.source_ami
+    BaseAmi     = "{{ .SourceAMI }}"
   })
   snapshot_tags = var.tags
 }

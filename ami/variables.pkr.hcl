@@ -14,15 +14,21 @@ variable "instance_type" {
   default     = "g4dn.xlarge"
 }
 
-variable "base_ami_ssm_parameter" {
+variable "base_ami_name_filter" {
   type        = string
-  description = "SSM parameter holding the base AMI: the ECS GPU-optimised Amazon Linux 2023 AMI"
-  default     = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+  description = "Name pattern of the base AMI (the newest match is used): the ECS GPU-optimised Amazon Linux 2023 AMI, the image /aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended names"
+  default     = "al2023-ami-ecs-gpu-hvm-*-x86_64"
+}
+
+variable "base_ami_owners" {
+  type        = list(string)
+  description = "Accounts the base AMI may come from (Amazon's ECS-optimised AMIs are owned by amazon)"
+  default     = ["amazon"]
 }
 
 variable "base_ami_id" {
   type        = string
-  description = "Base AMI id; overrides base_ami_ssm_parameter when set"
+  description = "Base AMI id, e.g. from `aws ssm get-parameter --name /aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id`; overrides base_ami_name_filter when set"
   default     = ""
 }
 

@@ -1,6 +1,6 @@
 """The user's command line (``gpupipe --help`` says what each command does, with examples).
 
-Commands: submit, status, results, report (gpupipe/report.py), retry. The stack is found from Terraform's
+Commands: submit, status, results, report (gpupipe/report.py), retry, doctor (gpupipe/doctor.py). The stack is found from Terraform's
 outputs (``--outputs`` or ``--terraform-dir``).
 """
 
@@ -228,6 +228,18 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from gpupipe import doctor as checks
+
+    try:
+        outputs: dict[str, Any] | None = load_outputs(args)
+    except CliError as error:
+        print(f"(no stack outputs yet: {error})")
+        outputs = None
+    region = (outputs or {}).get("region") if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")) else None
+    return checks.report(checks.run_checks(boto3.session.Session(region_name=region), outputs))
+
+
 DESCRIPTION = """\
 Submit media to a gpu-pipeline stack, follow its jobs, and look at what they found.
 
@@ -244,6 +256,7 @@ examples:
   gpupipe report --out report/                one HTML page of every job: open report/index.html
   gpupipe report --failed                     failed jobs, their reasons and the command that retries each
   gpupipe retry --failed                      run every failed step again
+  gpupipe doctor                              read-only checks of the account and the stack, before and after apply
 
   gpupipe --outputs outputs.json status       with `terraform output -json > outputs.json` saved
 
@@ -353,11 +366,23 @@ def build_parser() -> argparse.ArgumentParser:
     retry_parser.add_argument("job", nargs="?", metavar="JOB_OR_KEY", help="a job id, an object key or a file name")
     retry_parser.add_argument("--failed", action="store_true", help="every failed job instead of one")
     retry_parser.add_argument("--step", metavar="STEP", help="only this step (e.g. --step detect)")
+    _command(
+        commands,
+        "doctor",
+        "read-only checks of the account and the stack, each with what to do",
+        "Check, reading only: credentials and region, the G and VT vCPU quotas against what max_tasks needs, the\n"
+        "Auto Scaling service-linked role, the worker image in ECR, the AMI, the models under models/, and the\n"
+        "notification subscriptions. Each miss says what to do. Run it before the first apply and after each\n"
+        "(make preflight does).",
+        "  gpupipe doctor\n  gpupipe --terraform-dir terraform/examples/complete doctor",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        return doctor(args)
     try:
         outputs = load_outputs(args)
         if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):

@@ -1,12 +1,16 @@
 """The pipeline definition: ordered steps, their queues, services and scaling policies.
 
-Terraform renders it once as JSON into the ``PIPELINE_CONFIG`` environment
-variable of both Lambdas (and the local runtime reads the same document), so
-the step list and queue names live in one place.
+Terraform renders it once as JSON into the ``PIPELINE_CONFIG_GZ`` environment
+variable of the Lambdas, gzipped and base64-encoded to stay under Lambda's 4 KB
+environment limit (``PIPELINE_CONFIG``, plain JSON, is read too: the local
+runtime sets it), so the step list and queue names live in one place.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import json
 import math
 import os
@@ -183,9 +187,16 @@ class PipelineConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
-        raw = (os.environ if env is None else env).get("PIPELINE_CONFIG")
+        env = os.environ if env is None else env
+        raw = env.get("PIPELINE_CONFIG")
+        packed = env.get("PIPELINE_CONFIG_GZ")
+        if packed and not raw:
+            try:
+                raw = gzip.decompress(base64.b64decode(packed, validate=True)).decode()
+            except (binascii.Error, OSError, EOFError, UnicodeDecodeError) as error:
+                raise PipelineConfigError(f"PIPELINE_CONFIG_GZ is not base64-encoded gzip: {error}") from None
         if not raw:
-            raise PipelineConfigError("PIPELINE_CONFIG is not set")
+            raise PipelineConfigError("PIPELINE_CONFIG (or PIPELINE_CONFIG_GZ) is not set")
         try:
             return cls.from_dict(json.loads(raw))
         except json.JSONDecodeError as error:

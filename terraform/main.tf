@@ -13,14 +13,32 @@ locals {
   security_group_ids = var.network.create_vpc ? [module.network[0].worker_security_group_id] : var.network.security_group_ids
   public_ip          = var.network.create_vpc ? module.network[0].workers_need_public_ip : var.network.public_ip
 
+  notifications                 = var.notifications || length(var.notification_emails) > 0
+  steps_a_warm_pool_cannot_keep = [for step in var.steps : step.name if step.spot || length(step.instance_types) > 1]
+
   gpu_ami_id = var.gpu_ami_id != null ? var.gpu_ami_id : try(nonsensitive(data.aws_ssm_parameter.gpu_ami[0].value), "")
   cpu_ami_id = var.cpu_ami_id != null ? var.cpu_ami_id : try(nonsensitive(data.aws_ssm_parameter.cpu_ami[0].value), "")
 
-  # The pipeline definition both Lambdas and the local runtime read (pipeline_core/pipeline.py).
-  pipeline_config = {
+  # The pipeline definition both Lambdas and the local runtime read (pipeline_core/pipeline.py), built once
+  # from two sets of references: the resources' own (queue URLs and ARNs are known only after apply), and
+  # the same names as AWS will spell them, known at plan time, so that the Lambdas' 4 KB environment limit
+  # is checked on the first plan too (modules/lambdas).
+  step_references = [
+    { for step in var.steps : step.name => {
+      queue_url = module.step[step.name].queue_url
+      dlq_url   = module.step[step.name].dlq_url
+      dlq_arn   = module.step[step.name].dlq_arn
+    } },
+    { for step in var.steps : step.name => {
+      queue_url = "https://sqs.${data.aws_region.current.name}.amazonaws.com/${data.aws_caller_identity.current.account_id}/${module.step[step.name].queue_name}"
+      dlq_url   = "https://sqs.${data.aws_region.current.name}.amazonaws.com/${data.aws_caller_identity.current.account_id}/${module.step[step.name].dlq_name}"
+      dlq_arn   = "arn:${data.aws_partition.current.partition}:sqs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:${module.step[step.name].dlq_name}"
+    } },
+  ]
+  pipeline_configs = [for references in local.step_references : {
     steps = [for step in var.steps : {
       name                      = step.name
-      queue_url                 = module.step[step.name].queue_url
+      queue_url                 = references[step.name].queue_url
       service                   = module.service[step.name].service_name
       target_backlog_per_task   = step.target_backlog_per_task
       scaling_table             = step.scaling_table
@@ -29,8 +47,8 @@ locals {
       max_tasks                 = step.max_tasks
       idle_seconds              = step.idle_seconds
       # The dead-letter consumer finds a message's step by its DLQ and reports the receives it had.
-      dlq_url           = module.step[step.name].dlq_url
-      dlq_arn           = module.step[step.name].dlq_arn
+      dlq_url           = references[step.name].dlq_url
+      dlq_arn           = references[step.name].dlq_arn
       max_receive_count = step.max_receive_count
     }]
     jobs_table          = module.storage.jobs_table_name
@@ -39,8 +57,12 @@ locals {
     input_prefix        = var.input_prefix
     allowed_suffixes    = [for suffix in var.allowed_suffixes : lower(suffix)]
     task_protection_api = var.create_capacity
-  }
+  }]
+  pipeline_config = local.pipeline_configs[0]
 }
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
 
 ################################################################################
 # Network
@@ -131,6 +153,13 @@ resource "aws_ecs_cluster" "this" {
       condition     = var.task_network_mode != "awsvpc" || !var.network.create_vpc || var.network.nat_gateway
       error_message = "task_network_mode = \"awsvpc\" needs network.nat_gateway = true (awsvpc tasks on EC2 have no public IP and cannot reach SQS from public subnets); use bridge otherwise."
     }
+
+    # EC2 Auto Scaling warm pools do not support mixed instances policies: a group with a warm pool runs one
+    # On-Demand instance type. Refused rather than silently dropping Spot and the other types.
+    precondition {
+      condition     = !var.warm_pool.enabled || length(local.steps_a_warm_pool_cannot_keep) == 0
+      error_message = "warm_pool.enabled needs every step On-Demand with one instance type (warm pools do not support mixed instances policies); steps ${join(", ", local.steps_a_warm_pool_cannot_keep)} set spot = true or several instance_types."
+    }
   }
 
   setting {
@@ -166,6 +195,7 @@ module "step" {
   log_retention_days  = var.log_retention_days
   kms_key_arn         = var.kms_key_arn
   warm_pool           = var.warm_pool
+  force_delete        = var.force_destroy
   tags                = var.tags
 }
 
@@ -198,12 +228,20 @@ module "service" {
 ################################################################################
 
 resource "aws_sns_topic" "jobs" {
-  count = var.notifications ? 1 : 0
+  count = local.notifications ? 1 : 0
 
   name              = "${var.name}-jobs"
   kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
 
   tags = var.tags
+}
+
+resource "aws_sns_topic_subscription" "jobs" {
+  for_each = toset(var.notification_emails)
+
+  topic_arn = aws_sns_topic.jobs[0].arn
+  protocol  = "email"
+  endpoint  = each.value
 }
 
 module "lambdas" {
@@ -212,6 +250,7 @@ module "lambdas" {
   name                   = var.name
   lambda_zip_dir         = local.lambda_zip_dir
   pipeline_config        = local.pipeline_config
+  pipeline_config_sizing = local.pipeline_configs[1]
   jobs_table_arn         = module.storage.jobs_table_arn
   jobs_table_stream_arn  = module.storage.jobs_table_stream_arn
   scaler_state_table_arn = module.storage.scaler_state_table_arn
@@ -244,6 +283,7 @@ module "observability" {
     dlq_name               = module.step[step.name].dlq_name
     service_name           = module.service[step.name].service_name
     autoscaling_group_name = module.step[step.name].autoscaling_group_name
+    start_failure_metric   = module.step[step.name].start_failure_metric
   }]
   dead_letter_queue_names = {
     intake          = basename(module.storage.intake_dlq_url)
@@ -251,8 +291,27 @@ module "observability" {
   }
   function_names             = module.lambdas.function_names
   oldest_message_age_seconds = var.oldest_message_age_seconds
-  alarm_actions              = var.alarm_actions
+  alarm_actions              = concat(var.alarm_actions, aws_sns_topic.alarms[*].arn)
   tags                       = var.tags
+}
+
+# alarm_emails: a topic of the module's own that every alarm notifies, each address subscribed (AWS mails a
+# confirmation link first; nothing arrives until it is clicked).
+resource "aws_sns_topic" "alarms" {
+  count = length(var.alarm_emails) > 0 ? 1 : 0
+
+  name              = "${var.name}-alarms"
+  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+
+  tags = var.tags
+}
+
+resource "aws_sns_topic_subscription" "alarms" {
+  for_each = toset(var.alarm_emails)
+
+  topic_arn = aws_sns_topic.alarms[0].arn
+  protocol  = "email"
+  endpoint  = each.value
 }
 
 ################################################################################

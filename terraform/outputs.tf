@@ -136,3 +136,33 @@ output "alarm_names" {
   description = "Every alarm the module creates"
   value       = module.observability.alarm_names
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies when alarm_emails are given (null otherwise)"
+  value       = try(aws_sns_topic.alarms[0].arn, null)
+}
+
+################################################################################
+# Preflight (gpupipe doctor, make preflight)
+################################################################################
+
+output "preflight" {
+  description = "What gpupipe doctor checks against the account: per step the image, AMI, instance types, Spot, max_tasks and uploaded models it needs; the repository and topics"
+  value = {
+    ecr_repository_url = aws_ecr_repository.this.repository_url
+    jobs_topic_arn     = try(aws_sns_topic.jobs[0].arn, null)
+    alarm_topic_arn    = try(aws_sns_topic.alarms[0].arn, null)
+    kms_key_arn        = var.kms_key_arn
+    create_capacity    = var.create_capacity
+    steps = { for step in var.steps : step.name => {
+      image          = step.image
+      ami_id         = var.create_capacity ? (step.gpus > 0 ? local.gpu_ami_id : local.cpu_ami_id) : null
+      instance_types = step.instance_types
+      spot           = step.spot
+      max_tasks      = step.max_tasks
+      gpus           = step.gpus
+      # Models the step names as "${MODELS_URI}<name>": make model uploads them under models/<name>/.
+      models = distinct(flatten(regexall("\\$\\{MODELS_URI\\}([A-Za-z0-9._-]+)", step.processor_options)))
+    } }
+  }
+}

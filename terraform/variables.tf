@@ -147,7 +147,7 @@ variable "bucket_name" {
 }
 
 variable "force_destroy" {
-  description = "Allow terraform destroy to delete the bucket with its objects"
+  description = "Let terraform destroy delete what holds data or runs work: the bucket with its objects, the ECR repository with its images, and the Auto Scaling groups with their scale-in-protected instances (tasks on them are killed)"
   type        = bool
   default     = false
 }
@@ -237,7 +237,7 @@ variable "create_capacity" {
 }
 
 variable "warm_pool" {
-  description = "Stopped, pre-initialised instances per step to cut cold starts; they cost only their EBS volumes while stopped"
+  description = "Stopped, pre-initialised instances per step to cut cold starts; they cost only their EBS volumes while stopped. Warm pools do not support mixed instances policies: with enabled = true every step must be On-Demand (spot = false) with one instance type, or the plan fails"
   type = object({
     enabled  = optional(bool, false)
     min_size = optional(number, 1)
@@ -315,6 +315,17 @@ variable "notifications" {
   default     = false
 }
 
+variable "notification_emails" {
+  description = "Email addresses subscribed to the jobs topic (turns notifications on); each gets a confirmation mail to click first"
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.notification_emails : can(regex("^[^@\\s]+@[^@\\s]+$", email))])
+    error_message = "notification_emails must be email addresses."
+  }
+}
+
 ################################################################################
 # Observability
 ################################################################################
@@ -334,6 +345,17 @@ variable "alarm_actions" {
   description = "ARNs (SNS topics) notified when an alarm fires or recovers"
   type        = list(string)
   default     = []
+}
+
+variable "alarm_emails" {
+  description = "Email addresses notified of every alarm, through a topic the module creates (added to alarm_actions); each gets a confirmation mail to click first"
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.alarm_emails : can(regex("^[^@\\s]+@[^@\\s]+$", email))])
+    error_message = "alarm_emails must be email addresses."
+  }
 }
 
 variable "oldest_message_age_seconds" {

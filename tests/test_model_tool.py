@@ -65,7 +65,11 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch):
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_of(path.read_bytes())
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_lock(path: Path, **entry: object) -> Path:
@@ -112,22 +116,40 @@ def test_a_user_checksum_cannot_override_the_lock(tmp_path, archive, served, s3,
     assert keys(s3) == []
 
 
-def test_an_entry_without_a_checksum_is_refused_until_the_user_gives_one_which_is_then_recorded(
-    tmp_path, archive, served, s3, capsys
-) -> None:
+def test_an_entry_without_a_checksum_is_trusted_on_first_use_recorded_and_held_to_after(tmp_path, archive, served, s3, capsys) -> None:
     lock = write_lock(tmp_path / "lock.json", url=served, sha256=None, note="no checksum yet")
-    assert make_model(tmp_path, lock) == 1
-    assert "has no checksum for it yet" in capsys.readouterr().err
-    assert keys(s3) == []
-    assert make_model(tmp_path, lock, "--sha256", "2" * 64) == 1, "a wrong user checksum is refused too"
-    assert json.loads(lock.read_text())["models"][NAME]["sha256"] is None
-    assert make_model(tmp_path, lock, "--sha256", sha256(archive).upper()) == 0
+    assert make_model(tmp_path, lock) == 0
+    out = capsys.readouterr().out
+    assert "trust on first use" in out and sha256(archive) in out, "the computed checksum is printed and said to be unverified"
     recorded = json.loads(lock.read_text())["models"][NAME]
     assert recorded["sha256"] == sha256(archive) and recorded["url"] == served and "note" not in recorded
+    assert "trust on first use" in recorded["recorded"]
     assert f"models/{NAME}/saved_model.pb" in keys(s3)
+    # Every later download is held to the recorded checksum: a changed archive is refused.
+    original = archive.read_bytes()
+    try:
+        archive.write_bytes(original + b"\0")
+        assert make_model(tmp_path, lock) == 1
+        assert f"expected {sha256_of(original)}" in capsys.readouterr().err
+    finally:
+        archive.write_bytes(original)
 
 
-def test_a_model_not_in_the_lock_needs_its_url_and_checksum(tmp_path, archive, served, s3, capsys) -> None:
+def test_a_user_checksum_pins_an_entry_without_one(tmp_path, archive, served, s3) -> None:
+    lock = write_lock(tmp_path / "lock.json", url=served, sha256=None)
+    assert make_model(tmp_path, lock, "--sha256", "2" * 64) == 1, "a wrong user checksum is refused"
+    assert json.loads(lock.read_text())["models"][NAME]["sha256"] is None
+    assert make_model(tmp_path, lock, "--sha256", sha256(archive).upper()) == 0
+    assert json.loads(lock.read_text())["models"][NAME]["sha256"] == sha256(archive)
+
+
+def test_plain_http_is_refused_except_from_this_machine(tmp_path, s3, capsys) -> None:
+    lock = write_lock(tmp_path / "lock.json", url="http://download.example.com/m.tar.gz", sha256=None)
+    assert make_model(tmp_path, lock) == 1
+    assert "https" in capsys.readouterr().err
+
+
+def test_a_model_not_in_the_lock_needs_its_url(tmp_path, archive, served, s3, capsys) -> None:
     lock = tmp_path / "lock.json"
     lock.write_text(json.dumps({"models": {}}))
     assert make_model(tmp_path, lock) == 1
@@ -157,3 +179,4 @@ def test_the_committed_lock_holds_the_example_model_and_only_checksums_or_none()
     for name, entry in lock.items():
         assert entry["url"].endswith(f"/{name}.tar.gz"), name
         assert entry["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), name
+        assert entry["url"].startswith("https://"), f"{name}: make model downloads over HTTPS"

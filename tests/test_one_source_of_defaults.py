@@ -45,7 +45,7 @@ def test_segment_defaults_match_the_python_defaults() -> None:
 def test_every_scaling_field_reaches_the_rendered_pipeline_definition() -> None:
     # Each ScalingPolicy field is a step input and is rendered into PIPELINE_CONFIG (terraform/main.tf).
     main = (TERRAFORM / "main.tf").read_text()
-    rendered = main[main.index("pipeline_config = {") :]
+    rendered = main[main.index("pipeline_configs = [") :]
     for field in fields(ScalingPolicy):
         name = "scaling_table" if field.name == "table" else field.name
         assert re.search(rf"^\s+{name}\s+= step\.{name}$", rendered, re.M), name

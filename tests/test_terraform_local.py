@@ -96,8 +96,9 @@ def test_the_pipeline_definition_names_each_steps_dead_letter_queue_as_deployed(
 
 
 def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
-    _, _, aws = deployed
+    _, outputs, aws = deployed
     name, iam = aws["name"], aws["iam"]
+    key = outputs["preflight"]["kms_key_arn"]  # the deployment's customer-managed key (its ARN carries no name)
     roles = [role["RoleName"] for role in iam.list_roles()["Roles"] if role["RoleName"].startswith(name + "-")]
     assert len(roles) >= 5
     # "*" only where the action has no resource types in the Service Authorization Reference
@@ -119,7 +120,7 @@ def test_iam_policies_name_only_the_modules_own_resources(deployed) -> None:
                     if resource == "*":
                         assert wildcard_ok(actions, statement), f"{role}/{policy_name} grants {actions} on *"
                     else:
-                        assert name in resource, f"{role}/{policy_name} names {resource}, not a resource of {name}"
+                        assert name in resource or resource == key, f"{role}/{policy_name} names {resource}, not a resource of {name}"
 
 
 def test_no_security_group_accepts_inbound_traffic(deployed) -> None:
@@ -129,3 +130,18 @@ def test_no_security_group_accepts_inbound_traffic(deployed) -> None:
     everything = aws["ec2"].describe_security_groups(Filters=[{"Name": "vpc-id", "Values": sorted(vpcs)}])["SecurityGroups"]
     assert everything
     assert [group["GroupName"] for group in everything if group["IpPermissions"]] == []
+
+
+def test_preflight_runs_against_the_local_stack_and_prints_each_check(deployed, moto_endpoint, monkeypatch, tmp_path, capsys) -> None:
+    """`make preflight TF_EXAMPLE=terraform/examples/local` with AWS_ENDPOINT_URL: every check printed, none crashing."""
+    from gpupipe.cli import main as gpupipe
+
+    _, outputs, _ = deployed
+    saved = tmp_path / "outputs.json"
+    saved.write_text(json.dumps(outputs))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    code = gpupipe(["--outputs", str(saved), "doctor"])
+    printed = capsys.readouterr().out
+    for check in ("credentials", "region", "quota ", "stack", "image ", "AMI", "models", "job notifications", "alarms"):
+        assert f"] {check}" in printed, f"{check} was not checked:\n{printed}"
+    assert code == 0, printed

@@ -8,8 +8,14 @@ worker_image=${1:?usage: tools/build-ami.sh <worker image URI> [terraform dir]}
 tf_dir=${2:-terraform/examples/complete}
 region=$(terraform -chdir="$tf_dir" output -raw region)
 
+args=(-var "region=$region" -var "worker_image=$worker_image")
+# Optional: BASE_AMI_ID pins the base image (default: the newest ECS GPU AL2023 AMI), SUBNET_ID picks the
+# build subnet (default: the default VPC).
+[[ -n "${BASE_AMI_ID:-}" ]] && args+=(-var "base_ami_id=$BASE_AMI_ID")
+[[ -n "${SUBNET_ID:-}" ]] && args+=(-var "subnet_id=$SUBNET_ID")
+
 cd ami
 packer init .
-packer build -var "region=$region" -var "worker_image=$worker_image" .
+packer build "${args[@]}" .
 ami_id=$(python3 -c 'import json; build = json.load(open("manifest.json"))["builds"][-1]; print(build["artifact_id"].split(":")[1])')
 echo "$ami_id"

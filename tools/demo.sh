@@ -65,6 +65,8 @@ cat <<MSG
 
 The stack keeps running: submit more with
   AWS_ENDPOINT_URL=$ENDPOINT GPUPIPE_OUTPUTS=$DEMO/outputs.json $BIN/python -m gpupipe submit FILE...
+run the read-only deploy checks against the emulator (a check moto cannot answer prints as "not run") with
+  AWS_ENDPOINT_URL=$ENDPOINT GPUPIPE_OUTPUTS=$DEMO/outputs.json make preflight
 and watch the scaler take the workers back to zero after the idle period (30 s here):
   $BIN/python -m local_runtime.report $DEMO/runtime.log
 Stop everything with: make demo-down

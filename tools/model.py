@@ -1,11 +1,13 @@
 """``make model MODEL=<name>``: fetch a detection model on your machine, check it, put it in the bucket.
 
 1. Looks ``name`` up in ``models.lock.json`` (its archive URL and sha256).
-2. Downloads the archive (https, http or file URL) into ``build/models/``, hashing as it goes.
-3. Refuses it unless its sha256 equals the lock's. A model the lock does not know, or one the
-   lock holds without a checksum, is refused unless you pass ``--sha256`` (``SHA256=<hex>``): a
-   checksum you trust from its publisher. It is checked against the download all the same, then
-   recorded in the lock, so the next download is held to it.
+2. Downloads the archive over HTTPS (plain HTTP only from this machine, file URLs too) into
+   ``build/models/``, hashing as it goes.
+3. Refuses it unless its sha256 equals the lock's. When the lock has no checksum for it (the model
+   zoo publishes none), the download is **trusted on first use**: its sha256 is printed, said to be
+   unverified, and recorded in the lock, so every later download is held to it (commit the lock).
+   ``--sha256`` (``SHA256=<hex>``) pins a checksum you trust from elsewhere instead; it is checked
+   against the download before it is recorded. A recorded checksum always wins.
 4. Unpacks the SavedModel (no member may leave the folder) and uploads it to
    ``s3://<bucket>/<models prefix><name>/``: bucket and prefix come from the Terraform outputs of
    the applied example (``bucket_name``, ``models_prefix``), or from ``--bucket``/``--prefix``.
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +51,8 @@ def write_lock(path: Path, lock: dict[str, Any]) -> None:
     path.write_text(json.dumps(lock, indent=2) + "\n")
 
 
-def expected_checksum(name: str, entry: dict[str, Any] | None, given: str | None) -> tuple[str, bool]:
-    """(the sha256 the download must have, whether it comes from the user and is to be recorded)."""
+def expected_checksum(name: str, entry: dict[str, Any] | None, given: str | None) -> tuple[str | None, bool]:
+    """(the sha256 the download must have, None to trust it on first use; whether it is to be recorded)."""
     locked = (entry or {}).get("sha256")
     if given is not None:
         given = given.strip().lower()
@@ -59,13 +62,15 @@ def expected_checksum(name: str, entry: dict[str, Any] | None, given: str | None
         if given and given != locked:
             raise Refused(f"{name}: the lock records sha256 {locked}, you passed {given}; the lock wins (edit it only if you know why)")
         return locked, False
-    if not given:
-        where = "has no checksum for it yet" if entry else "does not know it"
-        raise Refused(
-            f"{name}: models.lock.json {where}. Pass the archive's sha256 from a source you trust: "
-            f"make model MODEL={name} SHA256=<hex>{'' if entry else ' URL=<archive URL>'}"
-        )
-    return given, True
+    return given or None, True
+
+
+def check_url(url: str) -> None:
+    """HTTPS, a file, or plain HTTP from this machine (a local mirror); anything else could be changed on the way."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("https", "file") or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")):
+        return
+    raise Refused(f"{url}: download models over https:// (plain HTTP could be changed on the way)")
 
 
 def download(url: str, target: Path) -> str:
@@ -124,7 +129,7 @@ def upload(folder: Path, bucket: str, prefix: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="model name, as in models.lock.json")
-    parser.add_argument("--sha256", help="the archive's sha256, for a model the lock has no checksum for (then recorded)")
+    parser.add_argument("--sha256", help="the archive's sha256 from a source you trust, when the lock has none (then recorded)")
     parser.add_argument("--url", help="archive URL, for a model the lock does not know")
     parser.add_argument("--lock", type=Path, default=LOCK)
     parser.add_argument("--cache", type=Path, default=REPO / "build" / "models")
@@ -140,21 +145,32 @@ def main(argv: list[str] | None = None) -> int:
         url = args.url or (entry or {}).get("url")
         if not url:
             raise Refused(f"{args.name}: models.lock.json does not know it; pass URL=<archive URL> and SHA256=<hex>")
+        check_url(url)
         expected, record = expected_checksum(args.name, entry, args.sha256)
         archive = args.cache / f"{args.name}.tar.gz"
         print(f"downloading {url}", flush=True)
         actual = download(url, archive)
-        if actual != expected:
+        if expected is None:
+            how = "trust on first use"
+            print(
+                f"sha256 {actual}: trust on first use. models.lock.json had no checksum for {args.name}, so this download "
+                "is not verified against anything; the checksum is recorded and every later download must match it. "
+                "Compare it with one from a source you trust if you have one.",
+                flush=True,
+            )
+        elif actual != expected:
             archive.unlink()
             raise Refused(f"{args.name}: the download's sha256 is {actual}, expected {expected}: refusing it (deleted)")
-        print(f"sha256 {actual} matches", flush=True)
+        else:
+            how = "SHA256=... given"
+            print(f"sha256 {actual} matches", flush=True)
         if record:
             kept = {key: value for key, value in (entry or {}).items() if key != "note"}
             lock["models"][args.name] = {
                 **kept,
                 "url": url,
                 "sha256": actual,
-                "recorded": f"make model SHA256=... on {datetime.now(UTC).date().isoformat()}",
+                "recorded": f"make model, {how}, on {datetime.now(UTC).date().isoformat()}",
             }
             write_lock(args.lock, lock)
             print(f"recorded in {args.lock.name}: commit it", flush=True)

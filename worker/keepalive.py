@@ -213,10 +213,39 @@ class TaskProtection:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked
-                response.read()
+                answer = response.read()
         except OSError as error:
             log.warning("task protection request failed", extra={"protection": enabled, "error": str(error)})
+            return
+        refusal = protection_refusal(answer)
+        if refusal is not None:
+            # Not protected: the state is left as it was, so the next beat asks again.
+            log.warning("task protection refused", extra={"protection": enabled, "reason": refusal})
             return
         self.enabled = enabled
         self._sent_at = self.clock()
         log.info("task protection set", extra={"protection": enabled})
+
+
+def protection_refusal(answer: bytes) -> str | None:
+    """Why the ECS agent refused a protection update, or None when it was applied.
+
+    amazon-ecs-agent answers an update that ECS refused (UpdateTaskProtection's ``failures``) with HTTP 200 and
+    ``{"failure": {"Arn", "Reason", "Detail"}}``; an applied one carries ``{"protection": {...}}``.
+    """
+    try:
+        body = json.loads(answer or b"{}")
+    except ValueError:
+        return f"unreadable answer from the ECS agent: {answer[:200]!r}"
+    if not isinstance(body, dict):
+        return f"unexpected answer from the ECS agent: {body!r}"
+    for key in ("failure", "error"):
+        problem = body.get(key)
+        if problem:
+            if isinstance(problem, dict):
+                parts = [str(problem.get(name)) for name in ("Reason", "Code", "Message", "Detail") if problem.get(name)]
+                return ": ".join(parts) or json.dumps(problem)
+            return str(problem)
+    if "protection" not in body:
+        return f"no protection in the ECS agent's answer: {body!r}"
+    return None

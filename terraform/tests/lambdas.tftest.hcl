@@ -100,3 +100,31 @@ run "no_mappings_without_triggers" {
     error_message = "the local stack gets the function without its mappings (the local runtime polls the DLQs)"
   }
 }
+
+# Issue 22: the scaler's state table is encrypted with the key, and DynamoDB calls KMS with the caller's
+# credentials; without the key the scaler reported every step "not scaled".
+run "every_function_that_reads_or_writes_a_table_may_use_its_key" {
+  module {
+    source = "./modules/lambdas"
+  }
+
+  command = plan
+
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  }
+
+  assert {
+    condition = alltrue([for name in ["intake", "router", "scaler"] : anytrue([
+      for s in data.aws_iam_policy_document.this[name].statement : s.sid == "EncryptionKey"
+      && toset(s.resources) == toset([var.kms_key_arn])
+      && length(setsubtract(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], s.actions)) == 0
+    ])])
+    error_message = "intake, router and scaler write key-encrypted tables: they need kms:Decrypt, kms:DescribeKey and kms:GenerateDataKey on the key"
+  }
+
+  assert {
+    condition     = length(setsubtract(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], data.aws_iam_policy_document.deadletter.statement[2].actions)) == 0
+    error_message = "the dead-letter consumer writes the jobs table too"
+  }
+}

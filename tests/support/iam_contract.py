@@ -251,20 +251,62 @@ def implied(component: str, call: dict[str, Any], state: State, account: str, re
     # without an s3:prefix then).
     if component == "worker" and action in ("s3:GetObject", "s3:GetObjectVersion"):
         out += requests_for("s3:ListBucket", {"Partition": ["aws"], "BucketName": [params["Bucket"]]}, {}, "so a missing key answers 404")
-    key = encryption_key(call, state)
-    if key:
-        kms = {"Partition": ["aws"], "Region": [region], "Account": [account], "KeyId": [_last(key)]}
-        needs = {
-            "sqs:SendMessage": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "sqs:ReceiveMessage": ["kms:Decrypt"],
-            "sns:Publish": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "s3:PutObject": ["kms:GenerateDataKey"],
-            "s3:GetObject": ["kms:Decrypt"],
-            "s3:GetObjectVersion": ["kms:Decrypt"],
-        }.get(action, [])
-        for kms_action in needs:
-            out += requests_for(kms_action, kms, {}, f"{action} on a key-encrypted resource")
+    out += kms_requests(action, encryption_key(call, state), account, region)
     return out
+
+
+# The KMS calls a service makes with the caller's credentials when the resource is encrypted with a
+# customer-managed key (KMS developer guide, "How <service> uses AWS KMS"; DynamoDB: the caller needs
+# kms:Decrypt and kms:DescribeKey to read and, to write, the key's write actions too, as aws-cdk's
+# Table.grantReadData/grantWriteData grant; SQS SSE: producers GenerateDataKey and Decrypt, consumers
+# Decrypt; S3 SSE-KMS: PutObject GenerateDataKey, GetObject Decrypt).
+_DYNAMODB_READ = ["kms:Decrypt", "kms:DescribeKey"]
+_DYNAMODB_WRITE = [*_DYNAMODB_READ, "kms:GenerateDataKey"]
+KMS_ON_BEHALF: dict[str, list[str]] = {
+    "sqs:SendMessage": ["kms:GenerateDataKey", "kms:Decrypt"],
+    "sqs:ReceiveMessage": ["kms:Decrypt"],
+    "sns:Publish": ["kms:GenerateDataKey", "kms:Decrypt"],
+    "s3:PutObject": ["kms:GenerateDataKey"],
+    "s3:GetObject": ["kms:Decrypt"],
+    "s3:GetObjectVersion": ["kms:Decrypt"],
+    **{f"dynamodb:{a}": _DYNAMODB_READ for a in ("GetItem", "BatchGetItem", "Query", "Scan", "GetRecords")},
+    **{f"dynamodb:{a}": _DYNAMODB_WRITE for a in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")},
+}
+
+
+def kms_requests(action: str, key: str | None, account: str, region: str) -> list[Request]:
+    """The KMS requests ``action`` implies on a resource encrypted with ``key`` (None: AWS-owned or no key)."""
+    if not key:
+        return []
+    kms = {"Partition": ["aws"], "Region": [region], "Account": [account], "KeyId": [_last(key)]}
+    why = f"{action} on a key-encrypted resource"
+    return [r for kms_action in KMS_ON_BEHALF.get(action, []) for r in requests_for(kms_action, kms, {}, why)]
+
+
+def customer_keys(state: State) -> set[str]:
+    """The stack's customer-managed keys: those it created, and the one its queues name (kms_key_arn)."""
+    keys = {key["arn"] for key in state.of_type("aws_kms_key")}
+    return keys | {q["kms_master_key_id"] for q in state.of_type("aws_sqs_queue") if q.get("kms_master_key_id")}
+
+
+def table_key(table_name: str, state: State) -> str | None:
+    """The customer-managed key of a DynamoDB table (its stream shares it), or None. A table encrypted with
+    DynamoDB's AWS-managed key also reads back a key ARN, but that key's policy lets the account's callers use
+    it through DynamoDB without an IAM grant, so only the stack's own keys count."""
+    for table in state.of_type("aws_dynamodb_table"):
+        if table["name"] == table_name:
+            sse = (table.get("server_side_encryption") or [{}])[0]
+            key = sse.get("kms_key_arn") if sse.get("enabled") else None
+            return key if key and key in customer_keys(state) else None
+    return None
+
+
+def resource_key(arn: str, state: State) -> str | None:
+    """The customer-managed key of the queue or table (or stream) an ARN names, for calls made on a component's behalf."""
+    if arn.startswith("arn:aws:sqs:"):
+        return encryption_key({"params": {"QueueUrl": arn.rsplit(":", 1)[1]}}, state)
+    match = re.match(r"arn:aws:dynamodb:[^:]*:[^:]*:table/([^/]+)", arn)
+    return table_key(match[1], state) if match else None
 
 
 def encryption_key(call: dict[str, Any], state: State) -> str | None:
@@ -276,6 +318,10 @@ def encryption_key(call: dict[str, Any], state: State) -> str | None:
         topic = [t for t in state.of_type("aws_sns_topic") if t["arn"] == params["TopicArn"]]
         key = topic[0].get("kms_master_key_id") if topic else None
         return key if key and not key.startswith("alias/aws/") else None
+    if "TableName" in params:
+        return table_key(params["TableName"], state)
+    if "StreamArn" in params:
+        return resource_key(params["StreamArn"], state)
     if "Bucket" in params:
         for config in state.of_type("aws_s3_bucket_server_side_encryption_configuration"):
             if config["bucket"] == params["Bucket"]:
@@ -459,6 +505,8 @@ def check(calls: list[dict[str, Any]], state: State) -> Verdict:
         for role_arn in roles:
             for request in requests_for(entry.action, entry.resource(facts), entry.context(facts), entry.why):
                 evaluate(entry.component, role_arn, request)
+                for kms_request in kms_requests(entry.action, resource_key(request.resource, state), account, region):
+                    evaluate(entry.component, role_arn, kms_request)
     return verdict
 
 

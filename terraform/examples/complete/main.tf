@@ -84,12 +84,37 @@ module "key_policy" {
   name = var.name
 }
 
+# The key policy names the Auto Scaling service-linked role, and KMS rejects a policy naming a principal that
+# does not exist. AWS creates the role with an account's first Auto Scaling group, so a fresh account lacks it:
+# create_autoscaling_service_linked_role = true creates it (false when it exists: IAM refuses a second one).
+data "aws_iam_roles" "autoscaling" {
+  count = var.create_kms_key ? 1 : 0
+
+  name_regex  = "^AWSServiceRoleForAutoScaling$"
+  path_prefix = "/aws-service-role/autoscaling.amazonaws.com/"
+}
+
+resource "aws_iam_service_linked_role" "autoscaling" {
+  count = var.create_kms_key && var.create_autoscaling_service_linked_role ? 1 : 0
+
+  aws_service_name = "autoscaling.amazonaws.com"
+}
+
 resource "aws_kms_key" "this" {
   count = var.create_kms_key ? 1 : 0
 
   description         = "${var.name} GPU pipeline"
   enable_key_rotation = true
   policy              = module.key_policy[0].json
+
+  lifecycle {
+    precondition {
+      condition     = var.create_autoscaling_service_linked_role || length(data.aws_iam_roles.autoscaling[0].names) > 0
+      error_message = "The key policy names AWSServiceRoleForAutoScaling, which this account does not have yet (AWS creates it with the first Auto Scaling group), and KMS rejects a policy naming a missing role. Set create_autoscaling_service_linked_role = true, or run: aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com"
+    }
+  }
+
+  depends_on = [aws_iam_service_linked_role.autoscaling]
 }
 
 module "pipeline" {
@@ -101,7 +126,10 @@ module "pipeline" {
 
   steps = local.steps
 
-  notifications = true
+  notifications       = true
+  notification_emails = var.notification_emails
+  alarm_emails        = var.alarm_emails
+  force_destroy       = var.force_destroy
 
   tags = {
     Example = "complete"

@@ -65,3 +65,8 @@ output "dashboard_name" {
   description = "CloudWatch dashboard"
   value       = module.pipeline.dashboard_name
 }
+
+output "preflight" {
+  description = "What make preflight (gpupipe doctor) checks: images, AMIs, instance types and models per step"
+  value       = module.pipeline.preflight
+}

@@ -30,3 +30,27 @@ variable "create_kms_key" {
   type        = bool
   default     = false
 }
+
+variable "create_autoscaling_service_linked_role" {
+  description = "With create_kms_key: create the Auto Scaling service-linked role the key policy names (true in an account that never had an Auto Scaling group; make preflight tells)"
+  type        = bool
+  default     = false
+}
+
+variable "notification_emails" {
+  description = "Email addresses that get one message per finished or failed job (confirm the subscription mail first)"
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_emails" {
+  description = "Email addresses that get every alarm (confirm the subscription mail first)"
+  type        = list(string)
+  default     = []
+}
+
+variable "force_destroy" {
+  description = "Let terraform destroy remove the bucket's objects, the pushed images and instances still protected by tasks"
+  type        = bool
+  default     = false
+}

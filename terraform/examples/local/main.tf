@@ -20,6 +20,7 @@ provider "aws" {
     ecs         = var.endpoint
     events      = var.endpoint
     iam         = var.endpoint
+    kms         = var.endpoint
     lambda      = var.endpoint
     logs        = var.endpoint
     s3          = var.endpoint
@@ -34,11 +35,27 @@ provider "aws" {
 # Pipeline: the same module, with the emulator's gaps turned off
 ################################################################################
 
+# A customer-managed key, as a careful production account would use: everything is encrypted with it, so the
+# IAM contract (tests/test_e2e.py) checks each role against the KMS calls AWS services make with it on the
+# caller's behalf. Moto enforces neither key policies nor grants; the contract does the checking.
+module "key_policy" {
+  source = "../../modules/kms_key_policy"
+
+  name = var.name
+}
+
+resource "aws_kms_key" "this" {
+  description         = "${var.name} GPU pipeline (local)"
+  enable_key_rotation = true
+  policy              = module.key_policy.json
+}
+
 module "pipeline" {
   source = "../.."
 
   name           = var.name
   lambda_zip_dir = var.lambda_zip_dir
+  kms_key_arn    = aws_kms_key.this.arn
   force_destroy  = true
   # The emulator listens on plain HTTP on loopback, where a TLS-only bucket policy denies every request.
   bucket_tls_only = false

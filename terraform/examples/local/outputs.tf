@@ -56,3 +56,8 @@ output "pipeline_config" {
   description = "Pipeline definition"
   value       = module.pipeline.pipeline_config
 }
+
+output "preflight" {
+  description = "What make preflight (gpupipe doctor) checks"
+  value       = module.pipeline.preflight
+}

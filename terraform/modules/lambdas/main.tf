@@ -9,10 +9,35 @@ locals {
   cluster_arn = "${local.arn_prefix}:ecs:${local.region}:${local.account}:cluster/${var.cluster_name}"
 
   scaler_name = "${var.name}-scaler"
-  pipeline_config = jsonencode(merge(var.pipeline_config, {
+  pipeline_config_additions = {
     scaler_function  = local.scaler_name
     notify_topic_arn = var.notify_topic_arn == null ? "" : var.notify_topic_arn
+  }
+  pipeline_config = jsonencode(merge(var.pipeline_config, local.pipeline_config_additions))
+  # A topic's ARN is unknown on the first plan; the sizing copy spells it as AWS will.
+  pipeline_config_sizing = jsonencode(merge(var.pipeline_config_sizing == null ? var.pipeline_config : var.pipeline_config_sizing, local.pipeline_config_additions, {
+    notify_topic_arn = var.notify_topic_arn == null ? "" : "arn:${data.aws_partition.current.partition}:sns:${local.region}:${local.account}:${var.name}-jobs"
   }))
+
+  # Lambda refuses a function whose environment (names and values) exceeds 4 KB. The definition grows
+  # about 480 bytes a step and repeats itself (ARNs, URLs, names), so it travels gzipped and base64-encoded
+  # (pipeline_core/pipeline.py reads PIPELINE_CONFIG_GZ): twelve steps take about 800 bytes. SSM Parameter
+  # Store would not lift the limit (4 KB standard, 8 KB advanced parameters); the precondition on the
+  # functions refuses a definition that still does not fit, at plan time.
+  environment = {
+    for key in keys(local.functions) : key => {
+      PIPELINE_CONFIG_GZ           = base64gzip(local.pipeline_config)
+      POWERTOOLS_SERVICE_NAME      = key
+      POWERTOOLS_METRICS_NAMESPACE = "GpuPipeline"
+      POWERTOOLS_LOG_LEVEL         = "INFO"
+    }
+  }
+  environment_limit = 4096
+  environment_sizes = {
+    for key, variables in local.environment : key => sum([
+      for name, value in merge(variables, { PIPELINE_CONFIG_GZ = base64gzip(local.pipeline_config_sizing) }) : length(name) + length(value)
+    ])
+  }
 
   functions = {
     intake = {
@@ -20,16 +45,17 @@ locals {
       handler     = "stream_router.app.intake_handler"
       description = "S3 notifications from the intake queue -> one job item per object version"
       concurrency = -1
-      # The event source mapping reads the (possibly key-encrypted) intake queue with this role.
-      kms_actions = ["kms:Decrypt"]
+      # The event source mapping reads the (possibly key-encrypted) intake queue with this role, and
+      # DynamoDB calls KMS with it to write the key-encrypted jobs table.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
     router = {
       zip         = "stream_router.zip"
       handler     = "stream_router.app.stream_handler"
       description = "Jobs table stream -> next step's queue, or the job's final status"
       concurrency = -1
-      # Sends to key-encrypted step queues, the failure queue and the topic.
-      kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+      # Sends to key-encrypted step queues, the failure queue and the topic; reads the jobs stream, updates the table.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
     deadletter = {
       zip         = "stream_router.zip"
@@ -44,7 +70,8 @@ locals {
       description = "Step queue backlogs -> ECS desired counts"
       # One decision at a time per pipeline where the account's concurrency quota allows reserving it.
       concurrency = var.scaler_reserved_concurrency == null ? -1 : var.scaler_reserved_concurrency
-      kms_actions = []
+      # Reads and writes its key-encrypted state table: DynamoDB calls KMS with this role.
+      kms_actions = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     }
   }
 }
@@ -112,12 +139,7 @@ resource "aws_lambda_function" "this" {
   reserved_concurrent_executions = each.value.concurrency
 
   environment {
-    variables = {
-      PIPELINE_CONFIG              = local.pipeline_config
-      POWERTOOLS_SERVICE_NAME      = each.key
-      POWERTOOLS_METRICS_NAMESPACE = "GpuPipeline"
-      POWERTOOLS_LOG_LEVEL         = "INFO"
-    }
+    variables = local.environment[each.key]
   }
 
   logging_config {
@@ -130,6 +152,13 @@ resource "aws_lambda_function" "this" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.environment_sizes[each.key] <= local.environment_limit
+      error_message = "The pipeline definition does not fit in Lambda's 4 KB environment even compressed (${local.environment_sizes[each.key]} bytes for ${each.key}): use fewer steps or shorter names (name, step names)."
+    }
+  }
 
   depends_on = [aws_iam_role_policy.this, aws_iam_role_policy.deadletter]
 }
@@ -332,7 +361,7 @@ data "aws_iam_policy_document" "deadletter" {
 
     content {
       sid       = "EncryptionKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
       resources = [statement.value]
     }
   }

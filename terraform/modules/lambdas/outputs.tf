@@ -40,3 +40,8 @@ output "scaler_rule_name" {
   description = "EventBridge rule of the scaler schedule (null without triggers)"
   value       = try(aws_cloudwatch_event_rule.scaler[0].name, null)
 }
+
+output "environment_sizes" {
+  description = "Bytes of each function's environment (names and values; Lambda's limit is 4096)"
+  value       = local.environment_sizes
+}

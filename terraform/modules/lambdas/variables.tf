@@ -17,6 +17,12 @@ variable "pipeline_config" {
   type        = any
 }
 
+variable "pipeline_config_sizing" {
+  description = "The pipeline definition with every value known at plan time and as long as the real one (predicted queue URLs and ARNs), to check the 4 KB environment limit on the first plan; null checks pipeline_config"
+  type        = any
+  default     = null
+}
+
 variable "jobs_table_arn" {
   description = "ARN of the jobs table"
   type        = string

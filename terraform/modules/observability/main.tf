@@ -56,6 +56,27 @@ resource "aws_cloudwatch_metric_alarm" "step_dead_lettered" {
   tags = var.tags
 }
 
+# A worker that cannot start logs one "cannot start" line, waits (STARTUP_BACKOFF_SECONDS) and exits; ECS starts
+# it again. The step's metric filter counts those lines.
+resource "aws_cloudwatch_metric_alarm" "cannot_start" {
+  for_each = { for step in var.steps : step.name => step if step.start_failure_metric != null }
+
+  alarm_name          = "${var.name}-${each.key}-cannot-start"
+  alarm_description   = "Workers of step ${each.key} cannot start and keep being restarted (on paid instances). Their log group has one 'cannot start' line per try with the reason and a hint; a missing model: make model MODEL=<name>. make preflight checks models, image and AMI."
+  namespace           = each.value.start_failure_metric.namespace
+  metric_name         = each.value.start_failure_metric.name
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
 # Queues nothing consumes (intake's DLQ, the router's failure records): messages wait there to be looked at.
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   for_each = var.dead_letter_queue_names

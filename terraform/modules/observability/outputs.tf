@@ -10,6 +10,7 @@ output "alarm_names" {
     [for alarm in aws_cloudwatch_metric_alarm.oldest_message : alarm.alarm_name],
     [for alarm in aws_cloudwatch_metric_alarm.lambda_errors : alarm.alarm_name],
     [for alarm in aws_cloudwatch_metric_alarm.scaler_step_errors : alarm.alarm_name],
+    [for alarm in aws_cloudwatch_metric_alarm.cannot_start : alarm.alarm_name],
   )
 }
 

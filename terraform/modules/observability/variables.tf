@@ -15,6 +15,7 @@ variable "steps" {
     dlq_name               = string
     service_name           = string
     autoscaling_group_name = optional(string)
+    start_failure_metric   = optional(object({ namespace = string, name = string }))
   }))
 }
 

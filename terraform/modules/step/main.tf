@@ -27,6 +27,9 @@ locals {
       SEGMENT_SECONDS      = tostring(var.step.segment_seconds)
       SEGMENTS_IN_FLIGHT   = tostring(var.step.segments_in_flight)
       ANNOTATE             = tostring(var.step.annotate)
+      # A worker that cannot start (no model yet, a broken setting) waits this long before it exits, so ECS
+      # does not restart it in a tight loop on a paid GPU instance (worker/main.py).
+      STARTUP_BACKOFF_SECONDS = tostring(local.startup_backoff_seconds)
       # Only agents >= 1.104 inject AWS_REGION, and the IMDS hop limit keeps the SDK from asking the instance.
       AWS_REGION              = local.region
       AWS_DEFAULT_REGION      = local.region
@@ -36,6 +39,13 @@ locals {
     },
     var.step.environment,
   )
+
+  startup_backoff_seconds = 300
+  # Lines the worker logs when it cannot start, counted by the metric filter below; observability alarms on it.
+  start_failure_metric = { namespace = "GpuPipeline", name = "WorkerCannotStart-${local.name}" }
+  # From launch to a task running: boot, the ECS agent registering, the image pull (skipped with the AMI from
+  # ami/), the model download. Capacity provider managed scaling counts a new instance only after this.
+  instance_warmup_period = 300
 
   container = merge(
     {
@@ -49,6 +59,15 @@ locals {
       environment            = [for key in sort(keys(local.worker_environment)) : { name = key, value = local.worker_environment[key] }]
       mountPoints            = [{ sourceVolume = "scratch", containerPath = "/tmp", readOnly = false }]
       linuxParameters        = { initProcessEnabled = true }
+      # ECS ignores the image's HEALTHCHECK; an unhealthy essential container gets its task replaced. The worker
+      # touches its health file on every loop and heartbeat (worker/health.py); startPeriod covers the model load.
+      healthCheck = {
+        command     = ["CMD", "python", "-m", "worker.health"]
+        interval    = 30
+        timeout     = 5
+        retries     = 3
+        startPeriod = 300
+      }
       logConfiguration = {
         logDriver = "awslogs"
         options = {
@@ -107,6 +126,19 @@ resource "aws_cloudwatch_log_group" "this" {
   kms_key_id        = var.kms_key_arn
 
   tags = var.tags
+}
+
+resource "aws_cloudwatch_log_metric_filter" "cannot_start" {
+  name           = "${local.name}-cannot-start"
+  log_group_name = aws_cloudwatch_log_group.this.name
+  pattern        = "{ $.event = \"cannot start\" }"
+
+  metric_transformation {
+    namespace     = local.start_failure_metric.namespace
+    name          = local.start_failure_metric.name
+    value         = "1"
+    default_value = "0"
+  }
 }
 
 ################################################################################
@@ -216,8 +248,9 @@ data "aws_iam_policy_document" "task" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
 
     content {
+      # Its queue, the bucket and the key-encrypted jobs table (DynamoDB calls KMS with this role).
       sid       = "EncryptionKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
       resources = [statement.value]
     }
   }
@@ -402,13 +435,17 @@ resource "aws_launch_template" "this" {
 resource "aws_autoscaling_group" "this" {
   count = var.create_capacity ? 1 : 0
 
-  name                  = local.name
+  # A prefix, not a name: a replaced group gets a new name, and so does its capacity provider (named after it),
+  # which create_before_destroy creates before the old one is gone.
+  name_prefix           = "${local.name}-"
   min_size              = 0
   max_size              = var.step.max_tasks
   vpc_zone_identifier   = var.subnet_ids
   protect_from_scale_in = true # required by managed termination protection: ECS decides which instances go
   capacity_rebalance    = var.step.spot
   health_check_type     = "EC2"
+  # terraform destroy: scale-in-protected instances (tasks on them) block the group's deletion unless forced.
+  force_delete = var.force_delete
 
   # Warm pools do not support mixed instances policies: one instance type then.
   dynamic "launch_template" {
@@ -507,7 +544,7 @@ resource "aws_autoscaling_group" "this" {
 resource "aws_ecs_capacity_provider" "this" {
   count = var.create_capacity ? 1 : 0
 
-  name = local.name
+  name = aws_autoscaling_group.this[0].name
 
   auto_scaling_group_provider {
     auto_scaling_group_arn         = aws_autoscaling_group.this[0].arn
@@ -519,7 +556,7 @@ resource "aws_ecs_capacity_provider" "this" {
       target_capacity           = 100
       minimum_scaling_step_size = 1
       maximum_scaling_step_size = var.step.max_tasks
-      instance_warmup_period    = 60
+      instance_warmup_period    = local.instance_warmup_period
     }
   }
 

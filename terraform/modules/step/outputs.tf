@@ -92,3 +92,23 @@ output "launch_template_id" {
   description = "ID of the step's launch template (null without capacity)"
   value       = try(aws_launch_template.this[0].id, null)
 }
+
+output "instance_warmup_period" {
+  description = "Seconds managed scaling waits before a new instance counts (boot, agent, image pull, model)"
+  value       = local.instance_warmup_period
+}
+
+output "force_delete" {
+  description = "Whether terraform destroy may delete the group with its instances"
+  value       = var.force_delete
+}
+
+output "container_definitions" {
+  description = "The task definition's container definitions (JSON)"
+  value       = jsonencode([local.container])
+}
+
+output "start_failure_metric" {
+  description = "CloudWatch metric (namespace, name) counting the worker's 'cannot start' lines"
+  value       = local.start_failure_metric
+}

@@ -152,6 +152,12 @@ variable "warm_pool" {
   default = {}
 }
 
+variable "force_delete" {
+  description = "Let terraform destroy delete the Auto Scaling group with its (scale-in-protected) instances"
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags for every resource"
   type        = map(string)

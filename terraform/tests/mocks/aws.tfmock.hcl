@@ -20,6 +20,10 @@ mock_data "aws_ssm_parameter" {
   defaults = { value = "ami-0123456789abcdef0" }
 }
 
+mock_data "aws_iam_roles" {
+  defaults = { names = ["AWSServiceRoleForAutoScaling"] }
+}
+
 mock_data "aws_iam_policy_document" {
   defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
 }
