@@ -37,7 +37,8 @@ from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, origin_id
 from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.segments import needs_step_message, progress, segment_key, segments_of
+from pipeline_core.protocol import needs_step_message, segment_message_holds_merge
+from pipeline_core.segments import progress, segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -99,9 +100,10 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
         logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
-    sub = (status.get("segments") or {}).get(segment_key(index)) or {}
-    merge_held = sub.get("state") == StepState.DONE and status.get("message_id") == message_id
-    if merge_held and store.fail_dead_lettered(job_id, step, f"merge: {reason}", now, message_id):
+    sub = store.get_segment(job_id, step, index) or {}
+    status = ((store.get_job(job_id) or {}).get("steps") or {}).get(step) or {}
+    merge_held = segment_message_holds_merge(status, sub, message_id)
+    if merge_held and store.fail_dead_lettered_merge(job_id, step, f"merge: {reason}", now, message_id):
         logger.warning("step failed: the message holding its merge was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
@@ -112,20 +114,23 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
-def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id: str) -> bool:
+def split_carried_by_segments(store: JobStore, job: dict[str, Any] | None, step: str, message_id: str) -> bool:
     """Whether the step was split and other messages carry it without the step's own message ``message_id``
-    (``segments.needs_step_message``): the segments' messages, or the message that merges. Its dead letter is then
+    (``protocol.needs_step_message``): the segments' messages, or the message that merges. Its dead letter is then
     dropped; otherwise the step fails (``fail_dead_lettered`` when the step waits on this message)."""
     if classify_unclaimable(job, step, message_id) not in (Unclaimable.SPLIT, Unclaimable.HELD_BY_OTHER_MESSAGE):
         return False
     status = job["steps"][step]  # type: ignore[index] - both reasons mean the job and its step exist
-    return progress(status) is not None and not needs_step_message(status, message_id)
+    split = progress(status)
+    if split is None:
+        return False
+    return not needs_step_message(status, store.get_segments(job["job_id"], step, split[1]), message_id)  # type: ignore[index]
 
 
 def fail_step(
     store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
 ) -> None:
-    if split_carried_by_segments(store.get_job(job_id), step, message_id):
+    if split_carried_by_segments(store, store.get_job(job_id), step, message_id):
         logger.info("dead-lettered message of a split step whose segments all have their own messages: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return

@@ -38,7 +38,7 @@ from typing import Any
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobs import StepState
 from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
-from pipeline_core.segments import Segment, every_segment_done, segment_key
+from pipeline_core.segments import SegmentPlan, every_segment_done
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
@@ -53,7 +53,7 @@ log = logging.getLogger("worker")
 MAX_SQS_DELAY = 900  # DelaySeconds cap of SendMessage
 
 # What an attempt's work returns: the input's head, the output (or the segments to split into), extra result fields.
-WorkResult = tuple[dict[str, Any], StepOutput | list[Segment], dict[str, Any]]
+WorkResult = tuple[dict[str, Any], StepOutput | SegmentPlan, dict[str, Any]]
 Work = Callable[[Claim, WorkItem, Path, Stopwatch], WorkResult]
 
 
@@ -129,7 +129,7 @@ class StepRunner:
                 head, output, extra = self._run_bounded(claim, item, Path(tmp), watch, work)
                 if held.lost.is_set():
                     raise ClaimLost("the claim was taken over while the step ran")
-                if isinstance(output, list):
+                if isinstance(output, SegmentPlan):
                     return self._split(claim, item, held, output, fields, watch), False
                 with watch.time("upload"):
                     outputs.put_files(output.files)
@@ -153,12 +153,11 @@ class StepRunner:
         log.info(event, extra={**fields, "outcome": Outcome.DONE.value, "result_file": result_file, "timings": watch.timings})
         return ItemResult(Outcome.DONE), completes_set
 
-    def _split(
-        self, claim: Claim, item: WorkItem, held: Held, segments: list[Segment], fields: dict[str, Any], watch: Stopwatch
-    ) -> ItemResult:
-        """Record the segments and send their messages; the step has no holder from then on, its segments do."""
+    def _split(self, claim: Claim, item: WorkItem, held: Held, plan: SegmentPlan, fields: dict[str, Any], watch: Stopwatch) -> ItemResult:
+        """Record the split and send the segments' messages; the step has no holder from then on, its segments do."""
+        segments = plan.segments
         try:
-            self.splitter.split(claim, item, segments, time.time())
+            self.splitter.split(claim, item, plan, time.time())
         except SegmentsNotSent as error:
             held.let_go()
             log.warning(
@@ -206,9 +205,9 @@ class StepRunner:
             head = fetch_input(self.s3, item.obj, input_path, self.config.max_file_bytes)
         if claim.segment is None:
             with watch.time("plan"):
-                segments = self.splitter.plan(input_path)
-            if segments:
-                return head, segments, {}
+                plan = self.splitter.plan(input_path)
+            if plan is not None:
+                return head, plan, {}
         context = StepContext(
             claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir, segment=claim.span
         )
@@ -253,7 +252,7 @@ class StepRunner:
 
     def _refused(self, refused: ClaimRefused, item: WorkItem, held: Held, fields: dict[str, Any], merging: bool = False) -> ItemResult:
         step = (refused.item or {}).get("steps", {}).get(fields["step"], {})
-        holder = step if item.segment is None or merging else (step.get("segments") or {}).get(segment_key(item.segment), {})
+        holder = step if item.segment is None or merging else (refused.segment_item or {})
         if refused.reason == Unclaimable.SPLIT:
             sent = self.splitter.resume(refused.item or {}, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})

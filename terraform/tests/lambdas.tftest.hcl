@@ -49,7 +49,7 @@ run "a_dead_letter_consumer_reads_every_step_dlq" {
       && toset(data.aws_iam_policy_document.deadletter.statement[0].resources) == toset(values(var.step_dlq_arns))
       && toset(data.aws_iam_policy_document.deadletter.statement[0].actions) == toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"])
       && toset(data.aws_iam_policy_document.deadletter.statement[1].resources) == toset([var.jobs_table_arn])
-      && toset(data.aws_iam_policy_document.deadletter.statement[1].actions) == toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"])
+      && toset(data.aws_iam_policy_document.deadletter.statement[1].actions) == toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"])
     )
     error_message = "the consumer reads only the step DLQs and writes only the jobs table; no key statement without a key"
   }

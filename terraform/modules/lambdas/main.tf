@@ -320,10 +320,11 @@ data "aws_iam_policy_document" "deadletter" {
   }
 
   # GetItem to tell why a step could not be failed; PutItem to create the job a dead-lettered
-  # raw S3 notification names, before failing it.
+  # raw S3 notification names, before failing it; BatchGetItem to read a split step's segment items
+  # (which live in the jobs table; a segment and its step fail in one TransactWriteItems, authorized as UpdateItem).
   statement {
     sid       = "FailDeadLetteredJobs"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"]
     resources = [var.jobs_table_arn]
   }
 
