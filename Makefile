@@ -42,9 +42,11 @@ lint: venv ## ruff lint and format check; the module READMEs' input and output t
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/tfdocs.py --check
+	$(BIN)/python tools/lifecycle_doc.py --check
 
-docs: venv ## Regenerate the input and output tables in the Terraform READMEs
+docs: venv ## Regenerate the input and output tables in the Terraform READMEs, and the job lifecycle's picture and table
 	$(BIN)/python tools/tfdocs.py
+	$(BIN)/python tools/lifecycle_doc.py
 
 format: venv ## Apply ruff's fixes and formatting, and terraform fmt
 	$(BIN)/ruff check --fix .

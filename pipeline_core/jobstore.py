@@ -6,9 +6,9 @@ holder. Each segment of a split step is an item of its own in the same table (``
 so neither the job item nor a segment's writes grow with the segment count. The two writes that must move
 together (a segment done and counted; a segment failed and its step with it) are one ``TransactWriteItems``.
 
-The conditions encode ``jobs.STEP_TRANSITIONS``: a step is claimed only while
-pending (or running under an expired lease), and only the worker holding the
-claim, for the attempt it claimed, can extend, finish, fail or release it.
+Every condition is built from the named guards of ``protocol`` (``guard``), which its transition table
+(``protocol.TRANSITIONS``) cites: a step is claimed only while pending (or running under an expired lease),
+and only the worker holding the claim, for the attempt it claimed, can extend, finish, fail or release it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -27,7 +26,10 @@ from pipeline_core.jobs import (
     StepState,
     new_job_item,
 )
+from pipeline_core.protocol import OnRetry, SegmentRecord, StepRecord, Unclaimable, classify_unclaimable, guard, on_retry
 from pipeline_core.segments import Segment, SegmentPlan, segment_item_id
+
+__all__ = ["Claim", "ClaimLost", "ClaimRefused", "JobStore", "Unclaimable", "refusal"]
 
 BATCH_GET = 100  # keys per BatchGetItem request (DynamoDB's limit)
 SEGMENT_KIND = "segment"  # the ``kind`` of a segment item; job items have none (they have ``step_names``)
@@ -101,43 +103,18 @@ def _path(step: str, segment: int | None) -> tuple[str, dict[str, str]]:
     return "", {}
 
 
-class Unclaimable(StrEnum):
-    """Why a step could not be claimed, and so what to do with its message."""
-
-    NO_JOB = "no-job"  # the message names a job that does not exist: drop it
-    NO_STEP = "no-step"  # the job has no such step (or segment): drop it
-    FINISHED = "finished"  # step (or segment) done or failed, or job over: a redelivery, drop it
-    HELD_BY_OTHER_MESSAGE = "held-by-other-message"  # a duplicate message: the holder has its own, drop this one
-    HELD_BY_THIS_MESSAGE = "held-by-this-message"  # SQS redelivered the message the holder works on: keep it, retry after the lease
-    SPLIT = "split"  # the step was split into segments: its own message is settled, the segments' messages do the work
-    SEGMENTS_LEFT = "segments-left"  # a merge was asked for while segments are still to finish: the last one merges
-    NOT_RUNNING = "step-not-running"  # a segment's message while its step waits for `gpupipe retry`'s message to resume it
-
-
-def classify_unclaimable(
-    item: Mapping[str, Any] | None, step: str, message_id: str, segment: int | None = None, segment_item: Mapping[str, Any] | None = None
+def refusal(
+    job: Mapping[str, Any] | None,
+    step: str,
+    message_id: str,
+    segment: int | None = None,
+    segment_item: Mapping[str, Any] | None = None,
+    merging: bool = False,
 ) -> Unclaimable:
-    """Why ``step`` (or its ``segment``, whose own item is ``segment_item``) of ``item`` could not be claimed by ``message_id``."""
-    if item is None:
-        return Unclaimable.NO_JOB
-    status = item.get("steps", {}).get(step)
-    if status is None:
-        return Unclaimable.NO_STEP
-    if status.get("state") in (StepState.DONE, StepState.FAILED) or item.get("status") in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        return Unclaimable.FINISHED
-    if segment is not None:
-        if not 0 <= segment < int(status.get("segment_count") or 0):
-            return Unclaimable.NO_STEP
-        if status.get("state") != StepState.RUNNING:
-            return Unclaimable.NOT_RUNNING
-        status = segment_item or {"state": StepState.PENDING.value}
-        if status.get("state") in (StepState.DONE, StepState.FAILED):
-            return Unclaimable.FINISHED
-    elif status.get("segment_count") and not status.get("worker_id"):
-        return Unclaimable.SPLIT
-    if status.get("message_id") == message_id:
-        return Unclaimable.HELD_BY_THIS_MESSAGE
-    return Unclaimable.HELD_BY_OTHER_MESSAGE
+    """Why a claim was refused, from the items read after it (``protocol.classify_unclaimable`` on their records)."""
+    record = StepRecord.parse(job, step)
+    seg = None if segment is None else SegmentRecord.parse(segment, segment_item)
+    return classify_unclaimable(record, message_id, seg, has_job=job is not None, merging=merging)
 
 
 class ClaimRefused(Exception):
@@ -168,10 +145,7 @@ _STEP = "steps.#step"
 def _waits_on_message(prefix: str) -> str:
     """The condition that the step or segment at ``prefix`` waits on the message ``:message`` (at time ``:now``):
     running, held through it or under an expired lease; or pending, held by no message or handed back by it."""
-    return (
-        f"(({prefix}#state = :running AND ({prefix}message_id = :message OR {prefix}lease_expires_at < :now)) OR "
-        f"({prefix}#state = :pending AND (attribute_not_exists({prefix}message_id) OR {prefix}message_id = :message)))"
-    )
+    return guard("waits_on_message", prefix)
 
 
 # The error recorded when a claim takes over an expired lease (a failure against the retry budget).
@@ -282,10 +256,7 @@ class JobStore:
             {
                 "Key": {"job_id": job_id},
                 "UpdateExpression": claimed + failures,
-                "ConditionExpression": (
-                    f"attribute_exists({_STEP}) AND #status IN (:job_pending, :job_running) "
-                    f"AND attribute_not_exists({p}segment_count) AND {state}"
-                ),
+                "ConditionExpression": f"attribute_exists({_STEP}) AND {guard('job_open')} AND {guard('whole', p)} AND {state}",
                 "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
                 "ExpressionAttributeValues": to_dynamo(values | extra),
             }
@@ -293,7 +264,7 @@ class JobStore:
         )
         if item is None:
             refused = self.get_job(job_id)
-            raise ClaimRefused(classify_unclaimable(refused, step, message_id), refused)
+            raise ClaimRefused(refusal(refused, step, message_id), refused)
         claimed_item = item["steps"][step]
         return Claim(
             job_id=job_id,
@@ -324,7 +295,7 @@ class JobStore:
             or status.get("state") != StepState.RUNNING
             or job.get("status") != JobStatus.RUNNING
         ):
-            raise ClaimRefused(classify_unclaimable(job, step, message_id, segment, self.get_segment(job_id, step, segment)), job)
+            raise ClaimRefused(refusal(job, step, message_id, segment, self.get_segment(job_id, step, segment)), job)
         values = {
             ":running": StepState.RUNNING.value,
             ":one": 1,
@@ -341,7 +312,7 @@ class JobStore:
             f"{_SEGMENT_IDENTITY}, "
         )
         ways = [
-            (f"(attribute_not_exists(job_id) OR {state})" if index == 0 else state, failures, extra, names)
+            (f"({guard('no_item')} OR {state})" if index == 0 else state, failures, extra, names)
             for index, (state, failures, extra, names) in enumerate(_claim_ways(""))
         ]
         item = self._first_applied(
@@ -355,9 +326,7 @@ class JobStore:
             for state, failures, extra, extra_names in ways
         )
         if item is None:
-            raise ClaimRefused(
-                classify_unclaimable(job, step, message_id, segment, seg := self.get_segment(job_id, step, segment)), job, seg
-            )
+            raise ClaimRefused(refusal(job, step, message_id, segment, seg := self.get_segment(job_id, step, segment)), job, seg)
         return Claim(
             job_id=job_id,
             step=step,
@@ -397,9 +366,7 @@ class JobStore:
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression=f"SET {_STEP}.#state = :running, {_STEP}.message_id = :message, {_STEP}.carrier = :message, updated_at = :now",
-            ConditionExpression=(
-                f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
-            ),
+            ConditionExpression=f"{guard('split_pending', _STEP + '.')} AND {guard('job_open')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -426,14 +393,14 @@ class JobStore:
         could name a message that is gone. ``job`` is the job item as the sender read it (its TTL is the segment's).
         """
         job = job if job is not None else self.get_job(job_id) or {}
-        retry = "retried_at = :retried_at" if retried_at is not None else "attribute_not_exists(retried_at)"
+        retry = guard("not_retried_since") if retried_at is not None else guard("never_retried")
         return self._update_if(
             Key={"job_id": segment_item_id(job_id, step, segment)},
             UpdateExpression=f"SET message_id = :message, #state = if_not_exists(#state, :pending), {_SEGMENT_IDENTITY}",
             ConditionExpression=(
-                f"attribute_not_exists(job_id) OR ({retry} AND #state = :pending AND attribute_not_exists(message_id))"
+                f"{guard('no_item')} OR ({retry} AND {guard('message_unrecorded')})"
                 if retried_at is None
-                else f"{retry} AND #state = :pending AND attribute_not_exists(message_id)"
+                else f"{retry} AND {guard('message_unrecorded')}"
             ),
             ExpressionAttributeNames={"#state": "state", **_SEGMENT_IDENTITY_NAMES},
             ExpressionAttributeValues=to_dynamo(
@@ -463,7 +430,7 @@ class JobStore:
         count = {
             "Key": {"job_id": claim.job_id},
             "UpdateExpression": f"SET {_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now",
-            "ConditionExpression": f"attribute_exists({_STEP}.segment_count)",
+            "ConditionExpression": guard("split", _STEP + "."),
             "ExpressionAttributeNames": {"#step": claim.step},
             "ExpressionAttributeValues": to_dynamo({":one": 1, ":now": now}),
         }
@@ -485,9 +452,9 @@ class JobStore:
         counting a failure against the step's retry budget as ``claim`` does for a takeover.
         """
         ways = [
-            (f"attribute_not_exists({_STEP}.lease_expires_at)", "", {}, {}),
+            (guard("no_live_merge", _STEP + "."), "", {}, {}),
             (
-                f"{_STEP}.lease_expires_at < :now",
+                guard("lease_expired", _STEP + "."),
                 f", {_STEP}.failures = if_not_exists({_STEP}.failures, :zero) + :one, {_STEP}.#error = :unanswered",
                 {":zero": 0, ":unanswered": UNANSWERED},
                 {"#error": "error"},
@@ -502,9 +469,7 @@ class JobStore:
                     f"{_STEP}.merge_started_at = :now, "
                     f"updated_at = :now{failures}"
                 ),
-                "ConditionExpression": (
-                    f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count AND {lease}"
-                ),
+                "ConditionExpression": f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} AND {lease}",
                 "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
                 "ExpressionAttributeValues": to_dynamo(
                     {
@@ -523,12 +488,7 @@ class JobStore:
         )
         if claimed is None:
             item = self.get_job(job_id)
-            reason = classify_unclaimable(item, step, message_id)
-            step_item = ((item or {}).get("steps") or {}).get(step) or {}
-            if reason not in (Unclaimable.FINISHED, Unclaimable.NO_JOB, Unclaimable.NO_STEP) and int(
-                step_item.get("segments_done") or 0
-            ) < int(step_item.get("segment_count") or 0):
-                reason = Unclaimable.SEGMENTS_LEFT
+            reason = refusal(item, step, message_id, merging=True)
             raise ClaimRefused(reason, item)
         item = claimed
         return Claim(
@@ -691,7 +651,7 @@ class JobStore:
         return {
             "Key": claim.key,
             "UpdateExpression": update,
-            "ConditionExpression": f"{p}#state = :claimed_state AND {p}worker_id = :claimed_by AND {p}attempts = :claimed_attempt{also}",
+            "ConditionExpression": f"{guard('holds_claim', p)}{also}",
             "ExpressionAttributeNames": {**path_names, "#state": "state", **(names or {})},
             "ExpressionAttributeValues": to_dynamo(
                 {**values, ":claimed_state": StepState.RUNNING.value, ":claimed_by": claim.worker_id, ":claimed_attempt": claim.attempt}
@@ -745,9 +705,8 @@ class JobStore:
                 f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
             ConditionExpression=(
-                f"{_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count "
-                f"AND (attribute_not_exists({_STEP}.carrier) OR {_STEP}.carrier = :message) "
-                f"AND (attribute_not_exists({_STEP}.lease_expires_at) OR {_STEP}.lease_expires_at < :now OR {_STEP}.message_id = :message)"
+                f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} "
+                f"AND {guard('merge_carried_by', _STEP + '.')}"
             ),
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
@@ -755,6 +714,7 @@ class JobStore:
                     ":failed": StepState.FAILED.value,
                     ":running": StepState.RUNNING.value,
                     ":job_failed": JobStatus.FAILED.value,
+                    ":job_running": JobStatus.RUNNING.value,
                     ":reason": reason,
                     ":message": message_id,
                     ":now": now,
@@ -774,7 +734,7 @@ class JobStore:
         seg = {
             "Key": {"job_id": segment_item_id(job_id, step, segment.index)},
             "UpdateExpression": f"SET #state = :failed, finished_at = :now, #error = :reason, {_SEGMENT_IDENTITY} REMOVE lease_expires_at",
-            "ConditionExpression": f"attribute_not_exists(job_id) OR {_waits_on_message('')}",
+            "ConditionExpression": f"{guard('no_item')} OR {_waits_on_message('')}",
             "ExpressionAttributeNames": {"#state": "state", "#error": "error", **_SEGMENT_IDENTITY_NAMES},
             "ExpressionAttributeValues": to_dynamo(
                 {
@@ -794,7 +754,7 @@ class JobStore:
                 f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
                 f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
-            "ConditionExpression": f"{_STEP}.#state = :running AND #status = :job_running",
+            "ConditionExpression": guard("step_running", _STEP + "."),
             "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             "ExpressionAttributeValues": to_dynamo(
                 {
@@ -826,11 +786,11 @@ class JobStore:
         leaves the step failed, and is simply run again.
         """
         job = self.get_job(job_id)
-        status = ((job or {}).get("steps") or {}).get(step) or {}
-        if job is None or status.get("state") != StepState.FAILED:
+        decision = on_retry(StepRecord.parse(job, step))
+        if job is None or decision == OnRetry.NOT_FAILED:
             return False
-        plan = SegmentPlan.from_step(status)
-        if plan is not None:
+        plan = SegmentPlan.from_step(job["steps"][step])
+        if decision == OnRetry.SPLIT and plan is not None:  # each segment: protocol.segment_reset_on_retry, as a guard
             for index in range(plan.count):
                 self._update_if(
                     Key={"job_id": segment_item_id(job_id, step, index)},
@@ -838,9 +798,7 @@ class JobStore:
                         f"SET #state = :pending, failures = :zero, retried_at = :now, {_SEGMENT_IDENTITY} "
                         "REMOVE #error, finished_at, worker_id, lease_expires_at, message_id"
                     ),
-                    ConditionExpression=(
-                        "attribute_not_exists(job_id) OR (#state <> :done AND NOT (#state = :running AND lease_expires_at >= :now))"
-                    ),
+                    ConditionExpression=f"{guard('no_item')} OR ({guard('not_done_nor_held')})",
                     ExpressionAttributeNames={"#state": "state", "#error": "error", **_SEGMENT_IDENTITY_NAMES},
                     ExpressionAttributeValues=to_dynamo(
                         {
@@ -861,7 +819,7 @@ class JobStore:
                 f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, "
                 f"{_STEP}.message_id, {_STEP}.carrier"
             ),
-            ConditionExpression=f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed",
+            ConditionExpression=f"attribute_exists({_STEP}) AND {guard('failed', _STEP + '.')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -903,9 +861,9 @@ class JobStore:
 def _claim_ways(p: str) -> list[tuple[str, str, dict[str, Any], dict[str, str]]]:
     """The two ways a record (at prefix ``p``) is claimed: (condition, failures update, values, names)."""
     return [
-        (f"{p}#state = :pending", f"{p}failures = if_not_exists({p}failures, :zero)", {":pending": StepState.PENDING.value}, {}),
+        (guard("pending", p), f"{p}failures = if_not_exists({p}failures, :zero)", {":pending": StepState.PENDING.value}, {}),
         (
-            f"{p}#state = :running AND {p}lease_expires_at < :now",
+            guard("lease_expired", p),
             f"{p}failures = if_not_exists({p}failures, :zero) + :one, {p}#error = :unanswered",
             {":unanswered": UNANSWERED},
             {"#error": "error"},

@@ -193,9 +193,3 @@ def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
     if not count:
         return None
     return int(step_item.get("segments_done") or 0), count
-
-
-def every_segment_done(step_item: Mapping[str, Any]) -> bool:
-    """Whether the step was split and every segment of it is done: only the merge is left."""
-    done, planned = progress(step_item) or (0, -1)
-    return done == planned

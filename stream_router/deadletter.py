@@ -12,7 +12,7 @@ record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
 another message holds, is left alone; so is a split step that other messages carry without its
-own (``segments.needs_step_message``: its segments' messages, or the message that merges). A step
+own (``protocol.on_step_dead_letter``: its segments' messages, or the message that merges). A step
 message naming no job is logged. A raw S3
 notification naming no job creates the job first (as a worker would have), then fails it.
 A body that can never be acted on is logged at error, counted, and deleted. Raising (an
@@ -35,10 +35,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pipeline_core import aws
 from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, origin_id
-from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
+from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.protocol import needs_step_message, segment_message_holds_merge
-from pipeline_core.segments import progress, segments_of
+from pipeline_core.protocol import OnDeadLetter, SegmentRecord, StepRecord, on_segment_dead_letter, on_step_dead_letter, segment_records
+from pipeline_core.segments import segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -86,56 +86,53 @@ def dead_letter_record(record: SQSRecord) -> None:
 def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any]) -> None:
     """A split step's segment message was dead-lettered: fail the segment, its step and its job, the segment named.
 
-    When the segment is done and its message held the merge (the merge kept failing), the step fails as "merge: ...".
+    When the segment is done and its message carried the merge (``protocol.on_segment_dead_letter``), the step
+    fails as "merge: ...". The store's conditions make each write only while the rule still holds.
     """
     job = store.get_job(job_id)
-    status: dict[str, Any] = ((job or {}).get("steps") or {}).get(step) or {}
-    segment = next((s for s in segments_of(status) if s.index == index), None)
-    if segment is None:
+    record = StepRecord.parse(job, step)
+    segment = next((s for s in segments_of((job or {}).get("steps", {}).get(step) or {}) if s.index == index), None)
+    if record is None or segment is None:
         logger.error("dead-lettered segment message names no segment of its job: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
     now = time.time()
-    if store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
+    sub = SegmentRecord.parse(index, store.get_segment(job_id, step, index))
+    decision = on_segment_dead_letter(record, sub, message_id)
+    if decision == OnDeadLetter.FAIL_SEGMENT and store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
         logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
-    sub = store.get_segment(job_id, step, index) or {}
-    status = ((store.get_job(job_id) or {}).get("steps") or {}).get(step) or {}
-    merge_held = segment_message_holds_merge(status, sub, message_id)
-    if merge_held and store.fail_dead_lettered_merge(job_id, step, f"merge: {reason}", now, message_id):
+    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, f"merge: {reason}", now, message_id):
         logger.warning("step failed: the message holding its merge was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
     logger.info(
         "dead-lettered segment message for a finished or otherwise held segment: deleted",
-        extra={**fields, "state": sub.get("state"), "step_state": status.get("state")},
+        extra={**fields, "state": sub.state.value, "step_state": record.state.value, "decision": decision.value},
     )
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
-
-
-def split_carried_by_segments(store: JobStore, job: dict[str, Any] | None, step: str, message_id: str) -> bool:
-    """Whether the step was split and other messages carry it without the step's own message ``message_id``
-    (``protocol.needs_step_message``): the segments' messages, or the message that merges. Its dead letter is then
-    dropped; otherwise the step fails (``fail_dead_lettered`` when the step waits on this message)."""
-    if classify_unclaimable(job, step, message_id) not in (Unclaimable.SPLIT, Unclaimable.HELD_BY_OTHER_MESSAGE):
-        return False
-    status = job["steps"][step]  # type: ignore[index] - both reasons mean the job and its step exist
-    split = progress(status)
-    if split is None:
-        return False
-    return not needs_step_message(status, store.get_segments(job["job_id"], step, split[1]), message_id)  # type: ignore[index]
 
 
 def fail_step(
     store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
 ) -> None:
-    if split_carried_by_segments(store, store.get_job(job_id), step, message_id):
-        logger.info("dead-lettered message of a split step whose segments all have their own messages: deleted", extra=fields)
+    job = store.get_job(job_id)
+    record = StepRecord.parse(job, step)
+    segments = (
+        segment_records(record.segment_count, store.get_segments(job_id, step, record.segment_count)) if record and record.split else []
+    )
+    decision = on_step_dead_letter(record, segments, message_id) if record is not None else OnDeadLetter.FAIL_STEP
+    now = time.time()
+    if decision == OnDeadLetter.DROP and record is not None and not record.finished:
+        logger.info("dead-lettered message of a split step that other messages carry: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
-    now = time.time()
-    if store.fail_dead_lettered(job_id, step, reason, now, message_id):
+    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, reason, now, message_id):
+        logger.warning("step failed: the message carrying its merge was dead-lettered", extra={**fields, "reason": reason})
+        metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    if decision == OnDeadLetter.FAIL_STEP and store.fail_dead_lettered(job_id, step, reason, now, message_id):
         logger.warning("step failed: its message was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return

@@ -6,6 +6,7 @@ import pytest
 
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import ClaimLost, ClaimRefused, JobStore, Unclaimable
+from pipeline_core.protocol import SegmentRecord, StepRecord, needs_step_message, segment_records, unclaimed
 from pipeline_core.segments import SegmentPlan, VideoTimeline
 from tests.support.aws import StepStack
 
@@ -191,11 +192,13 @@ def test_each_end_of_a_job_is_announced_once(store: JobStore) -> None:
     assert not store.claim_announcement("no-such-job", 1.0)
 
 
-def _unclaimed(store: JobStore) -> list[int]:
-    from pipeline_core.protocol import unclaimed
+def _records(store: JobStore) -> tuple[StepRecord, list[SegmentRecord]]:
+    step = StepRecord.parse(store.get_job(OBJ.job_id), "people")
+    return step, segment_records(step.segment_count, store.get_segments(OBJ.job_id, "people", step.segment_count))
 
-    step = store.get_job(OBJ.job_id)["steps"]["people"]
-    return unclaimed(step, store.get_segments(OBJ.job_id, "people", step["segment_count"]))
+
+def _unclaimed(store: JobStore) -> list[int]:
+    return unclaimed(*_records(store))
 
 
 def _split(store: JobStore, minutes: int, now: float = 1000.0) -> SegmentPlan:
@@ -228,26 +231,26 @@ def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_
 def test_a_step_message_is_needed_only_while_a_segment_has_no_message_or_it_carries_the_merge(store: JobStore) -> None:
     """The splitter's message is never the merge's carrier: a merge is carried by the segment messages that saw the
     set complete, then by the message that claimed it (found in review: a job about to merge was failed)."""
-    from pipeline_core.protocol import needs_step_message
-
     _split(store, 2)
-    step = lambda: store.get_job(OBJ.job_id)["steps"]["people"]  # noqa: E731
-    segments = lambda: store.get_segments(OBJ.job_id, "people", 2)  # noqa: E731
+
+    def needed(message_id: str) -> bool:
+        return needs_step_message(*_records(store), message_id)
+
     store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", retried_at=None)
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0), 1003.0, "s3://r/0", {}) == (
         1,
         2,
     )
-    assert needs_step_message(step(), segments(), "m0")  # segment 1 was never sent: only m0 sends it
+    assert needed("m0")  # segment 1 was never sent: only m0 sends it
     store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", retried_at=None)
-    assert not needs_step_message(step(), segments(), "m0")  # every segment left has its message
+    assert not needed("m0")  # every segment left has its message
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1004.0, 30, segment=1), 1005.0, "s3://r/1", {}) == (
         2,
         2,
     )
-    assert not needs_step_message(step(), segments(), "m0")  # about to merge through m-seg-1
+    assert not needed("m0")  # about to merge through m-seg-1
     assert store.claim_merge(OBJ.job_id, "people", "w2", "m-seg-1", 1006.0, 30).message_id == "m-seg-1"
-    assert step()["carrier"] == "m-seg-1" and not needs_step_message(step(), segments(), "m0")
+    assert _records(store)[0].carrier == "m-seg-1" and not needed("m0") and needed("m-seg-1")
 
 
 def test_a_segment_whose_claim_was_taken_over_is_not_counted_done(store: JobStore) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ORIGIN_ATTRIBUTE, WorkMessage
 from pipeline_core.jobstore import JobStore
-from pipeline_core.protocol import unclaimed
+from pipeline_core.protocol import StepRecord, segment_records, unclaimed
 from pipeline_core.segments import SegmentPlan, VideoTimeline
 from tests.support import deadletters
 from tests.support.aws import StepStack
@@ -385,10 +385,11 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     items = store.get_segments(obj.job_id, INTERLEAVED_STEP, 3)
     step["segments"] = {str(index): items.get(index, {"state": "pending"}) for index in range(3)}
     queued = _receive(stack)
+    left = unclaimed(StepRecord.parse({"steps": {"s": step}}, "s"), segment_records(3, items))
     pending = [index for index in range(3) if step["segments"][str(index)]["state"] == "pending"]
     assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in queued) == pending, (
         f"job never ends: step {step['state']}, segments {pending} pending, each recording a message id that was deleted "
-        f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {unclaimed(step, items)}, "
+        f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {left}, "
         f"so resume sent nothing; queue holds {len(queued)} message(s)"
     )
 

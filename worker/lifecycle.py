@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core.bodies import WorkItem
-from pipeline_core.jobs import StepState
-from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
-from pipeline_core.segments import SegmentPlan, every_segment_done
+from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore
+from pipeline_core.protocol import OnRefused, SegmentRecord, StepRecord, on_refused, on_segment_done
+from pipeline_core.segments import SegmentPlan
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
@@ -137,7 +137,7 @@ class StepRunner:
                 watch.timings["total"] = round(time.perf_counter() - started, 4)
                 if claim.segment is not None:
                     done, planned = self.store.mark_segment_done(claim, time.time(), result_file, watch.timings)
-                    completes_set = done == planned
+                    completes_set = on_segment_done(done, planned)
                     fields = {**fields, "segments_done": done, "segments": planned}
                 else:
                     self.store.mark_done(claim, time.time(), result_file, watch.timings)
@@ -251,35 +251,26 @@ class StepRunner:
     # --- endings ---------------------------------------------------------------------------------------
 
     def _refused(self, refused: ClaimRefused, item: WorkItem, held: Held, fields: dict[str, Any], merging: bool = False) -> ItemResult:
-        step = (refused.item or {}).get("steps", {}).get(fields["step"], {})
-        holder = step if item.segment is None or merging else (refused.segment_item or {})
-        if refused.reason == Unclaimable.SPLIT:
+        """Carry out ``protocol.on_refused``: the rules live there, this only acts."""
+        step = StepRecord.parse(refused.item, fields["step"])
+        decision = on_refused(refused.reason, step, segment_message=item.segment is not None, merging=merging)
+        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE):
             sent = self.splitter.resume(refused.item or {}, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
-            if every_segment_done(step):
-                return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left
-            return ItemResult(Outcome.SKIPPED)
-        if (
-            not merging
-            and step.get("state") == StepState.RUNNING
-            and every_segment_done(step)
-            and (
-                (item.segment is not None and refused.reason == Unclaimable.FINISHED)
-                or (item.segment is None and refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE)
-            )
-        ):
-            # The merge after this segment did not commit, or (the step's own message, after `gpupipe retry` of a
-            # failed merge) the merge it ran did not: merge now; claim_merge takes an expired lease over, and a lease
-            # still running is waited out below (HELD_BY_THIS_MESSAGE while merging).
+            # after a retry that found every segment done, only the merge is left: this message carries it
+            return self._merge(item, held, fields) if decision == OnRefused.RESUME_AND_MERGE else ItemResult(Outcome.SKIPPED)
+        if decision == OnRefused.MERGE:
             return self._merge(item, held, fields)
-        if refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE:
-            delay = min(max(1, math.ceil(float(holder.get("lease_expires_at", 0)) - time.time()) + 1), MAX_SQS_DELAY)
+        if decision == OnRefused.POSTPONE:
+            holder = step if item.segment is None or merging else SegmentRecord.parse(item.segment, refused.segment_item)
+            lease = (holder.lease_expires_at if holder is not None else None) or 0.0
+            delay = min(max(1, math.ceil(lease - time.time()) + 1), MAX_SQS_DELAY)
             log.info("message came back while its step is held; postponed", extra={**fields, "delay": delay})
             return ItemResult(Outcome.POSTPONE, delay)
-        if refused.reason == Unclaimable.FINISHED and step.get("state") == StepState.FAILED:
+        if decision == OnRefused.REPORT_FAILED:
             log.warning(
                 "message for a failed step ignored: run `gpupipe retry` to run it again",
-                extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value, "error": step.get("error")},
+                extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value, "error": step.error if step else None},
             )
             return ItemResult(Outcome.SKIPPED)
         log.info("step not claimed", extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value})

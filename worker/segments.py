@@ -24,9 +24,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core.bodies import WorkItem
-from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
+from pipeline_core.jobs import WorkMessage, split_s3_uri
 from pipeline_core.jobstore import Claim, JobStore
-from pipeline_core.protocol import unclaimed
+from pipeline_core.protocol import Phase, StepRecord, segment_records, unclaimed
 from pipeline_core.segments import Segment, SegmentPlan, segments_of
 from worker.errors import TransientError
 from worker.processors import Processor, SegmentPart, can_split
@@ -68,12 +68,14 @@ class Splitter:
     def resume(self, job: Mapping[str, Any], item: WorkItem, message_id: str) -> int:
         """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
         (the step running again) send the messages of the segments no message carries (``unclaimed``)."""
-        step = job["steps"][item.step]
-        if step.get("state") == StepState.PENDING:
+        step = StepRecord.parse(job, item.step)
+        if step is None:
+            return 0
+        if step.phase == Phase.SPLIT_PENDING:
             self.store.resume_split(item.job_id, item.step, time.time(), message_id)
-        unsent = unclaimed(step, self.store.get_segments(item.job_id, item.step, int(step.get("segment_count") or 0)))
+        unsent = unclaimed(step, segment_records(step.segment_count, self.store.get_segments(item.job_id, item.step, step.segment_count)))
         if unsent:
-            self.send(item, unsent, step.get("retried_at"), job)
+            self.send(item, unsent, step.retried_at, job)
         return len(unsent)
 
     def send(self, item: WorkItem, indexes: list[int], retried_at: float | None, job: Mapping[str, Any] | None = None) -> None:
