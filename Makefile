@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv test lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
+.PHONY: help venv test check-protocol lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-split bench-throughput soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	@touch $@
+
+check-protocol: venv ## Model-check the job protocol (Hypothesis over the real JobStore conditions): steps, interleavings, invariants
+	$(BIN)/python tools/check_protocol.py $(CHECK_PROTOCOL_ARGS)
 
 test: lint tf-fmt tf-validate tf-test checkov ami-check pytest ## Run every check: ruff, terraform fmt/validate/test, checkov, shellcheck/packer, pytest
 

@@ -447,16 +447,23 @@ class OnDeadLetter(StrEnum):
     FAIL_STEP = "fail-step"  # the step waits on this message (``fail_dead_lettered``)
     FAIL_SEGMENT = "fail-segment"  # the segment waits on it: it, its step and its job fail (``fail_dead_lettered_segment``)
     FAIL_MERGE = "fail-merge"  # it carried the merge of a split whose segments are all done (``fail_dead_lettered_merge``)
+    SEND_UNSENT = "send-unsent"  # a running split step's own message: send the segments no message carries, then drop it
     DROP = "drop"  # other messages carry the step, or it is finished
 
 
 def on_step_dead_letter(step: StepRecord | None, segments: list[SegmentRecord], message_id: str) -> OnDeadLetter:
     """A step's own message (not a segment's) was dead-lettered. Unsplit: fail the step if it waits on the message
-    (the store's condition decides). Split: fail it only while it still needs this message (``needs_step_message``)."""
+    (the store's condition decides). Split: only while it still needs this message (``needs_step_message``): pending
+    after a retry, fail; running with unsent segments, send them instead; every segment done, it carries the merge."""
     if step is None or step.finished:
         return OnDeadLetter.DROP
     if step.split and not needs_step_message(step, segments, message_id):
         return OnDeadLetter.DROP
+    if step.split and step.state == StepState.RUNNING and not step.every_segment_done:
+        # some segments have no message of their own (the splitter was killed between SQS's answer and its records,
+        # or before it sent): send theirs, as the step's message would have; each then has its own DLQ path
+        # (issue 21: such a job was failed although its segments had messages).
+        return OnDeadLetter.SEND_UNSENT
     if step.split and step.state == StepState.RUNNING and step.every_segment_done:
         return OnDeadLetter.FAIL_MERGE  # this message resumed the step or holds its merge
     return OnDeadLetter.FAIL_STEP

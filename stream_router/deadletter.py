@@ -12,7 +12,10 @@ record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
 another message holds, is left alone; so is a split step that other messages carry without its
-own (``protocol.on_step_dead_letter``: its segments' messages, or the message that merges). A step
+own (``protocol.on_step_dead_letter``: its segments' messages, or the message that merges). A running
+split step some of whose segments have no message of their own (its splitter was killed between SQS's
+answer and its records, or before it sent) gets those segments' messages sent here, as its step message
+would have sent them, rather than failing a job whose segments would finish. A step
 message naming no job is logged. A raw S3
 notification naming no job creates the job first (as a worker would have), then fails it.
 A body that can never be acted on is logged at error, counted, and deleted. Raising (an
@@ -24,6 +27,7 @@ The local runtime polls the DLQs and calls ``handler`` the same way.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -34,10 +38,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_core import aws
 from pipeline_core.bodies import InvalidMessage, parse_body
-from pipeline_core.jobs import ObjectRef, StepState, origin_id
+from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
 from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.protocol import OnDeadLetter, SegmentRecord, StepRecord, on_segment_dead_letter, on_step_dead_letter, segment_records
+from pipeline_core.protocol import (
+    OnDeadLetter,
+    SegmentRecord,
+    StepRecord,
+    on_segment_dead_letter,
+    on_step_dead_letter,
+    segment_records,
+    unclaimed,
+)
 from pipeline_core.segments import segments_of
 
 logger = Logger()
@@ -78,7 +90,8 @@ def dead_letter_record(record: SQSRecord) -> None:
     for item in parsed.items:
         where = {**fields, "job_id": item.job_id, "key": item.obj.key}
         if item.segment is None:
-            fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where)
+            send = sqs_sender(step.queue_url, item.obj, step.name)
+            fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where, send)
         else:
             fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment})
 
@@ -114,8 +127,26 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
+def sqs_sender(queue_url: str, obj: ObjectRef, step: str) -> Callable[[int], str]:
+    """Send one segment's message of ``step`` of the job for ``obj`` to the step's queue; its message id."""
+    base = WorkMessage.for_job(obj, step)
+
+    def send(index: int) -> str:
+        return str(aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=base.for_segment(index).to_body())["MessageId"])
+
+    return send
+
+
 def fail_step(
-    store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
+    store: JobStore,
+    obj: ObjectRef,
+    job_id: str,
+    step: str,
+    message_id: str,
+    reason: str,
+    from_s3: bool,
+    fields: dict[str, Any],
+    send: Callable[[int], str] | None = None,
 ) -> None:
     job = store.get_job(job_id)
     record = StepRecord.parse(job, step)
@@ -124,6 +155,17 @@ def fail_step(
     )
     decision = on_step_dead_letter(record, segments, message_id) if record is not None else OnDeadLetter.FAIL_STEP
     now = time.time()
+    if decision == OnDeadLetter.SEND_UNSENT and record is not None and send is not None:
+        unsent = unclaimed(record, segments)
+        for index in unsent:  # a message whose record is refused (a claim or a retry came first) is a fenced duplicate
+            store.record_segment_message(job_id, step, index, send(index), record.retried_at, job)
+        logger.warning(
+            "dead-lettered message of a split step: its unsent segments' messages sent instead", extra={**fields, "sent": unsent}
+        )
+        metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
+        return
+    if decision == OnDeadLetter.SEND_UNSENT:
+        decision = OnDeadLetter.FAIL_STEP
     if decision == OnDeadLetter.DROP and record is not None and not record.finished:
         logger.info("dead-lettered message of a split step that other messages carry: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)

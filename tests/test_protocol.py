@@ -165,7 +165,9 @@ def test_dead_letters_of_a_step_message() -> None:
     assert on_step_dead_letter(step("done", status="succeeded"), [], "m") == OnDeadLetter.DROP
     carried = segment_records(3, {i: {"state": "pending", "message_id": f"m{i}"} for i in range(3)})
     assert on_step_dead_letter(step(**SPLIT), carried, "m-step") == OnDeadLetter.DROP  # the segments carry it
-    assert on_step_dead_letter(step(**SPLIT), segment_records(3, {}), "m-step") == OnDeadLetter.FAIL_STEP  # none sent
+    # some never sent (or their ids never recorded: the splitter killed between SQS's answer and its records): the
+    # consumer sends them (issue 21: such a job was failed although its segments had messages)
+    assert on_step_dead_letter(step(**SPLIT), segment_records(3, {}), "m-step") == OnDeadLetter.SEND_UNSENT
     # every segment done, about to merge through the message that completed the set: the splitter's is not needed
     # (review: a job about to merge was failed)
     assert on_step_dead_letter(step(**ALL_DONE), [], "m-step") == OnDeadLetter.DROP

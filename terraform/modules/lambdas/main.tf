@@ -328,6 +328,15 @@ data "aws_iam_policy_document" "deadletter" {
     resources = [var.jobs_table_arn]
   }
 
+  # A split step's own message dead-lettered while some segments have no message of their own: the consumer
+  # sends those segments' messages to the step's queue (the splitter was killed before it could) instead of
+  # failing a job whose segments would finish.
+  statement {
+    sid       = "SendUnsentSegments"
+    actions   = ["sqs:SendMessage"]
+    resources = var.step_queue_arns
+  }
+
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
 
