@@ -445,11 +445,14 @@ class JobStore:
         step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
         return int(step.get("segments_done") or 0), int(step.get("segment_count") or claim.span.count)
 
-    def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
+    def claim_merge(
+        self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float, max_attempts: int = 0
+    ) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
 
         A merge that crashed leaves its lease to expire; the next message of the step's segments claims it again,
-        counting a failure against the step's retry budget as ``claim`` does for a takeover.
+        counting a failure against the step's retry budget as ``claim`` does for a takeover. ``max_attempts`` (the
+        worker's budget) is recorded, so the dead-letter consumer knows whether a dead-lettered merge has budget left.
         """
         ways = [
             (guard("no_live_merge", _STEP + "."), "", {}, {}),
@@ -466,7 +469,7 @@ class JobStore:
                 "UpdateExpression": (
                     f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
                     f"{_STEP}.message_id = :message, {_STEP}.carrier = :message, {_STEP}.lease_expires_at = :lease, "
-                    f"{_STEP}.merge_started_at = :now, "
+                    f"{_STEP}.merge_started_at = :now, {_STEP}.max_attempts = :max_attempts, "
                     f"updated_at = :now{failures}"
                 ),
                 "ConditionExpression": f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} AND {lease}",
@@ -480,6 +483,7 @@ class JobStore:
                         ":now": now,
                         ":running": StepState.RUNNING.value,
                         ":job_running": JobStatus.RUNNING.value,
+                        ":max_attempts": max_attempts,
                     }
                     | extra
                 ),
@@ -717,6 +721,36 @@ class JobStore:
                     ":job_running": JobStatus.RUNNING.value,
                     ":reason": reason,
                     ":message": message_id,
+                    ":now": now,
+                }
+            ),
+        )
+
+    def redrive_merge(self, job_id: str, step: str, reason: str, now: float, message_id: str, new_message_id: str, failures: int) -> bool:
+        """A dead-lettered message carried the merge of a split whose budget is not spent: the fresh message
+        ``new_message_id`` (already sent) carries it from now on, and the dead letter counts one failure. Only while
+        the message carried it (``merge_carried_by``) and ``failures`` is still what the consumer read. True when
+        this call moved it (else the fresh message is a duplicate its claim refuses)."""
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {_STEP}.failures = {_STEP}.failures + :one, {_STEP}.carrier = :new, {_STEP}.message_id = :new, "
+                f"{_STEP}.#error = :reason, updated_at = :now"
+            ),
+            ConditionExpression=(
+                f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} "
+                f"AND {guard('merge_carried_by', _STEP + '.')} AND {guard('failures_unchanged', _STEP + '.')}"
+            ),
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":one": 1,
+                    ":new": new_message_id,
+                    ":reason": reason,
+                    ":running": StepState.RUNNING.value,
+                    ":job_running": JobStatus.RUNNING.value,
+                    ":message": message_id,
+                    ":failures": failures,
                     ":now": now,
                 }
             ),

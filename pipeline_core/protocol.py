@@ -83,6 +83,7 @@ class StepRecord:
     retried_at: float | None = None
     error: str | None = None
     result_file: str | None = None
+    max_attempts: int | None = None  # the budget, as the worker that claimed the merge recorded it
 
     @classmethod
     def parse(cls, job: Mapping[str, Any] | None, step: str) -> StepRecord | None:
@@ -105,6 +106,7 @@ class StepRecord:
             retried_at=_float(item.get("retried_at")),
             error=item.get("error"),
             result_file=item.get("result_file"),
+            max_attempts=None if item.get("max_attempts") is None else int(item["max_attempts"]),
         )
 
     @property
@@ -136,6 +138,11 @@ class StepRecord:
 
     def live_lease(self, now: float) -> bool:
         return self.worker_id is not None and self.lease_expires_at is not None and self.lease_expires_at >= now
+
+    @property
+    def budget_left(self) -> bool:
+        """Whether one more failure leaves the step's budget unspent (known once a merge was claimed)."""
+        return self.max_attempts is not None and self.failures + 1 < self.max_attempts
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,7 @@ GUARDS: dict[str, str] = {
         "(attribute_not_exists({p}lease_expires_at) OR {p}lease_expires_at < :now OR {p}message_id = :message)"
     ),
     "message_unrecorded": "#state = :pending AND attribute_not_exists(message_id)",
+    "failures_unchanged": "{p}failures = :failures",
     "not_retried_since": "retried_at = :retried_at",
     "never_retried": "attribute_not_exists(retried_at)",
     "no_item": "attribute_not_exists(job_id)",
@@ -300,6 +308,24 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("step_running", "every_segment_done", "merge_carried_by"),
         "fail_dead_lettered_merge",
         "merge: ...",
+    ),
+    Transition(
+        Phase.WAITING_TO_MERGE,
+        Event.DEAD_LETTER,
+        Phase.WAITING_TO_MERGE,
+        _DL,
+        ("step_running", "every_segment_done", "merge_carried_by", "failures_unchanged"),
+        "redrive_merge",
+        "budget left: a fresh step message carries it, failures + 1",
+    ),
+    Transition(
+        Phase.MERGING,
+        Event.DEAD_LETTER,
+        Phase.MERGING,
+        _DL,
+        ("step_running", "every_segment_done", "merge_carried_by", "failures_unchanged"),
+        "redrive_merge",
+        "budget left: a fresh step message takes the expired merge over",
     ),
     Transition(Phase.PENDING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered"),
     Transition(Phase.RUNNING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered"),
@@ -447,6 +473,7 @@ class OnDeadLetter(StrEnum):
     FAIL_STEP = "fail-step"  # the step waits on this message (``fail_dead_lettered``)
     FAIL_SEGMENT = "fail-segment"  # the segment waits on it: it, its step and its job fail (``fail_dead_lettered_segment``)
     FAIL_MERGE = "fail-merge"  # it carried the merge of a split whose segments are all done (``fail_dead_lettered_merge``)
+    REDRIVE_MERGE = "redrive-merge"  # ... with budget left: a fresh step message carries the merge (``redrive_merge``)
     SEND_UNSENT = "send-unsent"  # a running split step's own message: send the segments no message carries, then drop it
     DROP = "drop"  # other messages carry the step, or it is finished
 
@@ -465,7 +492,8 @@ def on_step_dead_letter(step: StepRecord | None, segments: list[SegmentRecord], 
         # (issue 21: such a job was failed although its segments had messages).
         return OnDeadLetter.SEND_UNSENT
     if step.split and step.state == StepState.RUNNING and step.every_segment_done:
-        return OnDeadLetter.FAIL_MERGE  # this message resumed the step or holds its merge
+        # this message resumed the step or holds its merge
+        return OnDeadLetter.REDRIVE_MERGE if step.budget_left else OnDeadLetter.FAIL_MERGE
     return OnDeadLetter.FAIL_STEP
 
 
@@ -478,7 +506,10 @@ def on_segment_dead_letter(step: StepRecord | None, segment: SegmentRecord, mess
     if segment.state != StepState.DONE:
         return OnDeadLetter.FAIL_SEGMENT
     if step.state == StepState.RUNNING and step.every_segment_done and step.carrier in (None, message_id):
-        return OnDeadLetter.FAIL_MERGE
+        # Its receives may have been spent by segment attempts taken over (each counted in the job item's budget),
+        # not by the merge: with budget left, a fresh message carries the merge on (issue 21: such a merge failed
+        # "moved to the dead-letter queue" with 0 of 5 failures spent).
+        return OnDeadLetter.REDRIVE_MERGE if step.budget_left else OnDeadLetter.FAIL_MERGE
     return OnDeadLetter.DROP
 
 

@@ -89,14 +89,16 @@ def dead_letter_record(record: SQSRecord) -> None:
     store = job_store()
     for item in parsed.items:
         where = {**fields, "job_id": item.job_id, "key": item.obj.key}
+        send = sqs_sender(step.queue_url, item.obj, step.name)
         if item.segment is None:
-            send = sqs_sender(step.queue_url, item.obj, step.name)
             fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where, send)
         else:
-            fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment})
+            fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment}, send)
 
 
-def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any]) -> None:
+def fail_segment(
+    store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any], send: Sender | None = None
+) -> None:
     """A split step's segment message was dead-lettered: fail the segment, its step and its job, the segment named.
 
     When the segment is done and its message carried the merge (``protocol.on_segment_dead_letter``), the step
@@ -112,6 +114,12 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
     now = time.time()
     sub = SegmentRecord.parse(index, store.get_segment(job_id, step, index))
     decision = on_segment_dead_letter(record, sub, message_id)
+    if decision == OnDeadLetter.REDRIVE_MERGE:
+        if redrive(store, record, job_id, step, message_id, reason, send):
+            logger.warning("dead-lettered message carried a merge with budget left: a fresh message carries it", extra=fields)
+            metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=1)
+            return
+        decision = OnDeadLetter.FAIL_MERGE
     if decision == OnDeadLetter.FAIL_SEGMENT and store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
         logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
@@ -127,14 +135,25 @@ def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
-def sqs_sender(queue_url: str, obj: ObjectRef, step: str) -> Callable[[int], str]:
-    """Send one segment's message of ``step`` of the job for ``obj`` to the step's queue; its message id."""
+Sender = Callable[[int | None], str]  # sends a segment's message (or, for None, the step's own) to the step's queue
+
+
+def sqs_sender(queue_url: str, obj: ObjectRef, step: str) -> Sender:
+    """Send one segment's message of ``step`` of the job for ``obj`` (or the step's own) to the step's queue; its id."""
     base = WorkMessage.for_job(obj, step)
 
-    def send(index: int) -> str:
-        return str(aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=base.for_segment(index).to_body())["MessageId"])
+    def send(index: int | None) -> str:
+        body = (base if index is None else base.for_segment(index)).to_body()
+        return str(aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
 
     return send
+
+
+def redrive(store: JobStore, record: StepRecord, job_id: str, step: str, message_id: str, reason: str, send: Sender | None) -> bool:
+    """A dead-lettered merge with budget left: a fresh step message carries it on (``protocol.OnDeadLetter.REDRIVE_MERGE``)."""
+    if send is None:
+        return False
+    return store.redrive_merge(job_id, step, f"merge: {reason}", time.time(), message_id, send(None), record.failures)
 
 
 def fail_step(
@@ -146,7 +165,7 @@ def fail_step(
     reason: str,
     from_s3: bool,
     fields: dict[str, Any],
-    send: Callable[[int], str] | None = None,
+    send: Sender | None = None,
 ) -> None:
     job = store.get_job(job_id)
     record = StepRecord.parse(job, step)
@@ -166,6 +185,12 @@ def fail_step(
         return
     if decision == OnDeadLetter.SEND_UNSENT:
         decision = OnDeadLetter.FAIL_STEP
+    if decision == OnDeadLetter.REDRIVE_MERGE and record is not None:
+        if redrive(store, record, job_id, step, message_id, reason, send):
+            logger.warning("dead-lettered message carried a merge with budget left: a fresh message carries it", extra=fields)
+            metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=1)
+            return
+        decision = OnDeadLetter.FAIL_MERGE
     if decision == OnDeadLetter.DROP and record is not None and not record.finished:
         logger.info("dead-lettered message of a split step that other messages carry: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)

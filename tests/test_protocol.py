@@ -205,3 +205,14 @@ def test_the_doc_tool_reports_a_stale_doc(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(lifecycle_doc, "DOC", stale)
     assert lifecycle_doc.main(["--check"]) == 1
     assert lifecycle_doc.main([]) == 0 and lifecycle_doc.main(["--check"]) == 0
+
+
+def test_a_dead_lettered_merge_with_budget_left_is_carried_on_by_a_fresh_message() -> None:
+    """Issue 21: the message that completed the set spent its receives on segment attempts taken over (each counted in
+    the job item's budget); the merge failed "moved to the dead-letter queue" with 0 of 5 failures spent."""
+    done = SegmentRecord.parse(1, {"state": "done", "message_id": "m1"})
+    merging = {**ALL_DONE, "carrier": "m1", "worker_id": "w", "lease_expires_at": 5, "max_attempts": 5}
+    assert on_segment_dead_letter(step(**merging, failures=0), done, "m1") == OnDeadLetter.REDRIVE_MERGE
+    assert on_segment_dead_letter(step(**merging, failures=4), done, "m1") == OnDeadLetter.FAIL_MERGE  # spent: it ends
+    assert on_segment_dead_letter(step(**ALL_DONE), done, "m1") == OnDeadLetter.FAIL_MERGE  # never claimed: budget unknown
+    assert on_step_dead_letter(step(**merging | {"carrier": "m-retry"}), [], "m-retry") == OnDeadLetter.REDRIVE_MERGE

@@ -146,11 +146,6 @@ def test_review_a_paused_worker_that_lost_its_claim_commits_nothing(table) -> No
     assert ended(model)["status"] == "succeeded" and [c for c in model.commits if c[0] == "done"] == [("done", None, 2)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (issue 21): a takeover spends a receive of the message that later carries the merge, and the DLQ "
-    "then fails the merge with its budget unspent; a fix needs the budget (max_attempts) where the dead letter is decided",
-)
 def test_issue_the_last_segments_holder_paused_past_its_lease_twice_then_the_merge_does_not_fail_with_its_budget_unspent(
     table,
 ) -> None:

@@ -97,7 +97,13 @@ class StepRunner:
         fields = {key: value for key, value in fields.items() if key not in ("segment", "attempt")} | {"merge": True}
         try:
             claim = self.store.claim_merge(
-                item.job_id, item.step, self.config.worker_id, held.message_id, time.time(), self.config.visibility_timeout
+                item.job_id,
+                item.step,
+                self.config.worker_id,
+                held.message_id,
+                time.time(),
+                self.config.visibility_timeout,
+                self.config.max_attempts,
             )
         except ClaimRefused as refused:
             return self._refused(refused, item, held, fields, merging=True)

@@ -203,7 +203,7 @@ class Model:
         task = worker.task
         assert task is not None
         try:
-            task.claim = self.store.claim_merge(self.job_id, STEP, worker.name, task.message.origin, self.now, VISIBILITY)
+            task.claim = self.store.claim_merge(self.job_id, STEP, worker.name, task.message.origin, self.now, VISIBILITY, MAX_ATTEMPTS)
         except ClaimRefused as refused:
             self._refused(worker, refused, merging=True)
 
@@ -323,7 +323,7 @@ class Model:
             if message.segment is None:
                 deadletter.fail_step(self.store, self.obj, self.job_id, STEP, message.origin, reason, False, {}, self.send)
             else:
-                deadletter.fail_segment(self.store, self.job_id, STEP, message.segment, message.origin, reason, {})
+                deadletter.fail_segment(self.store, self.job_id, STEP, message.segment, message.origin, reason, {}, self.send)
 
     def retry(self) -> None:
         """`gpupipe retry`, then what the router sends when the step goes failed -> pending."""
