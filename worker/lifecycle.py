@@ -17,11 +17,12 @@ Guarantees, each kept here and nowhere else:
   "gave up after N attempts" when they reach ``max_attempts``. Permanent failures fail it at once.
 - **Segments** (``worker.segments``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
   plans and records segments instead of processing, and its message is settled. Each segment message
-  goes through this same lifecycle on the segment's own sub-item (claim, bound, fence, budget); a
-  segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). The worker whose
-  segment completes the set claims the merge (a new attempt of the step), writes the merged result and
-  commits it with ``mark_done``; its segment's message is settled only after that, so a merge that
-  crashed is claimed again by that message's redelivery, without reprocessing any segment.
+  goes through this same lifecycle on the segment's own item (claim, bound, fence, budget); a
+  segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). A worker that reads the
+  set complete after its segment's count claims the merge (a new attempt of the step; one wins), writes the
+  merged result and commits it with ``mark_done``; its segment's message is settled only after that, so a
+  merge that crashed is claimed again by that message's redelivery, without reprocessing any segment. What
+  to do with a refused claim is ``protocol.on_refused``'s decision; this module only carries it out.
 """
 
 from __future__ import annotations
