@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -188,7 +188,7 @@ class Model:
         else:
             self._settle(worker, delete=True)
 
-    def _resume(self, job: dict[str, Any], message_id: str) -> None:
+    def _resume(self, job: Mapping[str, Any], message_id: str) -> None:
         """``worker.segments.Splitter.resume``: resume a split step put back by a retry, send its unclaimed segments."""
         step = StepRecord.parse(job, STEP)
         if step is None:
