@@ -17,7 +17,7 @@ ifneq ($(strip $(TF_PLUGIN_MIRROR)),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraformrc
 endif
 
-.PHONY: help venv checkov-venv deploy-venv preflight test test-fast typecheck lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-quality bench-split bench-throughput bench-annotate soak demo demo-down clean
+.PHONY: help venv checkov-venv deploy-venv preflight test test-fast typecheck check-protocol lint format docs tf-config tf-fmt tf-init tf-validate tf-test checkov ami-check pytest package image ami model simulate scaling-timeline bench bench-quality bench-split bench-throughput bench-annotate soak demo demo-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ $(CHECKOV_VENV)/bin/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	@touch $@
 
+check-protocol: venv ## Model-check the job protocol (Hypothesis over the real JobStore conditions): steps, interleavings, invariants
+	$(BIN)/python tools/check_protocol.py $(CHECK_PROTOCOL_ARGS)
+
 test: venv $(CHECKOV_VENV)/bin/.installed package tf-init ## Every check, in parallel lanes (what CI runs): lint and types, terraform fmt/validate/test, checkov, shellcheck/packer, the four pytest tiers
 	$(BIN)/python -m tools.ci
 
@@ -59,13 +62,15 @@ lint: venv ## ruff lint and format check, mypy, and the module READMEs' input an
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/tfdocs.py --check
+	$(BIN)/python tools/lifecycle_doc.py --check
 	$(BIN)/mypy
 
 typecheck: venv ## mypy: strict on pipeline_core, scaler and stream_router; checked on worker and gpupipe (pyproject.toml)
 	$(BIN)/mypy
 
-docs: venv ## Regenerate the input and output tables in the Terraform READMEs
+docs: venv ## Regenerate the input and output tables in the Terraform READMEs, and the job lifecycle's picture and table
 	$(BIN)/python tools/tfdocs.py
+	$(BIN)/python tools/lifecycle_doc.py
 
 format: venv ## Apply ruff's fixes and formatting, and terraform fmt
 	$(BIN)/ruff check --fix .

@@ -20,7 +20,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from pipeline_core.jobs import TERMINAL_JOB_STATUSES, split_s3_uri
-from pipeline_core.jobstore import JobStore, from_dynamo
+from pipeline_core.jobstore import JobStore, from_dynamo, is_job_item
 from pipeline_core.segments import progress
 
 
@@ -57,12 +57,13 @@ def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scan_jobs(outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every job item (the table also holds split steps' segment items: their counts are on the job item)."""
     table = boto3.resource("dynamodb").Table(outputs["jobs_table_name"])
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
     while True:
         page = table.scan(**kwargs)
-        items += [from_dynamo(item) for item in page["Items"]]
+        items += [from_dynamo(item) for item in page["Items"] if is_job_item(item)]
         if "LastEvaluatedKey" not in page:
             return sorted(items, key=lambda item: item.get("created_at", 0))
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -6,6 +6,11 @@ milliseconds both counted ``segments_done`` to 2, and their video was never merg
 write to an item atomically, and the job model relies on that (conditional updates, counters). This server
 serves moto's DynamoDB and DynamoDB Streams requests one at a time; every other service as moto does.
 
+moto's S3 event notifications carry no ``versionId``; AWS's do for an object in a versioned bucket
+(docs: "Event message structure"), and the pipeline makes a versioned object's job from it (its id, and
+reads pinned to that version). The emulator's notifications name the version as AWS's do, so the local
+stack and the end-to-end tests run the versioned path a deployed stack runs.
+
     python -m local_runtime.emulator -H 127.0.0.1 -p 5055      # what `make demo` runs
     with Emulator() as endpoint: ...                            # what the tests and benches use
 """
@@ -50,7 +55,28 @@ class ItemAtomicity:
                     response.close()
 
 
+def _notifications_with_version_ids() -> None:
+    """Make moto's S3 event notifications name the object's version in a versioned bucket, as AWS's do."""
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+    if getattr(original, "with_version_ids", False):
+        return
+
+    def event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = original(event_name, bucket, key, notification_id)
+        version = getattr(key, "version_id", None)
+        if getattr(bucket, "is_versioned", False) and version not in (None, "null"):
+            for record in body["Records"]:
+                record["s3"]["object"]["versionId"] = version
+        return body
+
+    event.with_version_ids = True  # type: ignore[attr-defined]
+    notifications._get_s3_event = event
+
+
 def application() -> Wsgi:
+    _notifications_with_version_ids()
     return ItemAtomicity(DomainDispatcherApplication(create_backend_app))
 
 

@@ -1,4 +1,4 @@
-"""Job and step states, transitions, ids, queue messages and result locations.
+"""Job and step states, ids, queue messages and result locations (the transitions: ``pipeline_core.protocol``).
 
 Everything here is pure: no AWS calls. ``jobstore`` does the DynamoDB I/O.
 """
@@ -35,21 +35,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-# docs/job-lifecycle.md draws these. running -> pending: a transient error or the hand-back on SIGTERM;
-# pending -> failed: the dead-letter consumer; failed -> pending: `gpupipe retry`.
-STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
-    StepState.PENDING: frozenset({StepState.RUNNING, StepState.FAILED}),
-    StepState.RUNNING: frozenset({StepState.DONE, StepState.FAILED, StepState.PENDING}),
-    StepState.DONE: frozenset(),
-    StepState.FAILED: frozenset({StepState.PENDING}),
-}
-
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
-
-
-def can_transition(old: StepState, new: StepState) -> bool:
-    """Whether a step may move from ``old`` to ``new``."""
-    return new in STEP_TRANSITIONS[old]
 
 
 def job_status_for(step_names: Sequence[str], states: Mapping[str, StepState]) -> JobStatus:

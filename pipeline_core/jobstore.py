@@ -1,8 +1,14 @@
-"""DynamoDB I/O for job items: every state change is one conditional update.
+"""DynamoDB I/O for job items and segment items: every state change is one conditional write.
 
-The conditions encode ``jobs.STEP_TRANSITIONS``: a step is claimed only while
-pending (or running under an expired lease), and only the worker holding the
-claim, for the attempt it claimed, can extend, finish, fail or release it.
+A job item holds its steps (state, holder, lease, attempts, failures, result) and, for a split step, a
+bounded record of the split: the plan's parameters, ``segment_count``, ``segments_done`` and the merge's
+holder. Each segment of a split step is an item of its own in the same table (``segments.segment_item_id``),
+so neither the job item nor a segment's writes grow with the segment count. The two writes that must move
+together (a segment done and counted; a segment failed and its step with it) are one ``TransactWriteItems``.
+
+Every condition is built from the named guards of ``protocol`` (``guard``), which its transition table
+(``protocol.TRANSITIONS``) cites: a step is claimed only while pending (or running under an expired lease),
+and only the worker holding the claim, for the attempt it claimed, can extend, finish, fail or release it.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -21,7 +26,13 @@ from pipeline_core.jobs import (
     StepState,
     new_job_item,
 )
-from pipeline_core.segments import Segment, segment_key
+from pipeline_core.protocol import OnRetry, SegmentRecord, StepRecord, Unclaimable, classify_unclaimable, guard, on_retry
+from pipeline_core.segments import Segment, SegmentPlan, segment_item_id
+
+__all__ = ["Claim", "ClaimLost", "ClaimRefused", "JobStore", "Unclaimable", "refusal"]
+
+BATCH_GET = 100  # keys per BatchGetItem request (DynamoDB's limit)
+SEGMENT_KIND = "segment"  # the ``kind`` of a segment item; job items have none (they have ``step_names``)
 
 
 def to_dynamo(value: Any) -> Any:
@@ -50,6 +61,11 @@ def is_conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def is_job_item(item: Mapping[str, Any]) -> bool:
+    """A job's item, not a segment's (both live in the jobs table)."""
+    return "step_names" in item
+
+
 @dataclass(frozen=True)
 class Claim:
     """A worker's hold on one step of one job (or one segment of a split step), for one attempt."""
@@ -60,9 +76,9 @@ class Claim:
     attempt: int  # the fencing token: every claim of a step (or segment) gets a new, higher number
     step_names: tuple[str, ...]
     failures: int = 0  # transient failures counted against the step's retry budget before this attempt
-    segment: int | None = None  # the claim holds this segment of a split step (its own sub-item)
+    segment: int | None = None  # the claim holds this segment of a split step (its own item)
     merging: bool = False  # the claim holds a split step whose segments are all done, to merge them
-    span: Segment | None = None  # the claimed segment's range, as the job item records it
+    span: Segment | None = None  # the claimed segment's range, from the plan the job item records
     message_id: str = ""  # the message (its chain's origin id) the claim was made through
     retried_at: float | None = None  # when `gpupipe retry` last put the claimed step back, as the claim found it
 
@@ -71,67 +87,51 @@ class Claim:
         return self.step_names[-1] == self.step
 
     @property
+    def key(self) -> dict[str, str]:
+        """The key of the item the claim holds: the job's, or the segment's own."""
+        return {"job_id": self.job_id if self.segment is None else segment_item_id(self.job_id, self.step, self.segment)}
+
+    @property
     def path(self) -> tuple[str, dict[str, str]]:
-        """The claimed sub-item's path in update expressions, and the names it uses."""
+        """The claimed record's path prefix in expressions (``steps.#step.`` or, in a segment item, nothing), and its names."""
         return _path(self.step, self.segment)
 
 
 def _path(step: str, segment: int | None) -> tuple[str, dict[str, str]]:
     if segment is None:
-        return _STEP, {"#step": step}
-    return f"{_STEP}.#segments.#seg", {"#step": step, "#segments": "segments", "#seg": segment_key(segment)}
+        return f"{_STEP}.", {"#step": step}
+    return "", {}
 
 
-class Unclaimable(StrEnum):
-    """Why a step could not be claimed, and so what to do with its message."""
-
-    NO_JOB = "no-job"  # the message names a job that does not exist: drop it
-    NO_STEP = "no-step"  # the job has no such step: drop it
-    FINISHED = "finished"  # step done or failed, or job over: a redelivery, drop it
-    HELD_BY_OTHER_MESSAGE = "held-by-other-message"  # a duplicate message: the holder has its own, drop this one
-    HELD_BY_THIS_MESSAGE = "held-by-this-message"  # SQS redelivered the message the holder works on: keep it, retry after the lease
-    SPLIT = "split"  # the step was split into segments: its own message is settled, the segments' messages do the work
-    SEGMENTS_LEFT = "segments-left"  # a merge was asked for while segments are still to finish: the last one merges
-
-
-def classify_unclaimable(item: Mapping[str, Any] | None, step: str, message_id: str, segment: int | None = None) -> Unclaimable:
-    """Why ``step`` (or its ``segment``) of ``item`` could not be claimed by the message ``message_id``."""
-    if item is None:
-        return Unclaimable.NO_JOB
-    status = item.get("steps", {}).get(step)
-    if status is None:
-        return Unclaimable.NO_STEP
-    if status.get("state") in (StepState.DONE, StepState.FAILED) or item.get("status") in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        return Unclaimable.FINISHED
-    if segment is not None:
-        status = (status.get("segments") or {}).get(segment_key(segment))
-        if status is None:
-            return Unclaimable.NO_STEP
-        if status.get("state") in (StepState.DONE, StepState.FAILED):
-            return Unclaimable.FINISHED
-    elif status.get("segment_count") and not status.get("worker_id"):
-        return Unclaimable.SPLIT
-    if status.get("message_id") == message_id:
-        return Unclaimable.HELD_BY_THIS_MESSAGE
-    return Unclaimable.HELD_BY_OTHER_MESSAGE
+def refusal(
+    job: Mapping[str, Any] | None,
+    step: str,
+    message_id: str,
+    segment: int | None = None,
+    segment_item: Mapping[str, Any] | None = None,
+    merging: bool = False,
+) -> Unclaimable:
+    """Why a claim was refused, from the items read after it (``protocol.classify_unclaimable`` on their records)."""
+    record = StepRecord.parse(job, step)
+    seg = None if segment is None else SegmentRecord.parse(segment, segment_item)
+    return classify_unclaimable(record, message_id, seg, has_job=job is not None, merging=merging)
 
 
 class ClaimRefused(Exception):
-    def __init__(self, reason: Unclaimable, item: Mapping[str, Any] | None):
+    def __init__(self, reason: Unclaimable, item: Mapping[str, Any] | None, segment_item: Mapping[str, Any] | None = None):
         super().__init__(reason.value)
         self.reason = reason
         self.item = item
+        self.segment_item = segment_item
 
 
 class ClaimLost(Exception):
     """The claim is no longer ours (its lease expired and another worker took the step)."""
 
 
-def _state_by(step_item: Mapping[str, Any], claim: Claim) -> str | None:
-    """The state of ``claim``'s segment (or step) in ``step_item`` while this claim's worker and attempt are on it
-    (``running``: still held, the condition of ``_update_claimed``, read; ``done``: it finished it); else None."""
-    sub = step_item if claim.segment is None else (step_item.get("segments") or {}).get(segment_key(claim.segment)) or {}
-    return sub.get("state") if (sub.get("worker_id"), sub.get("attempts")) == (claim.worker_id, claim.attempt) else None
+def _held_by(record: Mapping[str, Any] | None, claim: Claim) -> bool:
+    """Whether ``record`` (a step's record or a segment's item) carries this claim's worker and attempt."""
+    return (record or {}).get("worker_id") == claim.worker_id and (record or {}).get("attempts") == claim.attempt
 
 
 def _lost(claim: Claim) -> ClaimLost:
@@ -142,21 +142,26 @@ def _lost(claim: Claim) -> ClaimLost:
 _STEP = "steps.#step"
 
 
-def _waits_on_message(path: str) -> str:
-    """The condition that the step or segment at ``path`` waits on the message ``:message`` (at time ``:now``):
+def _waits_on_message(prefix: str) -> str:
+    """The condition that the step or segment at ``prefix`` waits on the message ``:message`` (at time ``:now``):
     running, held through it or under an expired lease; or pending, held by no message or handed back by it."""
-    return (
-        f"(({path}.#state = :running AND ({path}.message_id = :message OR {path}.lease_expires_at < :now)) OR "
-        f"({path}.#state = :pending AND (attribute_not_exists({path}.message_id) OR {path}.message_id = :message)))"
-    )
+    return guard("waits_on_message", prefix)
 
 
 # The error recorded when a claim takes over an expired lease (a failure against the retry budget).
 UNANSWERED = "the worker running the attempt before stopped answering (killed, or hung past its lease)"
 
 
+class TransactionRefused(Exception):
+    """A ``TransactWriteItems`` whose conditions did not all hold: ``failed`` names the requests whose did not."""
+
+    def __init__(self, failed: list[int]):
+        super().__init__(f"transaction refused by condition(s) of request(s) {failed}")
+        self.failed = failed
+
+
 class JobStore:
-    """Conditional reads and writes of job items in one DynamoDB table."""
+    """Conditional reads and writes of job items and segment items in one DynamoDB table."""
 
     def __init__(self, table: Any):
         self.table = table
@@ -180,6 +185,26 @@ class JobStore:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item is not None else None
 
+    def get_segment(self, job_id: str, step: str, index: int) -> dict[str, Any] | None:
+        """A segment's own item (None while nothing was recorded for it: pending, no message known)."""
+        item = self.table.get_item(Key={"job_id": segment_item_id(job_id, step, index)}, ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item is not None else None
+
+    def get_segments(self, job_id: str, step: str, count: int) -> dict[int, dict[str, Any]]:
+        """The items of segments ``0 .. count-1`` of a split step that exist, by index (consistent reads, batched)."""
+        client = self.table.meta.client  # the resource's client: Python values in and out, as the table's
+        found: dict[int, dict[str, Any]] = {}
+        keys = [{"job_id": segment_item_id(job_id, step, index)} for index in range(count)]
+        for start in range(0, len(keys), BATCH_GET):
+            request: dict[str, Any] = {self.table.name: {"Keys": keys[start : start + BATCH_GET], "ConsistentRead": True}}
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table.name, []):
+                    item = from_dynamo(raw)
+                    found[int(item["index"])] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
     def set_status(self, job_id: str, status: JobStatus, now: float) -> bool:
         """Move a job to a final status unless it already has one. True when this call changed it."""
         return self._update_if(
@@ -199,16 +224,14 @@ class JobStore:
     ) -> Claim:
         """pending -> running (or running under an expired lease -> running), for this worker.
 
-        With ``segment``, the same transition on that segment's sub-item of a split step (which stays running).
+        With ``segment``, the same transition on that segment's own item, while its step runs.
         Taking over an expired lease counts a failure against the retry budget: the attempt before ended with
         no answer (its worker was killed, or hung past its lease), and redeliveries that the lifecycle
         postpones as fresh copies would otherwise hide such a loop from the DLQ's receive count.
         Raises ClaimRefused with the reason when the step (or segment) cannot be claimed.
         """
-        path, names = _path(step, segment)
-        # A segment is claimed only while its step runs; a split step itself is never claimed whole again
-        # (its step message, or a retry's, resumes the segments: Unclaimable.SPLIT).
-        parent_running = f" AND attribute_not_exists({_STEP}.segment_count)" if segment is None else f" AND {_STEP}.#state = :running"
+        if segment is not None:
+            return self._claim_segment(job_id, step, worker_id, message_id, now, lease_seconds, segment)
         values = {
             ":running": StepState.RUNNING.value,
             ":one": 1,
@@ -220,41 +243,29 @@ class JobStore:
             ":job_pending": JobStatus.PENDING.value,
             ":job_running": JobStatus.RUNNING.value,
         }
+        p = f"{_STEP}."
         claimed = (
-            f"SET {path}.#state = :running, {path}.attempts = {path}.attempts + :one, "
-            f"{path}.worker_id = :worker, {path}.message_id = :message, "
-            f"{path}.lease_expires_at = :lease, {path}.started_at = :now, "
+            f"SET {p}#state = :running, {p}attempts = {p}attempts + :one, "
+            f"{p}worker_id = :worker, {p}message_id = :message, "
+            f"{p}lease_expires_at = :lease, {p}started_at = :now, "
             "#status = :job_running, updated_at = :now, "
         )
-        ways = [
-            (
-                f"{path}.#state = :pending",
-                f"{path}.failures = if_not_exists({path}.failures, :zero)",
-                {":pending": StepState.PENDING.value},
-                {},
-            ),
-            (
-                f"{path}.#state = :running AND {path}.lease_expires_at < :now",
-                f"{path}.failures = if_not_exists({path}.failures, :zero) + :one, {path}.#error = :unanswered",
-                {":unanswered": UNANSWERED},
-                {"#error": "error"},
-            ),
-        ]
+        # A split step itself is never claimed whole again (its step message, or a retry's, resumes the segments:
+        # Unclaimable.SPLIT).
         item = self._first_applied(
             {
                 "Key": {"job_id": job_id},
                 "UpdateExpression": claimed + failures,
-                "ConditionExpression": f"attribute_exists({path}) AND #status IN (:job_pending, :job_running){parent_running} AND {state}",
-                "ExpressionAttributeNames": {**names, "#state": "state", "#status": "status", **extra_names},
+                "ConditionExpression": f"attribute_exists({_STEP}) AND {guard('job_open')} AND {guard('whole', p)} AND {state}",
+                "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
                 "ExpressionAttributeValues": to_dynamo(values | extra),
             }
-            for state, failures, extra, extra_names in ways
+            for state, failures, extra, extra_names in _claim_ways(p)
         )
         if item is None:
             refused = self.get_job(job_id)
-            raise ClaimRefused(classify_unclaimable(refused, step, message_id, segment), refused)
-        claimed_item = item["steps"][step] if segment is None else item["steps"][step]["segments"][segment_key(segment)]
-        span = None if segment is None else Segment.from_item(segment, int(item["steps"][step]["segment_count"]), claimed_item)
+            raise ClaimRefused(refusal(refused, step, message_id), refused)
+        claimed_item = item["steps"][step]
         return Claim(
             job_id=job_id,
             step=step,
@@ -262,27 +273,90 @@ class JobStore:
             attempt=int(claimed_item["attempts"]),
             step_names=tuple(item["step_names"]),
             failures=int(claimed_item.get("failures", 0)),
-            segment=segment,
-            span=span,
             message_id=message_id,
-            retried_at=item["steps"][step].get("retried_at"),
+            retried_at=claimed_item.get("retried_at"),
+        )
+
+    def _claim_segment(
+        self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float, segment: int
+    ) -> Claim:
+        """A segment's own item pending (or absent: nothing recorded yet) or running under an expired lease -> running.
+
+        Its step must run: read first (a consistent read). A step failed between that read and the claim costs
+        at most the segment's work: its count is recorded on a failed step, which ``gpupipe retry`` keeps.
+        """
+        job = self.get_job(job_id)
+        status = ((job or {}).get("steps") or {}).get(step) or {}
+        plan = SegmentPlan.from_step(status)
+        if (
+            job is None
+            or plan is None
+            or not 0 <= segment < plan.count
+            or status.get("state") != StepState.RUNNING
+            or job.get("status") != JobStatus.RUNNING
+        ):
+            raise ClaimRefused(refusal(job, step, message_id, segment, self.get_segment(job_id, step, segment)), job)
+        values = {
+            ":running": StepState.RUNNING.value,
+            ":one": 1,
+            ":zero": 0,
+            ":worker": worker_id,
+            ":message": message_id,
+            ":lease": now + lease_seconds,
+            ":now": now,
+            **_segment_identity(job, step, segment),
+        }
+        claimed = (
+            "SET #state = :running, attempts = if_not_exists(attempts, :zero) + :one, "
+            "worker_id = :worker, message_id = :message, lease_expires_at = :lease, started_at = :now, "
+            f"{_SEGMENT_IDENTITY}, "
+        )
+        ways = [
+            (f"({guard('no_item')} OR {state})" if index == 0 else state, failures, extra, names)
+            for index, (state, failures, extra, names) in enumerate(_claim_ways(""))
+        ]
+        item = self._first_applied(
+            {
+                "Key": {"job_id": segment_item_id(job_id, step, segment)},
+                "UpdateExpression": claimed + failures,
+                "ConditionExpression": state,
+                "ExpressionAttributeNames": {"#state": "state", **_SEGMENT_IDENTITY_NAMES, **extra_names},
+                "ExpressionAttributeValues": to_dynamo(values | extra),
+            }
+            for state, failures, extra, extra_names in ways
+        )
+        if item is None:
+            raise ClaimRefused(refusal(job, step, message_id, segment, seg := self.get_segment(job_id, step, segment)), job, seg)
+        return Claim(
+            job_id=job_id,
+            step=step,
+            worker_id=worker_id,
+            attempt=int(item["attempts"]),
+            step_names=tuple(job["step_names"]),
+            failures=int(item.get("failures", 0)),
+            segment=segment,
+            span=plan.segments[segment],
+            message_id=message_id,
+            retried_at=status.get("retried_at"),
         )
 
     # --- split steps: plan, fan-in, merge -------------------------------------------------------
 
-    def record_split(self, claim: Claim, segments: list[Segment], segment_seconds: float, now: float) -> None:
-        """Record the segments of the claimed step, each pending; the step stays running with no holder.
+    def record_split(self, claim: Claim, plan: SegmentPlan, now: float) -> None:
+        """Record the split of the claimed step: the plan's parameters, ``segment_count`` and ``segments_done`` = 0
+        (a bounded amount, whatever the count); the step stays running with no holder.
 
+        No segment item is written here: a segment's item is made by the first write that concerns it (its
+        message's record, its claim, a dead letter, a retry), and an absent one reads as pending with no message.
         Its lease and worker go, so the step's own message is settled (``Unclaimable.SPLIT``) and only the
         segments' messages, then the merge, move it on.
         """
-        planned = {segment_key(s.index): {**s.to_item(), "state": StepState.PENDING.value, "attempts": 0, "failures": 0} for s in segments}
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#segments = :segments, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
+            f"SET {_STEP}.#plan = :plan, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
             f"{_STEP}.segment_seconds = :seconds, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
-            {":segments": planned, ":count": len(segments), ":zero": 0, ":seconds": segment_seconds, ":now": now},
-            names={"#segments": "segments"},  # a DynamoDB reserved word
+            {":plan": plan.to_item(), ":count": plan.count, ":zero": 0, ":seconds": plan.segment_seconds, ":now": now},
+            names={"#plan": "plan"},
         )
 
     def resume_split(self, job_id: str, step: str, now: float, message_id: str) -> bool:
@@ -291,10 +365,8 @@ class JobStore:
         messages, and with every segment done it is the one that merges). True when this call moved it."""
         return self._update_if(
             Key={"job_id": job_id},
-            UpdateExpression=f"SET {_STEP}.#state = :running, {_STEP}.message_id = :message, updated_at = :now",
-            ConditionExpression=(
-                f"attribute_exists({_STEP}.segment_count) AND {_STEP}.#state = :pending AND #status IN (:job_pending, :job_running)"
-            ),
+            UpdateExpression=f"SET {_STEP}.#state = :running, {_STEP}.message_id = :message, {_STEP}.carrier = :message, updated_at = :now",
+            ConditionExpression=f"{guard('split_pending', _STEP + '.')} AND {guard('job_open')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -308,83 +380,84 @@ class JobStore:
             ),
         )
 
-    def record_segment_message(self, job_id: str, step: str, segment: int, message_id: str, retried_at: float | None) -> bool:
-        """The message just sent for a pending segment carries it: record its id, unless a message was recorded
-        or a claim came first (it records the same id). True when this call recorded it.
+    def record_segment_message(
+        self, job_id: str, step: str, segment: int, message_id: str, retried_at: float | None, job: Mapping[str, Any] | None = None
+    ) -> bool:
+        """The message just sent for a pending segment carries it: record its id on the segment's item, unless a
+        message was recorded or a claim came first (it records the same id). True when this call recorded it.
 
-        So a segment sent but not yet claimed is not taken for one never sent (``segments.unclaimed``): the
+        So a segment sent but not yet claimed is not taken for one never sent (``unclaimed``): the
         step's message, when it comes back or is dead-lettered, knows the segment has a message of its own.
-        Only while the step was not retried since the sender read it (``retried_at`` as it found it): a record
-        landing after ``gpupipe retry`` (which drops every unfinished segment's message) could name a message
-        that is gone.
+        Only while the step was not retried since the sender read it (``retried_at`` as it found it; `gpupipe retry`
+        writes it on every unfinished segment's item as it drops their messages): a record landing after the retry
+        could name a message that is gone. ``job`` is the job item as the sender read it (its TTL is the segment's).
         """
-        path, names = _path(step, segment)
-        retry = f"{_STEP}.retried_at = :retried_at" if retried_at is not None else f"attribute_not_exists({_STEP}.retried_at)"
+        job = job if job is not None else self.get_job(job_id) or {}
+        retry = guard("not_retried_since") if retried_at is not None else guard("never_retried")
         return self._update_if(
-            Key={"job_id": job_id},
-            UpdateExpression=f"SET {path}.message_id = :message",
-            ConditionExpression=f"{retry} AND {path}.#state = :pending AND attribute_not_exists({path}.message_id)",
-            ExpressionAttributeNames={**names, "#state": "state"},
+            Key={"job_id": segment_item_id(job_id, step, segment)},
+            UpdateExpression=f"SET message_id = :message, #state = if_not_exists(#state, :pending), {_SEGMENT_IDENTITY}",
+            ConditionExpression=(
+                f"{guard('no_item')} OR ({retry} AND {guard('message_unrecorded')})"
+                if retried_at is None
+                else f"{retry} AND {guard('message_unrecorded')}"
+            ),
+            ExpressionAttributeNames={"#state": "state", **_SEGMENT_IDENTITY_NAMES},
             ExpressionAttributeValues=to_dynamo(
-                {":message": message_id, ":pending": StepState.PENDING.value}
+                {":message": message_id, ":pending": StepState.PENDING.value, **_segment_identity(job, step, segment)}
                 | ({":retried_at": retried_at} if retried_at is not None else {})
             ),
         )
 
     def mark_segment_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> tuple[int, int]:
-        """A segment running -> done, counted on the step in the same conditional update: (done, planned) after it.
+        """A segment running -> done and counted on its step, in one transaction: (done, planned) read after it.
 
-        Each segment is counted once (only its holder can move it from running), so exactly one worker
-        sees ``done == planned``: the one that merges. That same update records its message as the step's (the
-        one that merges next), so a dead letter of the step's own message, or of this one, knows who carries
-        the merge (``segments.needs_step_message``). Whether this count is the last is known only against the
-        count it changes, so the update is a compare-and-set on ``segments_done``: first as if this segment
-        were the last, then, refused, against the count read again (segments finishing together each retry).
+        The segment item's own conditional transition (only its holder moves it from running) and the step's
+        ``segments_done`` + 1 commit together or not at all, so each segment is counted exactly once, and no crash
+        between two writes can leave one done but uncounted. The increment is one atomic update of the counter
+        (no compare-and-set: segments finishing together cost one write each). The SDK's retries of the
+        transaction reuse its idempotency token; an answer lost anyway is recognised on the segment's item (done
+        by this claim: the transaction was applied). Whoever then reads ``done == planned`` tries the merge
+        (``claim_merge``: one wins); the last to be counted always reads it.
         """
         if claim.segment is None or claim.span is None:
             raise ValueError("mark_segment_done needs a segment claim")
-        path, _ = claim.path
-        count = claim.span.count
-        values = {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings), ":one": 1}
-        seen = count - 1
-        for _ in range(count + 1):  # the count only grows, so each refusal is another segment's progress
-            last = seen + 1 == count
-            item = self._first_applied(
-                [
-                    self._claimed_request(
-                        claim,
-                        f"SET {path}.#state = :done, {path}.finished_at = :now, {path}.result_file = :result, "
-                        f"{path}.timings = :timings, {_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now"
-                        f"{f', {_STEP}.message_id = :message' if last else ''} REMOVE {path}.lease_expires_at",
-                        values | {":seen": seen} | ({":message": claim.message_id} if last else {}),
-                        also=f" AND {_STEP}.segments_done = :seen",
-                    )
-                ]
-            )
-            if item is not None:
-                step = item["steps"][claim.step]
-                return int(step["segments_done"]), int(step["segment_count"])
-            step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
-            state = _state_by(step, claim)
-            if state == StepState.DONE:  # this very update was applied and its answer lost (the SDK's retry was refused)
-                planned = int(step["segment_count"])
-                done = planned if step.get("message_id") == claim.message_id else min(int(step["segments_done"]), planned - 1)
-                return done, planned  # it completed the set exactly when it recorded its message as the one that merges
-            if state != StepState.RUNNING:
-                raise _lost(claim)
-            seen = int(step.get("segments_done") or 0)
-        raise _lost(claim)
+        segment = self._claimed_request(
+            claim,
+            "SET #state = :done, finished_at = :now, result_file = :result, timings = :timings REMOVE lease_expires_at",
+            {":done": StepState.DONE.value, ":now": now, ":result": result_file, ":timings": dict(timings)},
+        )
+        count = {
+            "Key": {"job_id": claim.job_id},
+            "UpdateExpression": f"SET {_STEP}.segments_done = {_STEP}.segments_done + :one, updated_at = :now",
+            "ConditionExpression": guard("split", _STEP + "."),
+            "ExpressionAttributeNames": {"#step": claim.step},
+            "ExpressionAttributeValues": to_dynamo({":one": 1, ":now": now}),
+        }
+        try:
+            self._transact([segment, count])
+        except TransactionRefused:
+            if (seg := self.get_segment(claim.job_id, claim.step, claim.segment)) is None or not (
+                _held_by(seg, claim) and seg.get("state") == StepState.DONE
+            ):
+                raise _lost(claim) from None
+            # this very transaction was applied and its answer lost: counted once, by it
+        step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
+        return int(step.get("segments_done") or 0), int(step.get("segment_count") or claim.span.count)
 
-    def claim_merge(self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim:
+    def claim_merge(
+        self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float, max_attempts: int = 0
+    ) -> Claim:
         """Take a split step whose segments are all done, to merge them: a new attempt of the step, with a lease.
 
         A merge that crashed leaves its lease to expire; the next message of the step's segments claims it again,
-        counting a failure against the step's retry budget as ``claim`` does for a takeover.
+        counting a failure against the step's retry budget as ``claim`` does for a takeover. ``max_attempts`` (the
+        worker's budget) is recorded, so the dead-letter consumer knows whether a dead-lettered merge has budget left.
         """
         ways = [
-            (f"attribute_not_exists({_STEP}.lease_expires_at)", "", {}, {}),
+            (guard("no_live_merge", _STEP + "."), "", {}, {}),
             (
-                f"{_STEP}.lease_expires_at < :now",
+                guard("lease_expired", _STEP + "."),
                 f", {_STEP}.failures = if_not_exists({_STEP}.failures, :zero) + :one, {_STEP}.#error = :unanswered",
                 {":zero": 0, ":unanswered": UNANSWERED},
                 {"#error": "error"},
@@ -395,12 +468,11 @@ class JobStore:
                 "Key": {"job_id": job_id},
                 "UpdateExpression": (
                     f"SET {_STEP}.attempts = {_STEP}.attempts + :one, {_STEP}.worker_id = :worker, "
-                    f"{_STEP}.message_id = :message, {_STEP}.lease_expires_at = :lease, {_STEP}.merge_started_at = :now, "
+                    f"{_STEP}.message_id = :message, {_STEP}.carrier = :message, {_STEP}.lease_expires_at = :lease, "
+                    f"{_STEP}.merge_started_at = :now, {_STEP}.max_attempts = :max_attempts, "
                     f"updated_at = :now{failures}"
                 ),
-                "ConditionExpression": (
-                    f"#status = :job_running AND {_STEP}.#state = :running AND {_STEP}.segments_done = {_STEP}.segment_count AND {lease}"
-                ),
+                "ConditionExpression": f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} AND {lease}",
                 "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
                 "ExpressionAttributeValues": to_dynamo(
                     {
@@ -411,6 +483,7 @@ class JobStore:
                         ":now": now,
                         ":running": StepState.RUNNING.value,
                         ":job_running": JobStatus.RUNNING.value,
+                        ":max_attempts": max_attempts,
                     }
                     | extra
                 ),
@@ -419,12 +492,7 @@ class JobStore:
         )
         if claimed is None:
             item = self.get_job(job_id)
-            reason = classify_unclaimable(item, step, message_id)
-            step_item = ((item or {}).get("steps") or {}).get(step) or {}
-            if reason not in (Unclaimable.FINISHED, Unclaimable.NO_JOB, Unclaimable.NO_STEP) and int(
-                step_item.get("segments_done") or 0
-            ) < int(step_item.get("segment_count") or 0):
-                reason = Unclaimable.SEGMENTS_LEFT
+            reason = refusal(item, step, message_id, merging=True)
             raise ClaimRefused(reason, item)
         item = claimed
         return Claim(
@@ -439,8 +507,8 @@ class JobStore:
         )
 
     def extend_lease(self, claim: Claim, until: float) -> None:
-        path, _ = claim.path
-        self._update_claimed(claim, f"SET {path}.lease_expires_at = :lease", {":lease": until})
+        p, _ = claim.path
+        self._update_claimed(claim, f"SET {p}lease_expires_at = :lease", {":lease": until})
 
     def mark_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> None:
         """running -> done; the job succeeds with its last step. (A segment is done with ``mark_segment_done``.)"""
@@ -462,17 +530,37 @@ class JobStore:
         )
 
     def mark_failed(self, claim: Claim, now: float, reason: str) -> None:
-        """running -> failed, and the job fails with it. A segment's failure fails its step (and the job) with it."""
-        path, _ = claim.path
-        segment = "" if claim.segment is None else f", {path}.#state = :failed, {path}.finished_at = :now, {path}.#error = :reason"
-        also_remove = "" if claim.segment is None else f", {path}.lease_expires_at"
-        self._update_claimed(
+        """running -> failed, and the job fails with it. A segment's failure fails its step (and the job) with it,
+        in one transaction with the segment's own transition (the holder's condition)."""
+        step_failed = {
+            "Key": {"job_id": claim.job_id},
+            "UpdateExpression": (
+                f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
+                f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
+            ),
+            "ExpressionAttributeNames": {"#step": claim.step, "#state": "state", "#status": "status", "#error": "error"},
+            "ExpressionAttributeValues": to_dynamo(
+                {":failed": StepState.FAILED.value, ":now": now, ":reason": reason, ":job_failed": JobStatus.FAILED.value}
+            ),
+        }
+        if claim.segment is None:
+            self._update_claimed(
+                claim,
+                step_failed["UpdateExpression"],
+                step_failed["ExpressionAttributeValues"],
+                names={"#status": "status", "#error": "error"},
+            )
+            return
+        segment = self._claimed_request(
             claim,
-            f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason{segment}, "
-            f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at{also_remove}",
-            {":failed": StepState.FAILED.value, ":now": now, ":reason": reason, ":job_failed": JobStatus.FAILED.value},
-            names={"#status": "status", "#error": "error"},
+            "SET #state = :failed, finished_at = :now, #error = :reason REMOVE lease_expires_at",
+            {":failed": StepState.FAILED.value, ":now": now, ":reason": reason},
+            names={"#error": "error"},
         )
+        try:
+            self._transact([segment, step_failed | {"ConditionExpression": f"attribute_exists({_STEP})"}])
+        except TransactionRefused:
+            raise _lost(claim) from None
 
     def release_after_error(self, claim: Claim, now: float, reason: str) -> None:
         """running -> pending after a transient error, counted against the retry budget.
@@ -481,23 +569,23 @@ class JobStore:
         write finds the claim gone, so it cannot hold back the retry. A merge's step stays
         running (its segments are done) with no holder, for the next merge.
         """
-        path, _ = claim.path
+        p, _ = claim.path
         state = StepState.RUNNING if claim.merging else StepState.PENDING
         self._update_claimed(
             claim,
-            f"SET {path}.#state = :state, {path}.#error = :reason, {path}.failures = :failures, updated_at = :now "
-            f"REMOVE {path}.lease_expires_at, {path}.worker_id",
+            f"SET {p}#state = :state, {p}#error = :reason, {p}failures = :failures, updated_at = :now "
+            f"REMOVE {p}lease_expires_at, {p}worker_id",
             {":state": state.value, ":reason": reason, ":failures": claim.failures + 1, ":now": now},
             names={"#error": "error"},
         )
 
     def release(self, claim: Claim, now: float) -> None:
         """running -> pending with no failure counted (the hand-back on shutdown); a merge's step stays running."""
-        path, _ = claim.path
+        p, _ = claim.path
         state = StepState.RUNNING if claim.merging else StepState.PENDING
         self._update_claimed(
             claim,
-            f"SET {path}.#state = :state, updated_at = :now REMOVE {path}.lease_expires_at, {path}.worker_id",
+            f"SET {p}#state = :state, updated_at = :now REMOVE {p}lease_expires_at, {p}worker_id",
             {":state": state.value, ":now": now},
         )
 
@@ -522,6 +610,22 @@ class JobStore:
             raise
         return True
 
+    def _transact(self, requests: list[dict[str, Any]]) -> None:
+        """Conditional updates applied together or not at all (``TransactWriteItems``); TransactionRefused names the
+        requests whose conditions did not hold."""
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[{"Update": {"TableName": self.table.name, **request}} for request in requests]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            failed = [index for index, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
+            if reasons and not failed:
+                raise  # cancelled for another reason (a conflict, throttling): the caller's retry decides
+            raise TransactionRefused(failed) from None
+
     def _update_claimed(
         self,
         claim: Claim,
@@ -530,7 +634,7 @@ class JobStore:
         names: Mapping[str, str] | None = None,
         returns: bool = False,
     ) -> dict[str, Any]:
-        """One conditional update, applied only while ``claim`` (its sub-item, worker and attempt) is held."""
+        """One conditional update, applied only while ``claim`` (its record, worker and attempt) is held."""
         try:
             response = self.table.update_item(
                 **self._claimed_request(claim, update, values, names), **({"ReturnValues": "ALL_NEW"} if returns else {})
@@ -539,21 +643,19 @@ class JobStore:
             if is_conditional_failure(error):
                 raise _lost(claim) from None
             raise
-        item: dict[str, Any] = from_dynamo(response.get("Attributes") or {})
-        return item
+        attributes: dict[str, Any] = from_dynamo(response.get("Attributes") or {})
+        return attributes
 
     @staticmethod
     def _claimed_request(
         claim: Claim, update: str, values: Mapping[str, Any], names: Mapping[str, str] | None = None, also: str = ""
     ) -> dict[str, Any]:
         """The ``update_item`` request of ``_update_claimed``: its condition is that ``claim`` is held (and ``also``)."""
-        path, path_names = claim.path
+        p, path_names = claim.path
         return {
-            "Key": {"job_id": claim.job_id},
+            "Key": claim.key,
             "UpdateExpression": update,
-            "ConditionExpression": (
-                f"{path}.#state = :claimed_state AND {path}.worker_id = :claimed_by AND {path}.attempts = :claimed_attempt{also}"
-            ),
+            "ConditionExpression": f"{guard('holds_claim', p)}{also}",
             "ExpressionAttributeNames": {**path_names, "#state": "state", **(names or {})},
             "ExpressionAttributeValues": to_dynamo(
                 {**values, ":claimed_state": StepState.RUNNING.value, ":claimed_by": claim.worker_id, ":claimed_attempt": claim.attempt}
@@ -578,7 +680,7 @@ class JobStore:
                 f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
                 f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
-            ConditionExpression=f"attribute_exists({_STEP}) AND {_waits_on_message(_STEP)}",
+            ConditionExpression=f"attribute_exists({_STEP}) AND {_waits_on_message(_STEP + '.')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -593,94 +695,176 @@ class JobStore:
             ),
         )
 
-    def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
-        """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
+    def fail_dead_lettered_merge(self, job_id: str, step: str, reason: str, now: float, message_id: str) -> bool:
+        """Fail a split step whose merge the dead-lettered message ``message_id`` carried (``protocol.segment_message_holds_merge``),
+        and its job. True when this call failed it.
 
-        The same rule as ``fail_dead_lettered`` (``_waits_on_message``), on the segment's sub-item: only the
-        message the segment waits on can fail it, and only while its step runs. A done segment, a finished step, or a segment a
-        live holder with another message works on is left alone (False). The step is never marked done.
+        Only while every segment is done and the step runs, no other message carries the merge (``carrier`` absent
+        or this message) and no live merge lease runs through another message.
         """
-        seg = f"{_STEP}.#segments.#seg"
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression=(
-                f"SET {seg}.#state = :failed, {seg}.finished_at = :now, {seg}.#error = :reason, "
-                f"{_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
-                f"#status = :job_failed, updated_at = :now REMOVE {seg}.lease_expires_at, {_STEP}.lease_expires_at"
+                f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
+                f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
-            ConditionExpression=f"{_STEP}.#state = :running AND attribute_exists({seg}) AND {_waits_on_message(seg)}",
-            ExpressionAttributeNames={
-                "#step": step,
-                "#segments": "segments",
-                "#seg": segment_key(segment.index),
-                "#state": "state",
-                "#status": "status",
-                "#error": "error",
-            },
+            ConditionExpression=(
+                f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} "
+                f"AND {guard('merge_carried_by', _STEP + '.')}"
+            ),
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
                     ":failed": StepState.FAILED.value,
                     ":running": StepState.RUNNING.value,
-                    ":pending": StepState.PENDING.value,
                     ":job_failed": JobStatus.FAILED.value,
+                    ":job_running": JobStatus.RUNNING.value,
                     ":reason": reason,
-                    ":step_reason": f"{segment.label}: {reason}",
                     ":message": message_id,
                     ":now": now,
                 }
             ),
         )
 
+    def redrive_merge(self, job_id: str, step: str, reason: str, now: float, message_id: str, new_message_id: str, failures: int) -> bool:
+        """A dead-lettered message carried the merge of a split whose budget is not spent: the fresh message
+        ``new_message_id`` (already sent) carries it from now on, and the dead letter counts one failure. Only while
+        the message carried it (``merge_carried_by``) and ``failures`` is still what the consumer read. True when
+        this call moved it (else the fresh message is a duplicate its claim refuses)."""
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {_STEP}.failures = {_STEP}.failures + :one, {_STEP}.carrier = :new, {_STEP}.message_id = :new, "
+                f"{_STEP}.#error = :reason, updated_at = :now"
+            ),
+            ConditionExpression=(
+                f"{guard('step_running', _STEP + '.')} AND {guard('every_segment_done', _STEP + '.')} "
+                f"AND {guard('merge_carried_by', _STEP + '.')} AND {guard('failures_unchanged', _STEP + '.')}"
+            ),
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":one": 1,
+                    ":new": new_message_id,
+                    ":reason": reason,
+                    ":running": StepState.RUNNING.value,
+                    ":job_running": JobStatus.RUNNING.value,
+                    ":message": message_id,
+                    ":failures": failures,
+                    ":now": now,
+                }
+            ),
+        )
+
+    def fail_dead_lettered_segment(self, job_id: str, step: str, segment: Segment, reason: str, now: float, message_id: str) -> bool:
+        """Fail a segment whose message SQS dead-lettered, its step and its job, the step's error naming the segment.
+
+        The same rule as ``fail_dead_lettered`` (``_waits_on_message``), on the segment's own item (an absent one
+        is pending with no message), and only while its step runs: one transaction, so either both fail or
+        neither. A done segment, a finished step, or a segment a live holder with another message works on is
+        left alone (False). The step is never marked done.
+        """
+        job = self.get_job(job_id) or {}
+        seg = {
+            "Key": {"job_id": segment_item_id(job_id, step, segment.index)},
+            "UpdateExpression": f"SET #state = :failed, finished_at = :now, #error = :reason, {_SEGMENT_IDENTITY} REMOVE lease_expires_at",
+            "ConditionExpression": f"{guard('no_item')} OR {_waits_on_message('')}",
+            "ExpressionAttributeNames": {"#state": "state", "#error": "error", **_SEGMENT_IDENTITY_NAMES},
+            "ExpressionAttributeValues": to_dynamo(
+                {
+                    ":failed": StepState.FAILED.value,
+                    ":running": StepState.RUNNING.value,
+                    ":pending": StepState.PENDING.value,
+                    ":reason": reason,
+                    ":message": message_id,
+                    ":now": now,
+                    **_segment_identity(job, step, segment.index),
+                }
+            ),
+        }
+        step_failed = {
+            "Key": {"job_id": job_id},
+            "UpdateExpression": (
+                f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :step_reason, "
+                f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
+            ),
+            "ConditionExpression": guard("step_running", _STEP + "."),
+            "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+            "ExpressionAttributeValues": to_dynamo(
+                {
+                    ":failed": StepState.FAILED.value,
+                    ":running": StepState.RUNNING.value,
+                    ":job_running": JobStatus.RUNNING.value,
+                    ":job_failed": JobStatus.FAILED.value,
+                    ":step_reason": f"{segment.label}: {reason}",
+                    ":now": now,
+                }
+            ),
+        }
+        try:
+            self._transact([seg, step_failed])
+        except TransactionRefused:
+            return False
+        return True
+
     def retry_failed_step(self, job_id: str, step: str, now: float) -> bool:
         """failed -> pending with a fresh retry budget; the job runs again. True when this call moved it.
 
         ``attempts`` stays: it only ever grows (it fences claims). The router sees the step
         go failed -> pending on the stream and sends it to the step's queue. A split step keeps its
-        segments: those done stay done, every other goes back to pending with a fresh budget and no
-        message, so the step's message resumes them (``Unclaimable.SPLIT``) and nothing done is redone.
-        The segments are written back as one map (an expression naming each would pass DynamoDB's 4 KB
-        expression limit at about 14 segments), on condition that none was done since the read.
+        segments: those done stay done; every other segment no live holder runs goes back to pending with a
+        fresh budget and no message (each its own conditional write, ``retried_at`` recorded on it), so the
+        step's message resumes them (``Unclaimable.SPLIT``) and nothing done is redone. A segment a live worker
+        holds is left to it: its holder commits (its count lands on the step) or loses its lease, after which its
+        message takes it over. The segments are written first, then the step: a retry interrupted between them
+        leaves the step failed, and is simply run again.
         """
-        for _ in range(3):  # a segment still held when its step failed may finish meanwhile: read again
-            job = self.get_job(job_id)
-            status = ((job or {}).get("steps") or {}).get(step) or {}
-            if status.get("state") != StepState.FAILED:
-                return False
-            names = {"#step": step, "#state": "state", "#status": "status", "#error": "error"}
-            values: dict[str, Any] = {
-                ":pending": StepState.PENDING.value,
-                ":failed": StepState.FAILED.value,
-                ":zero": 0,
-                ":job_running": JobStatus.RUNNING.value,
-                ":now": now,
-            }
-            split = ""
-            condition = f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed AND attribute_not_exists({_STEP}.segment_count)"
-            if status.get("segment_count"):
-                names["#segments"] = "segments"
-                values |= {
-                    ":segments": _segments_for_retry(status.get("segments") or {}),
-                    ":count": int(status["segment_count"]),
-                    ":done": int(status.get("segments_done") or 0),
-                }
-                split = f"{_STEP}.#segments = :segments, "
-                condition = (
-                    f"attribute_exists({_STEP}) AND {_STEP}.#state = :failed AND {_STEP}.segment_count = :count "
-                    f"AND {_STEP}.segments_done = :done"
+        job = self.get_job(job_id)
+        decision = on_retry(StepRecord.parse(job, step))
+        if job is None or decision == OnRetry.NOT_FAILED:
+            return False
+        plan = SegmentPlan.from_step(job["steps"][step])
+        if decision == OnRetry.SPLIT and plan is not None:  # each segment: protocol.segment_reset_on_retry, as a guard
+            for index in range(plan.count):
+                self._update_if(
+                    Key={"job_id": segment_item_id(job_id, step, index)},
+                    UpdateExpression=(
+                        f"SET #state = :pending, failures = :zero, retried_at = :now, {_SEGMENT_IDENTITY} "
+                        "REMOVE #error, finished_at, worker_id, lease_expires_at, message_id"
+                    ),
+                    ConditionExpression=f"{guard('no_item')} OR ({guard('not_done_nor_held')})",
+                    ExpressionAttributeNames={"#state": "state", "#error": "error", **_SEGMENT_IDENTITY_NAMES},
+                    ExpressionAttributeValues=to_dynamo(
+                        {
+                            ":pending": StepState.PENDING.value,
+                            ":done": StepState.DONE.value,
+                            ":running": StepState.RUNNING.value,
+                            ":zero": 0,
+                            ":now": now,
+                            **_segment_identity(job, step, index),
+                        }
+                    ),
                 )
-            if self._update_if(
-                Key={"job_id": job_id},
-                UpdateExpression=(
-                    f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, {split}"
-                    "#status = :job_running, updated_at = :now "
-                    f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, {_STEP}.message_id"
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            ):
-                return True
-        return False
+        return self._update_if(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                f"SET {_STEP}.#state = :pending, {_STEP}.failures = :zero, {_STEP}.retried_at = :now, "
+                "#status = :job_running, updated_at = :now "
+                f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, "
+                f"{_STEP}.message_id, {_STEP}.carrier"
+            ),
+            ConditionExpression=f"attribute_exists({_STEP}) AND {guard('failed', _STEP + '.')}",
+            ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=to_dynamo(
+                {
+                    ":pending": StepState.PENDING.value,
+                    ":failed": StepState.FAILED.value,
+                    ":zero": 0,
+                    ":job_running": JobStatus.RUNNING.value,
+                    ":now": now,
+                }
+            ),
+        )
 
     def claim_announcement(self, job_id: str, finished_at: float) -> bool:
         """Claim the right to announce the job's end recorded at ``finished_at`` (the item's ``updated_at``
@@ -708,14 +892,29 @@ class JobStore:
                 raise
 
 
-_UNDONE_ON_RETRY = ("error", "finished_at", "worker_id", "lease_expires_at", "message_id")
+def _claim_ways(p: str) -> list[tuple[str, str, dict[str, Any], dict[str, str]]]:
+    """The two ways a record (at prefix ``p``) is claimed: (condition, failures update, values, names)."""
+    return [
+        (guard("pending", p), f"{p}failures = if_not_exists({p}failures, :zero)", {":pending": StepState.PENDING.value}, {}),
+        (
+            guard("lease_expired", p),
+            f"{p}failures = if_not_exists({p}failures, :zero) + :one, {p}#error = :unanswered",
+            {":unanswered": UNANSWERED},
+            {"#error": "error"},
+        ),
+    ]
 
 
-def _segments_for_retry(segments: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A split step's segments as ``gpupipe retry`` leaves them: done ones as they are, every other pending
-    with a fresh budget and no holder or message (its plan and its ``attempts``, the fencing token, kept)."""
-    fresh = {"state": StepState.PENDING.value, "failures": 0}
+# Every write that may make a segment's item also names whose it is, and expires it with its job (TTL).
+_SEGMENT_IDENTITY = "kind = :kind, parent_job = :parent, #seg_step = :seg_step, #seg_index = :seg_index, expires_at = :expires"
+_SEGMENT_IDENTITY_NAMES = {"#seg_step": "step", "#seg_index": "index"}
+
+
+def _segment_identity(job: Mapping[str, Any], step: str, index: int) -> dict[str, Any]:
     return {
-        key: dict(sub) if sub.get("state") == StepState.DONE else {k: v for k, v in sub.items() if k not in _UNDONE_ON_RETRY} | fresh
-        for key, sub in segments.items()
+        ":kind": SEGMENT_KIND,
+        ":parent": job.get("job_id", ""),
+        ":seg_step": step,
+        ":seg_index": index,
+        ":expires": int(job.get("expires_at") or 0),
     }

@@ -6,22 +6,24 @@ so the segments' sampled frames are exactly the single pass's, each once, wherev
 fall. The last segment is open-ended (``end_frame`` None: read to the end of the file) because a
 container's frame count is a header field and may be approximate.
 
-``jobstore`` records a plan on the job item; ``worker.segments`` does the I/O around it.
+``jobstore`` records a plan's parameters on the job item (a bounded amount, whatever the segment count) and
+keeps each segment's state in an item of its own; ``worker.segments`` does the I/O around it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-from pipeline_core.jobs import StepState
 
 DEFAULT_SEGMENT_SECONDS = 60.0  # the module's default; terraform/variables.tf mirrors it
 MIN_SEGMENT_SECONDS = 5.0  # shorter segments cost more in downloads and claims than they gain
 MARGIN_FRACTION = 0.25  # a remainder shorter than this share of a segment joins the segment before it
-MAX_SEGMENTS = 200  # segments are sub-items of one job item (400 KB): longer videos get longer segments
+# Segments are items of their own and the job item holds only the plan's parameters, so the count no longer
+# has to fit in one item: this bound only keeps one merge's reads (100 segments per BatchGetItem) and one split's
+# sends finite. At the default 60-s segments it is a week of video; parallelism follows the video's length.
+MAX_SEGMENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,59 @@ def _seconds(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
-def segment_key(index: int) -> str:
-    """The map key of a segment's sub-item in the job item (``steps.<step>.segments.<key>``)."""
-    return str(index)
+def segment_item_id(job_id: str, step: str, index: int) -> str:
+    """The key (``job_id`` attribute) of a segment's own item in the jobs table: ``<job id>#<step>#<index>``.
+
+    A job id is 32 hex digits and never holds ``#``, so no segment key is ever a job's key.
+    """
+    return f"{job_id}#{step}#{index:05d}"
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """A video's split: its timeline and the segment length; the segments follow from them (``plan_segments``).
+
+    The job item records these parameters (``to_item``), never the segments, so its size does not grow with the
+    segment count; every reader recomputes the same segments from them. Values are rounded as DynamoDB stores
+    them (``jobstore.to_dynamo``) before planning, so the splitter and every later reader plan from the same numbers.
+    """
+
+    timeline: VideoTimeline
+    segment_seconds: float
+    segments: list[Segment] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        timeline = VideoTimeline(
+            round(float(self.timeline.fps), 6), int(self.timeline.frame_count), int(self.timeline.sample_step), self.timeline.limit_frame
+        )
+        object.__setattr__(self, "timeline", timeline)
+        object.__setattr__(self, "segment_seconds", round(float(self.segment_seconds), 6))
+        object.__setattr__(self, "segments", plan_segments(timeline, self.segment_seconds))
+
+    @property
+    def count(self) -> int:
+        return len(self.segments)
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "fps": self.timeline.fps,
+            "frame_count": self.timeline.frame_count,
+            "sample_step": self.timeline.sample_step,
+            "limit_frame": self.timeline.limit_frame,
+            "segment_seconds": self.segment_seconds,
+        }
+
+    @classmethod
+    def from_step(cls, step_item: Mapping[str, Any]) -> SegmentPlan | None:
+        """The plan a split step records, or None when it was not split."""
+        plan = step_item.get("plan")
+        if not step_item.get("segment_count") or not plan:
+            return None
+        limit = plan.get("limit_frame")
+        timeline = VideoTimeline(
+            float(plan["fps"]), int(plan["frame_count"]), int(plan["sample_step"]), None if limit is None else int(limit)
+        )
+        return cls(timeline, float(plan["segment_seconds"]))
 
 
 def plan_segments(timeline: VideoTimeline, segment_seconds: float) -> list[Segment]:
@@ -130,44 +182,9 @@ def sampled_frames(segment_start: int, segment_end: int, sample_step: int) -> ra
 
 
 def segments_of(step_item: Mapping[str, Any]) -> list[Segment]:
-    """The planned segments recorded on a step's sub-item, in order ([] when the step was not split)."""
-    count = int(step_item.get("segment_count") or 0)
-    recorded = step_item.get("segments") or {}
-    return [Segment.from_item(index, count, recorded[segment_key(index)]) for index in range(count) if segment_key(index) in recorded]
-
-
-def unclaimed(step_item: Mapping[str, Any]) -> list[int]:
-    """The segments no message is known to carry: pending with no ``message_id``.
-
-    The splitter records each segment's message id once it is sent (a claim records it again); a segment has
-    none when the splitter died before sending or recording it, or after ``gpupipe retry`` (which drops it), so
-    only the step's message sends theirs (``worker.segments.Splitter.resume``). A segment put back to pending
-    after an error or a hand-back keeps its ``message_id``: its message was requeued.
-    """
-    recorded = step_item.get("segments") or {}
-    return [
-        segment.index
-        for segment in segments_of(step_item)
-        if recorded[segment_key(segment.index)].get("state") == StepState.PENDING
-        and not recorded[segment_key(segment.index)].get("message_id")
-    ]
-
-
-def needs_step_message(step_item: Mapping[str, Any], message_id: str) -> bool:
-    """Whether a split step still needs the step's message ``message_id`` to move on (so that, dead-lettered, it
-    must fail the step rather than be dropped).
-
-    Put back to pending by ``gpupipe retry``, only a step message resumes it. Running with segments left, the
-    step's message sends those no message carries (``unclaimed``) and nothing else. With every segment done,
-    the step records the message that carries the merge (the one whose segment completed the set, the one
-    that resumed it after a retry, or the merge's holder): only that one.
-    """
-    if step_item.get("state") == StepState.PENDING:
-        return True
-    done, planned = progress(step_item) or (0, 0)
-    if done < planned:
-        return bool(unclaimed(step_item))
-    return step_item.get("message_id") in (None, message_id)
+    """The planned segments of a split step, in order ([] when the step was not split)."""
+    plan = SegmentPlan.from_step(step_item)
+    return [] if plan is None else plan.segments
 
 
 def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -176,9 +193,3 @@ def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
     if not count:
         return None
     return int(step_item.get("segments_done") or 0), count
-
-
-def every_segment_done(step_item: Mapping[str, Any]) -> bool:
-    """Whether the step was split and every segment of it is done: only the merge is left."""
-    done, planned = progress(step_item) or (0, -1)
-    return done == planned

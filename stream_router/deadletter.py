@@ -12,7 +12,10 @@ record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
 another message holds, is left alone; so is a split step that other messages carry without its
-own (``segments.needs_step_message``: its segments' messages, or the message that merges). A step
+own (``protocol.on_step_dead_letter``: its segments' messages, or the message that merges). A running
+split step some of whose segments have no message of their own (its splitter was killed between SQS's
+answer and its records, or before it sent) gets those segments' messages sent here, as its step message
+would have sent them, rather than failing a job whose segments would finish. A step
 message naming no job is logged. A raw S3
 notification naming no job creates the job first (as a worker would have), then fails it.
 A body that can never be acted on is logged at error, counted, and deleted. Raising (an
@@ -24,6 +27,7 @@ The local runtime polls the DLQs and calls ``handler`` the same way.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -35,10 +39,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_core import aws
 from pipeline_core.bodies import InvalidMessage, parse_body
-from pipeline_core.jobs import ObjectRef, StepState, origin_id
-from pipeline_core.jobstore import JobStore, Unclaimable, classify_unclaimable
+from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
+from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.segments import needs_step_message, progress, segment_key, segments_of
+from pipeline_core.protocol import (
+    OnDeadLetter,
+    SegmentRecord,
+    StepRecord,
+    on_segment_dead_letter,
+    on_step_dead_letter,
+    segment_records,
+    unclaimed,
+)
+from pipeline_core.segments import segments_of
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -77,63 +90,117 @@ def dead_letter_record(record: SQSRecord) -> None:
     store = job_store()
     for item in parsed.items:
         where = {**fields, "job_id": item.job_id, "key": item.obj.key}
+        send = sqs_sender(step.queue_url, item.obj, step.name)
         if item.segment is None:
-            fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where)
+            fail_step(store, item.obj, item.job_id, step.name, message_id, reason, item.from_s3_event, where, send)
         else:
-            fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment})
+            fail_segment(store, item.job_id, step.name, item.segment, message_id, reason, {**where, "segment": item.segment}, send)
 
 
-def fail_segment(store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any]) -> None:
+def fail_segment(
+    store: JobStore, job_id: str, step: str, index: int, message_id: str, reason: str, fields: dict[str, Any], send: Sender | None = None
+) -> None:
     """A split step's segment message was dead-lettered: fail the segment, its step and its job, the segment named.
 
-    When the segment is done and its message held the merge (the merge kept failing), the step fails as "merge: ...".
+    When the segment is done and its message carried the merge (``protocol.on_segment_dead_letter``), the step
+    fails as "merge: ...". The store's conditions make each write only while the rule still holds.
     """
     job = store.get_job(job_id)
-    status: dict[str, Any] = ((job or {}).get("steps") or {}).get(step) or {}
-    segment = next((s for s in segments_of(status) if s.index == index), None)
-    if segment is None:
+    record = StepRecord.parse(job, step)
+    segment = next((s for s in segments_of((job or {}).get("steps", {}).get(step) or {}) if s.index == index), None)
+    if record is None or segment is None:
         logger.error("dead-lettered segment message names no segment of its job: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
     now = time.time()
-    if store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
+    sub = SegmentRecord.parse(index, store.get_segment(job_id, step, index))
+    decision = on_segment_dead_letter(record, sub, message_id)
+    if decision == OnDeadLetter.REDRIVE_MERGE:
+        if redrive(store, record, job_id, step, message_id, reason, send):
+            logger.warning("dead-lettered message carried a merge with budget left: a fresh message carries it", extra=fields)
+            metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=1)
+            return
+        decision = OnDeadLetter.FAIL_MERGE
+    if decision == OnDeadLetter.FAIL_SEGMENT and store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
         logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
-    sub = (status.get("segments") or {}).get(segment_key(index)) or {}
-    merge_held = sub.get("state") == StepState.DONE and status.get("message_id") == message_id
-    if merge_held and store.fail_dead_lettered(job_id, step, f"merge: {reason}", now, message_id):
+    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, f"merge: {reason}", now, message_id):
         logger.warning("step failed: the message holding its merge was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
     logger.info(
         "dead-lettered segment message for a finished or otherwise held segment: deleted",
-        extra={**fields, "state": sub.get("state"), "step_state": status.get("state")},
+        extra={**fields, "state": sub.state.value, "step_state": record.state.value, "decision": decision.value},
     )
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 
-def split_carried_by_segments(job: dict[str, Any] | None, step: str, message_id: str) -> bool:
-    """Whether the step was split and other messages carry it without the step's own message ``message_id``
-    (``segments.needs_step_message``): the segments' messages, or the message that merges. Its dead letter is then
-    dropped; otherwise the step fails (``fail_dead_lettered`` when the step waits on this message)."""
-    if classify_unclaimable(job, step, message_id) not in (Unclaimable.SPLIT, Unclaimable.HELD_BY_OTHER_MESSAGE):
+Sender = Callable[[int | None], str]  # sends a segment's message (or, for None, the step's own) to the step's queue
+
+
+def sqs_sender(queue_url: str, obj: ObjectRef, step: str) -> Sender:
+    """Send one segment's message of ``step`` of the job for ``obj`` (or the step's own) to the step's queue; its id."""
+    base = WorkMessage.for_job(obj, step)
+
+    def send(index: int | None) -> str:
+        body = (base if index is None else base.for_segment(index)).to_body()
+        return str(aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
+
+    return send
+
+
+def redrive(store: JobStore, record: StepRecord, job_id: str, step: str, message_id: str, reason: str, send: Sender | None) -> bool:
+    """A dead-lettered merge with budget left: a fresh step message carries it on (``protocol.OnDeadLetter.REDRIVE_MERGE``)."""
+    if send is None:
         return False
-    if job is None:  # not so: both reasons mean the job and its step exist
-        return False
-    status = job["steps"][step]
-    return progress(status) is not None and not needs_step_message(status, message_id)
+    return store.redrive_merge(job_id, step, f"merge: {reason}", time.time(), message_id, send(None), record.failures)
 
 
 def fail_step(
-    store: JobStore, obj: ObjectRef, job_id: str, step: str, message_id: str, reason: str, from_s3: bool, fields: dict[str, Any]
+    store: JobStore,
+    obj: ObjectRef,
+    job_id: str,
+    step: str,
+    message_id: str,
+    reason: str,
+    from_s3: bool,
+    fields: dict[str, Any],
+    send: Sender | None = None,
 ) -> None:
-    if split_carried_by_segments(store.get_job(job_id), step, message_id):
-        logger.info("dead-lettered message of a split step whose segments all have their own messages: deleted", extra=fields)
+    job = store.get_job(job_id)
+    record = StepRecord.parse(job, step)
+    segments = (
+        segment_records(record.segment_count, store.get_segments(job_id, step, record.segment_count)) if record and record.split else []
+    )
+    decision = on_step_dead_letter(record, segments, message_id) if record is not None else OnDeadLetter.FAIL_STEP
+    now = time.time()
+    if decision == OnDeadLetter.SEND_UNSENT and record is not None and send is not None:
+        unsent = unclaimed(record, segments)
+        for index in unsent:  # a message whose record is refused (a claim or a retry came first) is a fenced duplicate
+            store.record_segment_message(job_id, step, index, send(index), record.retried_at, job)
+        logger.warning(
+            "dead-lettered message of a split step: its unsent segments' messages sent instead", extra={**fields, "sent": unsent}
+        )
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
-    now = time.time()
-    if store.fail_dead_lettered(job_id, step, reason, now, message_id):
+    if decision == OnDeadLetter.SEND_UNSENT:
+        decision = OnDeadLetter.FAIL_STEP
+    if decision == OnDeadLetter.REDRIVE_MERGE and record is not None:
+        if redrive(store, record, job_id, step, message_id, reason, send):
+            logger.warning("dead-lettered message carried a merge with budget left: a fresh message carries it", extra=fields)
+            metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=1)
+            return
+        decision = OnDeadLetter.FAIL_MERGE
+    if decision == OnDeadLetter.DROP and record is not None and not record.finished:
+        logger.info("dead-lettered message of a split step that other messages carry: deleted", extra=fields)
+        metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
+        return
+    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, reason, now, message_id):
+        logger.warning("step failed: the message carrying its merge was dead-lettered", extra={**fields, "reason": reason})
+        metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
+        return
+    if decision == OnDeadLetter.FAIL_STEP and store.fail_dead_lettered(job_id, step, reason, now, message_id):
         logger.warning("step failed: its message was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return

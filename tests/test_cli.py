@@ -65,21 +65,23 @@ def test_missing_outputs_are_explained(tmp_path: Path, capsys: pytest.CaptureFix
 def test_status_shows_the_segments_done_of_a_split_video(
     stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline_core.segments import VideoTimeline, plan_segments
+    from pipeline_core.segments import SegmentPlan, VideoTimeline
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
     store = JobStore(stack.table)
     obj = ObjectRef(stack.bucket, "uploads/long.mp4", "etag")
     store.create_job(obj, ["detect"], 1.0)
     claim = store.claim(obj.job_id, "detect", "w", "m", 1.0, 60)
-    store.record_split(claim, plan_segments(VideoTimeline(30, 30 * 480, 30), 60), 60, 2.0)
+    store.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60), 2.0)
     for index in range(3):
         store.mark_segment_done(store.claim(obj.job_id, "detect", "w", f"m{index}", 3.0, 60, segment=index), 4.0, "s3://b/k", {})
     path = tmp_path / "stack.json"
     names = {"bucket_name": stack.bucket, "input_prefix": "uploads/", "results_prefix": "results/", "jobs_table_name": stack.table_name}
     path.write_text(json.dumps(names))
     assert main(["--outputs", str(path), "status"]) == 0
-    assert "detect:running(segments 3/8)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "detect:running(segments 3/8)" in out
+    assert out.count("uploads/long.mp4") == 1  # the segments' own items are not jobs
 
 
 def test_retry_puts_failed_steps_back_and_says_which(

@@ -100,3 +100,32 @@ def test_a_dynamodb_request_with_a_stalled_body_does_not_stop_every_other_dynamo
                 ) from None
         finally:
             stalled.close()
+
+
+def test_s3_notifications_name_the_object_version_in_a_versioned_bucket_as_aws_does() -> None:
+    """moto's own notifications carry no versionId; AWS's do for a versioned bucket (and none for an unversioned one)."""
+    import json
+
+    with Emulator() as endpoint:
+        credentials = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": "t", "aws_secret_access_key": "t"}
+        s3, sqs = boto3.client("s3", **credentials), boto3.client("sqs", **credentials)
+        queue = sqs.create_queue(QueueName="events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        versions = {}
+        for bucket, versioned in (("versioned", True), ("plain", False)):
+            s3.create_bucket(Bucket=bucket)
+            if versioned:
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
+            )
+            versions[bucket] = [s3.put_object(Bucket=bucket, Key="k", Body=body).get("VersionId") for body in (b"1", b"2")]
+        seen: dict[str, list] = {"versioned": [], "plain": []}
+        for _ in range(10):
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                for record in json.loads(message["Body"]).get("Records", []):
+                    seen[record["s3"]["bucket"]["name"]].append(record["s3"]["object"].get("versionId"))
+            if len(seen["versioned"]) + len(seen["plain"]) == 4:
+                break
+        assert sorted(seen["versioned"], key=str) == sorted(versions["versioned"]) and all(versions["versioned"])
+        assert seen["plain"] == [None, None]

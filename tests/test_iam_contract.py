@@ -58,3 +58,14 @@ def test_parliament_flags_an_action_on_a_resource_it_cannot_take() -> None:
     stream = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/pipe-jobs/stream/*"
     assert lint({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": stream}]})
     assert not lint({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:GetRecords", "Resource": stream}]})
+
+
+def test_a_transaction_is_authorized_item_by_item_and_a_batch_read_per_table() -> None:
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/pipe-jobs"
+    update = {"TableName": "pipe-jobs", "Key": {"job_id": "j"}, "UpdateExpression": "SET a = :a"}
+    requests = requests_of(call("dynamodb", "TransactWriteItems", TransactItems=[{"Update": update}, {"Update": update}]), ACCOUNT, REGION)
+    assert requests == [Request("dynamodb:UpdateItem", table)] * 2
+    [read] = requests_of(call("dynamodb", "BatchGetItem", RequestItems={"pipe-jobs": {"Keys": [{"job_id": "j"}]}}), ACCOUNT, REGION)
+    assert read == Request("dynamodb:BatchGetItem", table)
+    only_single_items = policy({"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"], "Resource": table})
+    assert all(allowed(only_single_items, r) for r in requests) and not allowed(only_single_items, read)

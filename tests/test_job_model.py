@@ -12,7 +12,6 @@ from pipeline_core.jobs import (
     ObjectRef,
     StepState,
     WorkMessage,
-    can_transition,
     job_id_for,
     job_status_for,
     new_job_item,
@@ -28,25 +27,6 @@ EVENTS = Path(__file__).parent / "fixtures" / "events"
 
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "allowed"),
-    [
-        (StepState.PENDING, StepState.RUNNING, True),
-        (StepState.RUNNING, StepState.DONE, True),
-        (StepState.RUNNING, StepState.FAILED, True),
-        (StepState.RUNNING, StepState.PENDING, True),
-        (StepState.PENDING, StepState.DONE, False),
-        (StepState.DONE, StepState.RUNNING, False),
-        (StepState.PENDING, StepState.FAILED, True),  # dead-lettered before any claim
-        (StepState.FAILED, StepState.PENDING, True),  # gpupipe retry
-        (StepState.FAILED, StepState.DONE, False),
-        (StepState.DONE, StepState.FAILED, False),
-    ],
-)
-def test_step_transitions(old: StepState, new: StepState, allowed: bool) -> None:
-    assert can_transition(old, new) is allowed
 
 
 def test_job_status_follows_its_steps() -> None:

@@ -6,6 +6,8 @@ import pytest
 
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import ClaimLost, ClaimRefused, JobStore, Unclaimable
+from pipeline_core.protocol import SegmentRecord, StepRecord, needs_step_message, segment_records, unclaimed
+from pipeline_core.segments import SegmentPlan, VideoTimeline
 from tests.support.aws import StepStack
 
 pytestmark = pytest.mark.integration
@@ -192,19 +194,31 @@ def test_each_end_of_a_job_is_announced_once(store: JobStore) -> None:
     assert not store.claim_announcement("no-such-job", 1.0)
 
 
-def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_retry_came_first(store: JobStore) -> None:
-    from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
+def _records(store: JobStore) -> tuple[StepRecord, list[SegmentRecord]]:
+    step = StepRecord.parse(store.get_job(OBJ.job_id), "people")
+    return step, segment_records(step.segment_count, store.get_segments(OBJ.job_id, "people", step.segment_count))
 
-    plan = plan_segments(VideoTimeline(30, 30 * 240, 30), 60)
-    store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
-    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 2, 3]
+
+def _unclaimed(store: JobStore) -> list[int]:
+    return unclaimed(*_records(store))
+
+
+def _split(store: JobStore, minutes: int, now: float = 1000.0) -> SegmentPlan:
+    plan = SegmentPlan(VideoTimeline(30, 30 * 60 * minutes, 30), 60)
+    store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", now, 30), plan, now + 1)
+    return plan
+
+
+def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_retry_came_first(store: JobStore) -> None:
+    _split(store, 4)
+    assert _unclaimed(store) == [0, 1, 2, 3]
     assert store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", retried_at=None)
     store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1002.0, 30, segment=1)  # claimed before its id was recorded
     assert not store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", retried_at=None)
     assert not store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0-resent", retried_at=None)  # a resend keeps the first
-    segments = store.get_job(OBJ.job_id)["steps"]["people"]["segments"]
-    assert (segments["0"]["message_id"], segments["1"]["message_id"], segments["1"]["worker_id"]) == ("m-seg-0", "m-seg-1", "w1")
-    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [2, 3]
+    segments = store.get_segments(OBJ.job_id, "people", 4)
+    assert (segments[0]["message_id"], segments[1]["message_id"], segments[1]["worker_id"]) == ("m-seg-0", "m-seg-1", "w1")
+    assert _unclaimed(store) == [2, 3]
     # Segment 1 fails the step; `gpupipe retry` drops the unfinished segments' messages: a record of a send made
     # before the retry lands late and is refused (its message may be gone); a send after the retry is recorded.
     store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m-seg-1", 1100.0, 30, segment=1), 1101.0, "bad frames")
@@ -213,41 +227,66 @@ def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_
     retried_at = store.get_job(OBJ.job_id)["steps"]["people"]["retried_at"]
     assert store.resume_split(OBJ.job_id, "people", 1201.0, "m-retry")
     assert store.record_segment_message(OBJ.job_id, "people", 2, "m-seg-2b", retried_at=retried_at)
-    assert unclaimed(store.get_job(OBJ.job_id)["steps"]["people"]) == [0, 1, 3]
+    assert _unclaimed(store) == [0, 1, 3]
 
 
-def test_the_segment_that_completes_the_set_records_its_message_as_the_one_that_merges(store: JobStore) -> None:
-    from pipeline_core.segments import VideoTimeline, needs_step_message, plan_segments
+def test_a_step_message_is_needed_only_while_a_segment_has_no_message_or_it_carries_the_merge(store: JobStore) -> None:
+    """The splitter's message is never the merge's carrier: a merge is carried by the segment messages that saw the
+    set complete, then by the message that claimed it (found in review: a job about to merge was failed)."""
+    _split(store, 2)
 
-    plan = plan_segments(VideoTimeline(30, 30 * 120, 30), 60)
-    store.record_split(store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan, 60, 1001.0)
-    step = lambda: store.get_job(OBJ.job_id)["steps"]["people"]  # noqa: E731
+    def needed(message_id: str) -> bool:
+        return needs_step_message(*_records(store), message_id)
+
     store.record_segment_message(OBJ.job_id, "people", 0, "m-seg-0", retried_at=None)
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0), 1003.0, "s3://r/0", {}) == (
         1,
         2,
     )
-    assert step()["message_id"] == "m0" and needs_step_message(step(), "m0")  # segment 1 was never sent: only m0 sends it
+    assert needed("m0")  # segment 1 was never sent: only m0 sends it
     store.record_segment_message(OBJ.job_id, "people", 1, "m-seg-1", retried_at=None)
-    assert not needs_step_message(step(), "m0")  # every segment left has its message
+    assert not needed("m0")  # every segment left has its message
     assert store.mark_segment_done(store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1004.0, 30, segment=1), 1005.0, "s3://r/1", {}) == (
         2,
         2,
     )
-    assert step()["message_id"] == "m-seg-1"
-    assert not needs_step_message(step(), "m0") and needs_step_message(step(), "m-seg-1")
+    assert not needed("m0")  # about to merge through m-seg-1
     assert store.claim_merge(OBJ.job_id, "people", "w2", "m-seg-1", 1006.0, 30).message_id == "m-seg-1"
+    assert _records(store)[0].carrier == "m-seg-1" and not needed("m0") and needed("m-seg-1")
 
 
 def test_a_segment_whose_claim_was_taken_over_is_not_counted_done(store: JobStore) -> None:
-    from pipeline_core.segments import VideoTimeline, plan_segments
-
-    store.record_split(
-        store.claim(OBJ.job_id, "people", "w0", "m0", 1000.0, 30), plan_segments(VideoTimeline(30, 30 * 120, 30), 60), 60, 1001.0
-    )
+    _split(store, 2)
     stale = store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0)
     store.claim(OBJ.job_id, "people", "w2", "m-seg-0", 1040.0, 30, segment=0)  # w1 hung past its lease: w2 took it over
     with pytest.raises(ClaimLost):
         store.mark_segment_done(stale, 1050.0, "s3://stale", {})
-    step = store.get_job(OBJ.job_id)["steps"]["people"]
-    assert (step["segments_done"], step["segments"]["0"]["worker_id"], step["segments"]["0"]["state"]) == (0, "w2", "running")
+    segment = store.get_segment(OBJ.job_id, "people", 0)
+    assert (store.get_job(OBJ.job_id)["steps"]["people"]["segments_done"], segment["worker_id"], segment["state"]) == (0, "w2", "running")
+
+
+def test_segment_items_are_their_own_items_expiring_with_their_job_and_invisible_to_job_scans(store: JobStore, stack: StepStack) -> None:
+    from pipeline_core.jobstore import is_job_item
+
+    _split(store, 3)
+    store.claim(OBJ.job_id, "people", "w1", "m-seg-2", 1002.0, 30, segment=2)
+    job = store.get_job(OBJ.job_id)
+    segment = store.get_segment(OBJ.job_id, "people", 2)
+    assert segment["expires_at"] == job["expires_at"] and segment["parent_job"] == OBJ.job_id and segment["kind"] == "segment"
+    assert "segments" not in job["steps"]["people"]  # the job item holds the plan's parameters, never the segments
+    items = stack.table.scan()["Items"]
+    assert len(items) == 2 and [item["job_id"] for item in items if is_job_item(item)] == [OBJ.job_id]
+
+
+def test_a_segment_claimed_while_its_step_waits_for_a_retry_to_resume_is_refused(store: JobStore) -> None:
+    _split(store, 2)
+    store.mark_failed(store.claim(OBJ.job_id, "people", "w1", "m-seg-0", 1002.0, 30, segment=0), 1003.0, "bad frames")
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1004.0, 30, segment=1)
+    assert refused.value.reason == Unclaimable.FINISHED
+    assert store.retry_failed_step(OBJ.job_id, "people", 1005.0)
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1006.0, 30, segment=1)
+    assert refused.value.reason == Unclaimable.NOT_RUNNING
+    assert store.resume_split(OBJ.job_id, "people", 1007.0, "m-retry")
+    assert store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1008.0, 30, segment=1).attempt == 1

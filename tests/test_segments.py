@@ -41,10 +41,14 @@ def test_segments_tile_the_timeline_on_the_seconds_grid_for_a_fractional_frame_r
     assert segments[6].label == "segment 7/60 [360 s, 420 s)"
 
 
-def test_very_long_videos_get_longer_segments_not_more_than_the_item_can_hold() -> None:
-    segments = plan_segments(VideoTimeline(fps=30, frame_count=30 * 3600 * 10, sample_step=30), 60)
+def test_parallelism_follows_the_videos_length() -> None:
+    """A 24-hour recording gets its 60-s segments (1,440 of them), not 7-minute ones (MAX_SEGMENTS was 200 to keep the
+    job item small; segments are items of their own now). Past MAX_SEGMENTS (a week) segments get longer."""
+    day = plan_segments(VideoTimeline(fps=30, frame_count=30 * 3600 * 24, sample_step=30), 60)
+    assert len(day) == 1440 and day[1].start_frame == 30 * 60
+    segments = plan_segments(VideoTimeline(fps=30, frame_count=30 * 3600 * 24 * 8, sample_step=30), 60)
     assert len(segments) == MAX_SEGMENTS
-    assert segments[1].start_frame == 30 * 3600 * 10 // MAX_SEGMENTS
+    assert segments[1].start_frame == round(30 * 3600 * 24 * 8 / MAX_SEGMENTS)
 
 
 @pytest.mark.parametrize(

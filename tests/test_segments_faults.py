@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ORIGIN_ATTRIBUTE, WorkMessage
 from pipeline_core.jobstore import JobStore
-from pipeline_core.segments import VideoTimeline, plan_segments, unclaimed
+from pipeline_core.protocol import StepRecord, segment_records, unclaimed
+from pipeline_core.segments import SegmentPlan, VideoTimeline
 from tests.support import deadletters
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
@@ -246,35 +246,32 @@ class _Recording:
 
 @pytest.mark.parametrize("segments", [20, 40])  # 20 and 40 min at the default 60-s segments
 def test_retry_of_a_long_video_failed_early_sends_expressions_dynamodb_accepts(stack: StepStack, segments: int) -> None:
-    from pipeline_core.jobs import ObjectRef, new_job_item
-    from pipeline_core.jobstore import JobStore, to_dynamo
-    from pipeline_core.segments import VideoTimeline, plan_segments
+    from pipeline_core.jobs import ObjectRef
+    from pipeline_core.jobstore import JobStore
+    from pipeline_core.segments import SegmentPlan, VideoTimeline
 
     obj = ObjectRef(stack.bucket, "uploads/long.mp4", "etag", 1)
-    item = new_job_item(obj, [STEP], time.time())
-    plan = plan_segments(VideoTimeline(fps=25.0, frame_count=segments * 60 * 25, sample_step=25), 60.0)
-    assert len(plan) == segments
-    # Segment 1 hit a corrupt frame at once: the step failed while every other segment was still pending.
-    sub = {str(s.index): {**s.to_item(), "state": "pending", "attempts": 0, "failures": 0} for s in plan}
-    sub["0"] |= {"state": "failed", "attempts": 1, "error": "PermanentError: corrupt frame data", "message_id": "m0"}
-    sub["1"] |= {"state": "done", "attempts": 1, "result_file": "s3://b/one/result.json", "message_id": "m1"}  # a neighbour had finished
-    item["status"] = "failed"
-    item["steps"][STEP] |= {"state": "failed", "attempts": 1, "segment_count": segments, "segments_done": 1, "segments": sub}
-    stack.table.put_item(Item=to_dynamo(item))
+    store = JobStore(stack.table)
+    store.create_job(obj, [STEP], 1000.0)
+    plan = SegmentPlan(VideoTimeline(fps=25.0, frame_count=segments * 60 * 25, sample_step=25), 60.0)
+    assert plan.count == segments
+    store.record_split(store.claim(obj.job_id, STEP, "w", "m", 1000.0, 60), plan, 1001.0)
+    # Segment 0 hit a corrupt frame at once: the step failed while every other segment was still pending.
+    store.mark_segment_done(store.claim(obj.job_id, STEP, "w1", "m1", 1002.0, 60, segment=1), 1003.0, "s3://b/one/result.json", {})
+    store.mark_failed(store.claim(obj.job_id, STEP, "w0", "m0", 1002.0, 60, segment=0), 1004.0, "PermanentError: corrupt frame data")
+    done_before = store.get_segment(obj.job_id, STEP, 1)
     table = _Recording(stack.table)
-    try:
-        retried = JobStore(table).retry_failed_step(obj.job_id, STEP, time.time())
-    except ClientError as error:  # moto itself gives up on the 40-segment expression (a 500 after botocore's retries)
-        retried = error
-    [request, *_] = table.requests
-    sizes = {name: len(request[name].encode()) for name in ("UpdateExpression", "ConditionExpression")}
-    assert all(size <= DYNAMODB_MAX_EXPRESSION_BYTES for size in sizes.values()), sizes
+    retried = JobStore(table).retry_failed_step(obj.job_id, STEP, time.time())
+    for request in table.requests:
+        sizes = {name: len(request[name].encode()) for name in ("UpdateExpression", "ConditionExpression")}
+        assert all(size <= DYNAMODB_MAX_EXPRESSION_BYTES for size in sizes.values()), sizes
     assert retried is True, retried
-    after = JobStore(stack.table).get_job(obj.job_id)["steps"][STEP]
+    after = store.get_job(obj.job_id)["steps"][STEP]
+    items = store.get_segments(obj.job_id, STEP, segments)
     assert after["state"] == "pending" and after["segments_done"] == 1
-    assert after["segments"]["1"] == {**sub["1"]}, "a done segment is kept as it was"
-    assert after["segments"]["0"] == {**plan[0].to_item(), "state": "pending", "attempts": 1, "failures": 0}
-    assert all(after["segments"][str(s.index)]["state"] == "pending" for s in plan if s.index != 1)
+    assert items[1] == done_before, "a done segment is kept as it was"
+    assert (items[0]["state"], items[0]["attempts"], items[0]["failures"], "error" in items[0]) == ("pending", 1, 0, False)
+    assert all(items[index]["state"] == "pending" for index in range(segments) if index != 1)
 
 
 # --- review: `gpupipe retry` of a failed merge, and the worker merging through the step's message is killed -----
@@ -368,7 +365,7 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     [item] = parse_body(step_body, INTERLEAVED_STEP).items
     # The step's message S was claimed by the splitter, which recorded the plan (three segments).
     claim = store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", "m-step", time.time(), 300)
-    store.record_split(claim, plan_segments(VideoTimeline(30, 30 * 180, 30), 60), 60, time.time())
+    store.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60), time.time())
 
     def meanwhile(response: dict[str, Any]) -> None:
         assert len(response["Successful"]) == 3
@@ -387,11 +384,14 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     [message] = _receive(stack)
     worker.handle(message, time.time())
     step = store.get_job(obj.job_id)["steps"][INTERLEAVED_STEP]
+    items = store.get_segments(obj.job_id, INTERLEAVED_STEP, 3)
+    step["segments"] = {str(index): items.get(index, {"state": "pending"}) for index in range(3)}
     queued = _receive(stack)
+    left = unclaimed(StepRecord.parse({"steps": {"s": step}}, "s"), segment_records(3, items))
     pending = [index for index in range(3) if step["segments"][str(index)]["state"] == "pending"]
     assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in queued) == pending, (
         f"job never ends: step {step['state']}, segments {pending} pending, each recording a message id that was deleted "
-        f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {unclaimed(step)}, "
+        f"before the retry ({[step['segments'][str(i)].get('message_id') for i in pending]}); unclaimed() = {left}, "
         f"so resume sent nothing; queue holds {len(queued)} message(s)"
     )
 
@@ -405,8 +405,7 @@ def test_segments_sent_by_a_duplicate_step_message_carry_the_job_when_the_splitt
     # S's worker claimed the step, recorded the plan and was killed before it sent a segment message; so on every receive.
     store.record_split(
         store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", stack.send(body), time.time(), 300),
-        plan_segments(VideoTimeline(30, 30 * 180, 30), 60),
-        60,
+        SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60),
         time.time(),
     )
     for _ in range(stack.max_receive_count):

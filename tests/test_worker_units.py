@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, WorkMessage
-from pipeline_core.jobstore import Unclaimable, classify_unclaimable
+from pipeline_core.jobstore import Unclaimable, refusal
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from worker.config import ConfigError, WorkerConfig
 from worker.errors import PermanentError, Severity, TransientError, classify
@@ -97,12 +97,12 @@ def test_settle_deletes_settled_messages_and_requeues_those_to_run_again(outcome
 
 def test_classify_unclaimable() -> None:
     running = {"status": "running", "steps": {"people": {"state": "running", "message_id": "m1"}}}
-    assert classify_unclaimable(None, "people", "m1") == Unclaimable.NO_JOB
-    assert classify_unclaimable(running, "faces", "m1") == Unclaimable.NO_STEP
-    assert classify_unclaimable(running, "people", "m1") == Unclaimable.HELD_BY_THIS_MESSAGE
-    assert classify_unclaimable(running, "people", "m2") == Unclaimable.HELD_BY_OTHER_MESSAGE
+    assert refusal(None, "people", "m1") == Unclaimable.NO_JOB
+    assert refusal(running, "faces", "m1") == Unclaimable.NO_STEP
+    assert refusal(running, "people", "m1") == Unclaimable.HELD_BY_THIS_MESSAGE
+    assert refusal(running, "people", "m2") == Unclaimable.HELD_BY_OTHER_MESSAGE
     done = {"status": "succeeded", "steps": {"people": {"state": "done", "message_id": "m1"}}}
-    assert classify_unclaimable(done, "people", "m1") == Unclaimable.FINISHED
+    assert refusal(done, "people", "m1") == Unclaimable.FINISHED
 
 
 def test_only_input_errors_are_permanent() -> None:

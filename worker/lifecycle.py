@@ -17,11 +17,12 @@ Guarantees, each kept here and nowhere else:
   "gave up after N attempts" when they reach ``max_attempts``. Permanent failures fail it at once.
 - **Segments** (``worker.segments``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
   plans and records segments instead of processing, and its message is settled. Each segment message
-  goes through this same lifecycle on the segment's own sub-item (claim, bound, fence, budget); a
-  segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). The worker whose
-  segment completes the set claims the merge (a new attempt of the step), writes the merged result and
-  commits it with ``mark_done``; its segment's message is settled only after that, so a merge that
-  crashed is claimed again by that message's redelivery, without reprocessing any segment.
+  goes through this same lifecycle on the segment's own item (claim, bound, fence, budget); a
+  segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). A worker that reads the
+  set complete after its segment's count claims the merge (a new attempt of the step; one wins), writes the
+  merged result and commits it with ``mark_done``; its segment's message is settled only after that, so a
+  merge that crashed is claimed again by that message's redelivery, without reprocessing any segment. What
+  to do with a refused claim is ``protocol.on_refused``'s decision; this module only carries it out.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core.bodies import WorkItem
-from pipeline_core.jobs import StepState
-from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore, Unclaimable
-from pipeline_core.segments import Segment, every_segment_done, segment_key
+from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore
+from pipeline_core.protocol import OnRefused, SegmentRecord, StepRecord, on_refused, on_segment_done
+from pipeline_core.segments import SegmentPlan
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
@@ -53,7 +54,7 @@ log = logging.getLogger("worker")
 MAX_SQS_DELAY = 900  # DelaySeconds cap of SendMessage
 
 # What an attempt's work returns: the input's head, the output (or the segments to split into), extra result fields.
-WorkResult = tuple[dict[str, Any], StepOutput | list[Segment], dict[str, Any]]
+WorkResult = tuple[dict[str, Any], StepOutput | SegmentPlan, dict[str, Any]]
 Work = Callable[[Claim, WorkItem, Path, Stopwatch], WorkResult]
 
 
@@ -97,7 +98,13 @@ class StepRunner:
         fields = {key: value for key, value in fields.items() if key not in ("segment", "attempt")} | {"merge": True}
         try:
             claim = self.store.claim_merge(
-                item.job_id, item.step, self.config.worker_id, held.message_id, time.time(), self.config.visibility_timeout
+                item.job_id,
+                item.step,
+                self.config.worker_id,
+                held.message_id,
+                time.time(),
+                self.config.visibility_timeout,
+                self.config.max_attempts,
             )
         except ClaimRefused as refused:
             return self._refused(refused, item, held, fields, merging=True)
@@ -129,7 +136,7 @@ class StepRunner:
                 head, output, extra = self._run_bounded(claim, item, Path(tmp), watch, work)
                 if held.lost.is_set():
                     raise ClaimLost("the claim was taken over while the step ran")
-                if isinstance(output, list):
+                if isinstance(output, SegmentPlan):
                     return self._split(claim, item, held, output, fields, watch), False
                 with watch.time("upload"):
                     outputs.put_files(output.files)
@@ -137,7 +144,7 @@ class StepRunner:
                 watch.timings["total"] = round(time.perf_counter() - started, 4)
                 if claim.segment is not None:
                     done, planned = self.store.mark_segment_done(claim, time.time(), result_file, watch.timings)
-                    completes_set = done == planned
+                    completes_set = on_segment_done(done, planned)
                     fields = {**fields, "segments_done": done, "segments": planned}
                 else:
                     self.store.mark_done(claim, time.time(), result_file, watch.timings)
@@ -153,12 +160,11 @@ class StepRunner:
         log.info(event, extra={**fields, "outcome": Outcome.DONE.value, "result_file": result_file, "timings": watch.timings})
         return ItemResult(Outcome.DONE), completes_set
 
-    def _split(
-        self, claim: Claim, item: WorkItem, held: Held, segments: list[Segment], fields: dict[str, Any], watch: Stopwatch
-    ) -> ItemResult:
-        """Record the segments and send their messages; the step has no holder from then on, its segments do."""
+    def _split(self, claim: Claim, item: WorkItem, held: Held, plan: SegmentPlan, fields: dict[str, Any], watch: Stopwatch) -> ItemResult:
+        """Record the split and send the segments' messages; the step has no holder from then on, its segments do."""
+        segments = plan.segments
         try:
-            self.splitter.split(claim, item, segments, time.time())
+            self.splitter.split(claim, item, plan, time.time())
         except SegmentsNotSent as error:
             held.let_go()
             log.warning(
@@ -206,9 +212,9 @@ class StepRunner:
             head = fetch_input(self.s3, item.obj, input_path, self.config.max_file_bytes)
         if claim.segment is None:
             with watch.time("plan"):
-                segments = self.splitter.plan(input_path)
-            if segments:
-                return head, segments, {}
+                plan = self.splitter.plan(input_path)
+            if plan is not None:
+                return head, plan, {}
         context = StepContext(
             claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir, segment=claim.span
         )
@@ -252,35 +258,26 @@ class StepRunner:
     # --- endings ---------------------------------------------------------------------------------------
 
     def _refused(self, refused: ClaimRefused, item: WorkItem, held: Held, fields: dict[str, Any], merging: bool = False) -> ItemResult:
-        step = (refused.item or {}).get("steps", {}).get(fields["step"], {})
-        holder = step if item.segment is None or merging else (step.get("segments") or {}).get(segment_key(item.segment), {})
-        if refused.reason == Unclaimable.SPLIT:
+        """Carry out ``protocol.on_refused``: the rules live there, this only acts."""
+        step = StepRecord.parse(refused.item, fields["step"])
+        decision = on_refused(refused.reason, step, segment_message=item.segment is not None, merging=merging)
+        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE):
             sent = self.splitter.resume(refused.item or {}, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
-            if every_segment_done(step):
-                return self._merge(item, held, fields)  # a retry found every segment done: only the merge is left
-            return ItemResult(Outcome.SKIPPED)
-        if (
-            not merging
-            and step.get("state") == StepState.RUNNING
-            and every_segment_done(step)
-            and (
-                (item.segment is not None and refused.reason == Unclaimable.FINISHED)
-                or (item.segment is None and refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE)
-            )
-        ):
-            # The merge after this segment did not commit, or (the step's own message, after `gpupipe retry` of a
-            # failed merge) the merge it ran did not: merge now; claim_merge takes an expired lease over, and a lease
-            # still running is waited out below (HELD_BY_THIS_MESSAGE while merging).
+            # after a retry that found every segment done, only the merge is left: this message carries it
+            return self._merge(item, held, fields) if decision == OnRefused.RESUME_AND_MERGE else ItemResult(Outcome.SKIPPED)
+        if decision == OnRefused.MERGE:
             return self._merge(item, held, fields)
-        if refused.reason == Unclaimable.HELD_BY_THIS_MESSAGE:
-            delay = min(max(1, math.ceil(float(holder.get("lease_expires_at", 0)) - time.time()) + 1), MAX_SQS_DELAY)
+        if decision == OnRefused.POSTPONE:
+            holder = step if item.segment is None or merging else SegmentRecord.parse(item.segment, refused.segment_item)
+            lease = (holder.lease_expires_at if holder is not None else None) or 0.0
+            delay = min(max(1, math.ceil(lease - time.time()) + 1), MAX_SQS_DELAY)
             log.info("message came back while its step is held; postponed", extra={**fields, "delay": delay})
             return ItemResult(Outcome.POSTPONE, delay)
-        if refused.reason == Unclaimable.FINISHED and step.get("state") == StepState.FAILED:
+        if decision == OnRefused.REPORT_FAILED:
             log.warning(
                 "message for a failed step ignored: run `gpupipe retry` to run it again",
-                extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value, "error": step.get("error")},
+                extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value, "error": step.error if step else None},
             )
             return ItemResult(Outcome.SKIPPED)
         log.info("step not claimed", extra={**fields, "outcome": Outcome.SKIPPED.value, "reason": refused.reason.value})

@@ -24,9 +24,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core.bodies import WorkItem
-from pipeline_core.jobs import StepState, WorkMessage, split_s3_uri
+from pipeline_core.jobs import WorkMessage, split_s3_uri
 from pipeline_core.jobstore import Claim, JobStore
-from pipeline_core.segments import Segment, plan_segments, segment_key, segments_of, unclaimed
+from pipeline_core.protocol import Phase, StepRecord, segment_records, unclaimed
+from pipeline_core.segments import Segment, SegmentPlan, segments_of
 from worker.errors import TransientError
 from worker.processors import Processor, SegmentPart, can_split
 
@@ -48,42 +49,46 @@ class Splitter:
         self.processor = processor
         self.enabled = sqs is not None and segment_seconds > 0 and can_split(processor)
 
-    def plan(self, input_path: Path) -> list[Segment]:
-        """The segments of the downloaded input, or [] when it runs in one piece."""
+    def plan(self, input_path: Path) -> SegmentPlan | None:
+        """The split of the downloaded input, or None when it runs in one piece."""
         if not self.enabled:
-            return []
+            return None
         timeline = self.processor.timeline(input_path)  # type: ignore[attr-defined]
-        return plan_segments(timeline, self.segment_seconds) if timeline is not None else []
+        plan = SegmentPlan(timeline, self.segment_seconds) if timeline is not None else None
+        return plan if plan is not None and plan.count else None
 
-    def split(self, claim: Claim, item: WorkItem, segments: list[Segment], now: float) -> None:
+    def split(self, claim: Claim, item: WorkItem, plan: SegmentPlan, now: float) -> None:
         """Record the plan (fenced by the claim), then send one message per segment (SegmentsNotSent if that fails)."""
-        self.store.record_split(claim, segments, self.segment_seconds, now)
+        self.store.record_split(claim, plan, now)
         try:
-            self.send(item, [segment.index for segment in segments], claim.retried_at)
+            self.send(item, list(range(plan.count)), claim.retried_at)
         except (ClientError, BotoCoreError, TransientError) as error:
             raise SegmentsNotSent(str(error)) from error
 
     def resume(self, job: Mapping[str, Any], item: WorkItem, message_id: str) -> int:
         """The step's message came back after a split, or ``gpupipe retry`` put the split step back to pending:
         (the step running again) send the messages of the segments no message carries (``unclaimed``)."""
-        step = job["steps"][item.step]
-        if step.get("state") == StepState.PENDING:
+        step = StepRecord.parse(job, item.step)
+        if step is None:
+            return 0
+        if step.phase == Phase.SPLIT_PENDING:
             self.store.resume_split(item.job_id, item.step, time.time(), message_id)
-        unsent = unclaimed(step)
+        unsent = unclaimed(step, segment_records(step.segment_count, self.store.get_segments(item.job_id, item.step, step.segment_count)))
         if unsent:
-            self.send(item, unsent, step.get("retried_at"))
+            self.send(item, unsent, step.retried_at, job)
         return len(unsent)
 
-    def send(self, item: WorkItem, indexes: list[int], retried_at: float | None) -> None:
+    def send(self, item: WorkItem, indexes: list[int], retried_at: float | None, job: Mapping[str, Any] | None = None) -> None:
         """One message per segment, each message's id recorded on its segment (``record_segment_message``) unless
         the step was retried since the sender read it (``retried_at`` as it found it)."""
         base = WorkMessage.for_job(item.obj, item.step)
+        job = job if job is not None else self.store.get_job(item.job_id) or {}
         for start in range(0, len(indexes), SQS_BATCH):
             chunk = indexes[start : start + SQS_BATCH]
             entries = [{"Id": str(index), "MessageBody": base.for_segment(index).to_body()} for index in chunk]
             response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             for sent in response.get("Successful", []):
-                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"], retried_at)
+                self.store.record_segment_message(item.job_id, item.step, int(sent["Id"]), sent["MessageId"], retried_at, job)
             if response.get("Failed"):
                 # The plan is recorded: the step's message comes back (it is not settled) and resumes the sends.
                 raise TransientError(f"{len(response['Failed'])} segment messages were not sent: {response['Failed'][0].get('Message')}")
@@ -92,13 +97,12 @@ class Splitter:
 
     def fetch_parts(self, job: Mapping[str, Any], step: str, workdir: Path) -> list[SegmentPart]:
         """Every segment's committed result document and files, in order (fetched side by side: the merge waits on them)."""
-        step_item = job["steps"][step]
-        segments = segments_of(step_item)
+        segments = segments_of(job["steps"][step])
+        recorded = self.store.get_segments(job["job_id"], step, len(segments))
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-            return list(pool.map(lambda segment: self._fetch_part(step_item, segment, workdir), segments))
+            return list(pool.map(lambda segment: self._fetch_part(recorded[segment.index], segment, workdir), segments))
 
-    def _fetch_part(self, step_item: Mapping[str, Any], segment: Segment, workdir: Path) -> SegmentPart:
-        recorded = step_item["segments"][segment_key(segment.index)]
+    def _fetch_part(self, recorded: Mapping[str, Any], segment: Segment, workdir: Path) -> SegmentPart:
         bucket, key = split_s3_uri(recorded["result_file"])
         result = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         prefix = key.rsplit("/", 1)[0] + "/"

@@ -45,13 +45,15 @@ run "a_dead_letter_consumer_reads_every_step_dlq" {
 
   assert {
     condition = (
-      [for s in data.aws_iam_policy_document.deadletter.statement : s.sid] == ["ReadStepDeadLetterQueues", "FailDeadLetteredJobs"]
+      [for s in data.aws_iam_policy_document.deadletter.statement : s.sid] == ["ReadStepDeadLetterQueues", "FailDeadLetteredJobs", "SendUnsentSegments"]
+      && toset(data.aws_iam_policy_document.deadletter.statement[2].resources) == toset(var.step_queue_arns)
+      && data.aws_iam_policy_document.deadletter.statement[2].actions == toset(["sqs:SendMessage"])
       && toset(data.aws_iam_policy_document.deadletter.statement[0].resources) == toset(values(var.step_dlq_arns))
       && toset(data.aws_iam_policy_document.deadletter.statement[0].actions) == toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"])
       && toset(data.aws_iam_policy_document.deadletter.statement[1].resources) == toset([var.jobs_table_arn])
-      && toset(data.aws_iam_policy_document.deadletter.statement[1].actions) == toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"])
+      && toset(data.aws_iam_policy_document.deadletter.statement[1].actions) == toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"])
     )
-    error_message = "the consumer reads only the step DLQs and writes only the jobs table; no key statement without a key"
+    error_message = "the consumer reads only the step DLQs, writes only the jobs table and sends only to the step queues; no key statement without a key"
   }
 
   assert {
@@ -79,7 +81,7 @@ run "an_encryption_key_is_granted_only_when_given" {
   }
 
   assert {
-    condition     = data.aws_iam_policy_document.deadletter.statement[2].sid == "EncryptionKey" && toset(data.aws_iam_policy_document.deadletter.statement[2].resources) == toset([var.kms_key_arn])
+    condition     = data.aws_iam_policy_document.deadletter.statement[3].sid == "EncryptionKey" && toset(data.aws_iam_policy_document.deadletter.statement[3].resources) == toset([var.kms_key_arn])
     error_message = "with a key, the consumer may decrypt what it reads with it"
   }
 }

@@ -140,8 +140,14 @@ class StepStack:
         return ObjectRef(self.bucket, key, head["ETag"].strip('"'), head["ContentLength"])
 
     def job(self, key: str) -> dict[str, Any]:
-        """The job item of the current version of ``key`` ({} while there is none)."""
-        return JobStore(self.table).get_job(self.object_ref(key).job_id) or {}
+        """The job item of the current version of ``key`` ({} while there is none), each split step's segment items
+        joined in as ``segments`` ({"<index>": item}: a view for the tests, not what the job item holds)."""
+        store = JobStore(self.table)
+        job = store.get_job(self.object_ref(key).job_id) or {}
+        for name, step in (job.get("steps") or {}).items():
+            if step.get("segment_count"):
+                step["segments"] = {str(i): item for i, item in store.get_segments(job["job_id"], name, int(step["segment_count"])).items()}
+        return job
 
     def committed_prefix(self, job: dict[str, Any], step: str) -> str:
         """The key prefix of the outputs the job item records as the step's committed ones."""

@@ -232,7 +232,32 @@ def requests_for(action: str, variables: dict[str, list[str]], context: dict[str
     return [Request(action, "*", carried, why)]
 
 
+# TransactWriteItems has no IAM action of its own: each of its items is authorized as the single-item action
+# (DynamoDB developer guide, "Using IAM with DynamoDB transactions").
+TRANSACT_ACTIONS = {
+    "Update": "dynamodb:UpdateItem",
+    "Put": "dynamodb:PutItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
 def requests_of(call: dict[str, Any], account: str, region: str) -> list[Request]:
+    if call["signing_name"] == "dynamodb" and call["operation"] == "TransactWriteItems":
+        return [
+            request
+            for item in call["params"]["TransactItems"]
+            for kind, part in item.items()
+            for request in requests_of({**call, "operation": TRANSACT_ACTIONS[kind].split(":")[1], "params": part}, account, region)
+        ]
+    if call["signing_name"] == "dynamodb" and call["operation"] == "BatchGetItem":
+        return [
+            request
+            for table in call["params"]["RequestItems"]
+            for request in requests_for(
+                "dynamodb:BatchGetItem", arn_variables({**call, "params": {"TableName": table}}, account, region), {}
+            )
+        ]
     action = action_of(call)
     return requests_for(action, arn_variables(call, account, region), condition_context(call, account, region))
 

@@ -349,11 +349,21 @@ data "aws_iam_policy_document" "deadletter" {
   }
 
   # GetItem to tell why a step could not be failed; PutItem to create the job a dead-lettered
-  # raw S3 notification names, before failing it.
+  # raw S3 notification names, before failing it; BatchGetItem to read a split step's segment items
+  # (which live in the jobs table; a segment and its step fail in one TransactWriteItems, authorized as UpdateItem).
   statement {
     sid       = "FailDeadLetteredJobs"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"]
     resources = [var.jobs_table_arn]
+  }
+
+  # A split step's own message dead-lettered while some segments have no message of their own: the consumer
+  # sends those segments' messages to the step's queue (the splitter was killed before it could) instead of
+  # failing a job whose segments would finish.
+  statement {
+    sid       = "SendUnsentSegments"
+    actions   = ["sqs:SendMessage"]
+    resources = var.step_queue_arns
   }
 
   dynamic "statement" {

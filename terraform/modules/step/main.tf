@@ -187,7 +187,7 @@ data "aws_iam_policy_document" "task" {
 
   statement {
     sid       = "JobItems"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"]
     resources = [var.jobs_table_arn]
   }
 
