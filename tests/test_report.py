@@ -105,7 +105,7 @@ def test_help_reads_as_help() -> None:
     assert "``" not in text and "examples:" in text
     assert text.rstrip().endswith("for a command's options and examples.")  # not cut off mid-list
     subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    assert set(subcommands.choices) == {"submit", "status", "results", "report", "retry"}
+    assert set(subcommands.choices) == {"submit", "status", "results", "report", "retry", "doctor"}
     for name, sub in [("gpupipe", parser), *subcommands.choices.items()]:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):
