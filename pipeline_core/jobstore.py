@@ -286,14 +286,15 @@ class JobStore:
         at most the segment's work: its count is recorded on a failed step, which ``gpupipe retry`` keeps.
         """
         job = self.get_job(job_id)
-        status = ((job or {}).get("steps") or {}).get(step) or {}
-        plan = SegmentPlan.from_step(status)
+        record = StepRecord.parse(job, step)
+        plan = SegmentPlan.from_step(job["steps"][step]) if job is not None and record is not None else None
         if (
             job is None
+            or record is None
             or plan is None
             or not 0 <= segment < plan.count
-            or status.get("state") != StepState.RUNNING
-            or job.get("status") != JobStatus.RUNNING
+            or record.state != StepState.RUNNING
+            or record.job_status != JobStatus.RUNNING
         ):
             raise ClaimRefused(refusal(job, step, message_id, segment, self.get_segment(job_id, step, segment)), job)
         values = {
@@ -337,7 +338,7 @@ class JobStore:
             segment=segment,
             span=plan.segments[segment],
             message_id=message_id,
-            retried_at=status.get("retried_at"),
+            retried_at=record.retried_at,
         )
 
     # --- split steps: plan, fan-in, merge -------------------------------------------------------
@@ -442,8 +443,8 @@ class JobStore:
             ):
                 raise _lost(claim) from None
             # this very transaction was applied and its answer lost: counted once, by it
-        step = ((self.get_job(claim.job_id) or {}).get("steps") or {}).get(claim.step) or {}
-        return int(step.get("segments_done") or 0), int(step.get("segment_count") or claim.span.count)
+        record = StepRecord.parse(self.get_job(claim.job_id), claim.step)
+        return (record.segments_done, record.segment_count or claim.span.count) if record else (0, claim.span.count)
 
     def claim_merge(
         self, job_id: str, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float, max_attempts: int = 0

@@ -98,6 +98,7 @@ def test_a_worker_given_a_changed_graph_does_not_start_and_says_why(spawn, tmp_p
     options = {"detectors": [{"name": NAME, "graph": str(graph)}, {"name": "faces-mtcnn"}]}
     env = {"QUEUE_URL": "http://127.0.0.1:9/queue", "JOBS_TABLE": "jobs", "STEP_NAME": "detect", "RESULTS_BUCKET": "results",
            "PROCESSOR": "detect", "PROCESSOR_OPTIONS": json.dumps(options), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    env["STARTUP_BACKOFF_SECONDS"] = "0"  # exit at once, without the start-up back-off (worker/main.py)
     worker = spawn(env)
     assert worker.wait(60) == 2
     [refused] = worker.events("cannot start")
