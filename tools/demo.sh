@@ -63,10 +63,13 @@ rm -rf "$DEMO/report"
 "$BIN/python" -m gpupipe report --out "$DEMO/report"
 cat <<MSG
 
-The stack keeps running: submit more with
-  AWS_ENDPOINT_URL=$ENDPOINT GPUPIPE_OUTPUTS=$DEMO/outputs.json $BIN/python -m gpupipe submit FILE...
+The stack keeps running. Point your shell at the emulator (its credentials are moto's test ones):
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+  export AWS_ENDPOINT_URL=$ENDPOINT GPUPIPE_OUTPUTS=$DEMO/outputs.json
+then submit more with
+  $BIN/python -m gpupipe submit FILE...
 run the read-only deploy checks against the emulator (a check moto cannot answer prints as "not run") with
-  AWS_ENDPOINT_URL=$ENDPOINT GPUPIPE_OUTPUTS=$DEMO/outputs.json make preflight
+  make preflight
 and watch the scaler take the workers back to zero after the idle period (30 s here):
   $BIN/python -m local_runtime.report $DEMO/runtime.log
 Stop everything with: make demo-down
