@@ -343,20 +343,25 @@ class JobStore:
 
     # --- split steps: plan, fan-in, merge -------------------------------------------------------
 
-    def record_split(self, claim: Claim, plan: SegmentPlan, now: float) -> None:
+    def record_split(self, claim: Claim, plan: SegmentPlan, now: float, max_attempts: int = 0) -> None:
         """Record the split of the claimed step: the plan's parameters, ``segment_count`` and ``segments_done`` = 0
-        (a bounded amount, whatever the count); the step stays running with no holder.
+        (a bounded amount, whatever the count); the step stays running with no holder. ``max_attempts`` (the
+        worker's budget) is recorded as ``claim_merge`` records it, so a merge-carrying message dead-lettered before
+        any merge was claimed is known to have budget left (found in review: such a job failed "merge: ..." with its
+        budget unspent, its message's receives spent by segment takeovers).
 
         No segment item is written here: a segment's item is made by the first write that concerns it (its
         message's record, its claim, a dead letter, a retry), and an absent one reads as pending with no message.
         Its lease and worker go, so the step's own message is settled (``Unclaimable.SPLIT``) and only the
         segments' messages, then the merge, move it on.
         """
+        budget = f"{_STEP}.max_attempts = :max_attempts, " if max_attempts > 0 else ""
+        values = {":plan": plan.to_item(), ":count": plan.count, ":zero": 0, ":seconds": plan.segment_seconds, ":now": now}
         self._update_claimed(
             claim,
-            f"SET {_STEP}.#plan = :plan, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, "
+            f"SET {_STEP}.#plan = :plan, {_STEP}.segment_count = :count, {_STEP}.segments_done = :zero, {budget}"
             f"{_STEP}.segment_seconds = :seconds, updated_at = :now REMOVE {_STEP}.lease_expires_at, {_STEP}.worker_id",
-            {":plan": plan.to_item(), ":count": plan.count, ":zero": 0, ":seconds": plan.segment_seconds, ":now": now},
+            values | ({":max_attempts": max_attempts} if max_attempts > 0 else {}),
             names={"#plan": "plan"},
         )
 

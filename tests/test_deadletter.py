@@ -474,3 +474,36 @@ def test_concurrent_completions_the_step_message_dead_lettered_leaves_the_job_to
         f"a job whose merge was about to run was failed: {job['steps']['people'].get('error')}"
     )
     assert jobs.claim_merge(job_id, "people", "w0", completing["MessageId"], 5.0, 600).merging
+
+
+def test_a_merge_never_claimed_whose_message_segment_takeovers_spent_is_redriven_not_failed(pipeline: PipelineStack) -> None:
+    """Found in review: a segment's message spends its receives on takeovers of that segment (counted on the
+    segment's item), its last receive counts the set complete and dies before claim_merge. The split recorded the
+    worker's budget, so the dead-lettered message's merge is carried on by a fresh step message, one failure counted."""
+    message = new_job(pipeline, "uploads/review-takeovers.mp4")
+    body = WorkMessage.from_dict(json.loads(message["Body"]))
+    jobs = store(pipeline)
+    plan = SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60)
+    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0, max_attempts=5)
+    pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
+    for index in range(2):
+        jobs.mark_segment_done(
+            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
+        )
+    now = 10.0
+    for attempt in range(MAX_RECEIVE_COUNT):  # each receive but the last killed mid-segment and taken over
+        claim = jobs.claim(body.job_id, "people", f"w2-{attempt}", "m-seg-2", now, 5, segment=2)
+        now += 10
+    assert jobs.mark_segment_done(claim, now, "s3://r/2", {}) == (3, 3)  # ... the last died before claim_merge
+    dead = {
+        "MessageId": "m-seg-2",
+        "ReceiptHandle": "r",
+        "Body": body.for_segment(2).to_body(),
+        "Attributes": {"ApproximateReceiveCount": str(MAX_RECEIVE_COUNT)},
+    }
+    assert consume(pipeline, "people", [dead]) == {"batchItemFailures": []}
+    job = jobs.get_job(body.job_id)
+    assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"]
+    assert job["steps"]["people"]["failures"] == 1
+    [fresh] = pipeline.drain("people")
+    assert WorkMessage.from_dict(fresh).segment is None  # the step's own message: it merges

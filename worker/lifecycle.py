@@ -164,7 +164,7 @@ class StepRunner:
         """Record the split and send the segments' messages; the step has no holder from then on, its segments do."""
         segments = plan.segments
         try:
-            self.splitter.split(claim, item, plan, time.time())
+            self.splitter.split(claim, item, plan, time.time(), self.config.max_attempts)
         except SegmentsNotSent as error:
             held.let_go()
             log.warning(

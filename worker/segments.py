@@ -57,9 +57,10 @@ class Splitter:
         plan = SegmentPlan(timeline, self.segment_seconds) if timeline is not None else None
         return plan if plan is not None and plan.count else None
 
-    def split(self, claim: Claim, item: WorkItem, plan: SegmentPlan, now: float) -> None:
-        """Record the plan (fenced by the claim), then send one message per segment (SegmentsNotSent if that fails)."""
-        self.store.record_split(claim, plan, now)
+    def split(self, claim: Claim, item: WorkItem, plan: SegmentPlan, now: float, max_attempts: int = 0) -> None:
+        """Record the plan and the retry budget (fenced by the claim), then send one message per segment
+        (SegmentsNotSent if that fails)."""
+        self.store.record_split(claim, plan, now, max_attempts)
         try:
             self.send(item, list(range(plan.count)), claim.retried_at)
         except (ClientError, BotoCoreError, TransientError) as error:
