@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 from numpy.typing import NDArray
 
+from bench.detection_bench import iou
 from tools import sample_media
 from tools.sample_media import PERSON_BOXES, photo
 from worker.detection.model import Detection, Detector, build_detector
@@ -156,14 +157,6 @@ def scenes(seed: int) -> list[Scene]:
         if distractor != backdrop:
             built.append(empty_scene(f"{backdrop}-{distractor}", backdrop, rng, distractor))
     return built
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass

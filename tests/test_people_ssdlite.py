@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from bench.detection_bench import iou
 from tools import sample_media
 from worker.detection.engine import DEFAULT_DETECTORS, DetectionProcessor
 from worker.detection.model import Detector, build_detector
@@ -33,14 +34,6 @@ def locked() -> PackagedModel:
 
 def rgb(name: str) -> np.ndarray:
     return cv2.cvtColor(sample_media.photo(name), cv2.COLOR_BGR2RGB)
-
-
-def iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 # --- the lock and the file: no TensorFlow ---------------------------------------------------------------
