@@ -6,6 +6,9 @@ dependency), answer with an AWS error instead (throttling, 5xx, a stale receipt 
 12-hour visibility cap), or both. Rules match on the operation (``UpdateItem``, ``ReceiveMessage``,
 ``ChangeMessageVisibility``, ``S3.PUT``...) and optionally on a substring of the request body, and
 can be limited to a number of matches.
+
+It also counts what passes through: ``calls`` (requests by operation, faults included) and ``bytes_out``
+(response body bytes by operation), which the benchmarks turn into AWS calls and S3 bytes per file.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.bytes_out: Counter[str] = Counter()  # response body bytes sent back, by operation (S3.GET: bytes read from S3)
         self._lock = threading.Lock()
         self._random = random.Random(seed)  # fault injection, not security
         proxy = self
@@ -134,6 +138,8 @@ class FaultProxy:
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(payload)
+                        with proxy._lock:
+                            proxy.bytes_out[operation] += len(payload)
                 finally:
                     connection.close()
 
