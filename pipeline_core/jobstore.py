@@ -173,7 +173,7 @@ class JobStore:
         try:
             self.table.put_item(
                 Item=to_dynamo(new_job_item(obj, step_names, now)),
-                ConditionExpression="attribute_not_exists(job_id)",
+                ConditionExpression=guard("no_item"),
             )
         except ClientError as error:
             if is_conditional_failure(error):
@@ -210,7 +210,7 @@ class JobStore:
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression="SET #status = :status, updated_at = :now",
-            ConditionExpression="attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed)",
+            ConditionExpression=guard("job_unfinished"),
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=to_dynamo(
                 {":status": status.value, ":now": now, ":succeeded": JobStatus.SUCCEEDED.value, ":failed": JobStatus.FAILED.value}
@@ -256,7 +256,7 @@ class JobStore:
             {
                 "Key": {"job_id": job_id},
                 "UpdateExpression": claimed + failures,
-                "ConditionExpression": f"attribute_exists({_STEP}) AND {guard('job_open')} AND {guard('whole', p)} AND {state}",
+                "ConditionExpression": f"{guard('step_exists', _STEP + '.')} AND {guard('job_open')} AND {guard('whole', p)} AND {state}",
                 "ExpressionAttributeNames": {"#step": step, "#state": "state", "#status": "status", **extra_names},
                 "ExpressionAttributeValues": to_dynamo(values | extra),
             }
@@ -564,7 +564,7 @@ class JobStore:
             names={"#error": "error"},
         )
         try:
-            self._transact([segment, step_failed | {"ConditionExpression": f"attribute_exists({_STEP})"}])
+            self._transact([segment, step_failed | {"ConditionExpression": guard("step_exists", _STEP + ".")}])
         except TransactionRefused:
             raise _lost(claim) from None
 
@@ -686,7 +686,7 @@ class JobStore:
                 f"SET {_STEP}.#state = :failed, {_STEP}.finished_at = :now, {_STEP}.#error = :reason, "
                 f"#status = :job_failed, updated_at = :now REMOVE {_STEP}.lease_expires_at"
             ),
-            ConditionExpression=f"attribute_exists({_STEP}) AND {_waits_on_message(_STEP + '.')}",
+            ConditionExpression=f"{guard('step_exists', _STEP + '.')} AND {_waits_on_message(_STEP + '.')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -859,7 +859,7 @@ class JobStore:
                 f"REMOVE {_STEP}.#error, {_STEP}.finished_at, {_STEP}.worker_id, {_STEP}.lease_expires_at, "
                 f"{_STEP}.message_id, {_STEP}.carrier"
             ),
-            ConditionExpression=f"attribute_exists({_STEP}) AND {guard('failed', _STEP + '.')}",
+            ConditionExpression=f"{guard('step_exists', _STEP + '.')} AND {guard('failed', _STEP + '.')}",
             ExpressionAttributeNames={"#step": step, "#state": "state", "#status": "status", "#error": "error"},
             ExpressionAttributeValues=to_dynamo(
                 {
@@ -880,7 +880,7 @@ class JobStore:
         return self._update_if(
             Key={"job_id": job_id},
             UpdateExpression="SET announced_at = :at",
-            ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(announced_at) OR announced_at < :at)",
+            ConditionExpression=guard("end_unannounced"),
             ExpressionAttributeValues=to_dynamo({":at": finished_at}),
         )
 
@@ -890,7 +890,7 @@ class JobStore:
             self.table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="REMOVE announced_at",
-                ConditionExpression="announced_at = :at",
+                ConditionExpression=guard("announcement_held"),
                 ExpressionAttributeValues=to_dynamo({":at": finished_at}),
             )
         except ClientError as error:

@@ -222,6 +222,10 @@ GUARDS: dict[str, str] = {
     "not_retried_since": "retried_at = :retried_at",
     "never_retried": "attribute_not_exists(retried_at)",
     "no_item": "attribute_not_exists(job_id)",
+    "step_exists": "attribute_exists({p}#state)",
+    "job_unfinished": "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed)",
+    "end_unannounced": "attribute_exists(job_id) AND (attribute_not_exists(announced_at) OR announced_at < :at)",
+    "announcement_held": "announced_at = :at",
     "not_done_nor_held": "#state <> :done AND NOT (#state = :running AND lease_expires_at >= :now)",
 }
 
@@ -249,9 +253,15 @@ class Transition:
 _W, _DL, _CLI = "worker", "dead-letter consumer", "gpupipe retry"
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(Phase.PENDING, Event.CLAIM, Phase.RUNNING, _W, ("job_open", "whole", "pending"), "claim", "attempt n+1"),
+    Transition(Phase.PENDING, Event.CLAIM, Phase.RUNNING, _W, ("step_exists", "job_open", "whole", "pending"), "claim", "attempt n+1"),
     Transition(
-        Phase.RUNNING, Event.TAKE_OVER, Phase.RUNNING, _W, ("job_open", "whole", "lease_expired"), "claim", "failures + 1 (no answer)"
+        Phase.RUNNING,
+        Event.TAKE_OVER,
+        Phase.RUNNING,
+        _W,
+        ("step_exists", "job_open", "whole", "lease_expired"),
+        "claim",
+        "failures + 1 (no answer)",
     ),
     Transition(Phase.RUNNING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim",), "mark_done", "result_file is the commit"),
     Transition(Phase.RUNNING, Event.FAIL, Phase.FAILED, _W, ("holds_claim",), "mark_failed", "permanent, or max_attempts spent"),
@@ -263,12 +273,26 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(
         Phase.SPLIT, Event.LAST_SEGMENT_DONE, Phase.WAITING_TO_MERGE, _W, ("holds_claim", "split"), "mark_segment_done", "one transaction"
     ),
-    Transition(Phase.SPLIT, Event.SEGMENT_FAILED, Phase.FAILED, _W, ("holds_claim",), "mark_failed", "segment and step, one transaction"),
+    Transition(
+        Phase.SPLIT,
+        Event.SEGMENT_FAILED,
+        Phase.FAILED,
+        _W,
+        ("holds_claim", "step_exists"),
+        "mark_failed",
+        "segment and step, one transaction",
+    ),
     Transition(
         Phase.SPLIT, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message", "step_running"), "fail_dead_lettered_segment", "a segment's"
     ),
     Transition(
-        Phase.SPLIT, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered", "the step's, a segment unsent"
+        Phase.SPLIT,
+        Event.DEAD_LETTER,
+        Phase.FAILED,
+        _DL,
+        ("step_exists", "waits_on_message"),
+        "fail_dead_lettered",
+        "the step's, a segment unsent",
     ),
     Transition(
         Phase.WAITING_TO_MERGE,
@@ -327,12 +351,18 @@ TRANSITIONS: tuple[Transition, ...] = (
         "redrive_merge",
         "budget left: a fresh step message takes the expired merge over",
     ),
-    Transition(Phase.PENDING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered"),
-    Transition(Phase.RUNNING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered"),
-    Transition(Phase.SPLIT_PENDING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("waits_on_message",), "fail_dead_lettered"),
-    Transition(Phase.FAILED, Event.RETRY, Phase.PENDING, _CLI, ("failed",), "retry_failed_step", "fresh budget"),
+    Transition(Phase.PENDING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("step_exists", "waits_on_message"), "fail_dead_lettered"),
+    Transition(Phase.RUNNING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("step_exists", "waits_on_message"), "fail_dead_lettered"),
+    Transition(Phase.SPLIT_PENDING, Event.DEAD_LETTER, Phase.FAILED, _DL, ("step_exists", "waits_on_message"), "fail_dead_lettered"),
+    Transition(Phase.FAILED, Event.RETRY, Phase.PENDING, _CLI, ("step_exists", "failed"), "retry_failed_step", "fresh budget"),
     Transition(
-        Phase.FAILED, Event.RETRY, Phase.SPLIT_PENDING, _CLI, ("failed", "not_done_nor_held"), "retry_failed_step", "done segments kept"
+        Phase.FAILED,
+        Event.RETRY,
+        Phase.SPLIT_PENDING,
+        _CLI,
+        ("step_exists", "failed", "not_done_nor_held"),
+        "retry_failed_step",
+        "done segments kept",
     ),
     Transition(Phase.SPLIT_PENDING, Event.RESUME, Phase.SPLIT, _W, ("split_pending", "job_open"), "resume_split", "unsent segments sent"),
     Transition(
@@ -343,6 +373,34 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     Transition(
         Phase.SPLIT_PENDING, Event.SEGMENT_DONE, Phase.SPLIT_PENDING, _W, ("holds_claim", "split"), "mark_segment_done", "a held segment"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class JobTransition:
+    """A write to the job's own status or announcement (the step table above moves ``status`` with its steps)."""
+
+    source: str  # a JobStatus value, "none" (no item yet) or "ended" (succeeded or failed)
+    event: str
+    target: str
+    actor: str
+    guards: tuple[str, ...]
+    code: str
+    note: str = ""
+
+
+_INTAKE, _ROUTER = "intake, or the worker of a raw S3 event", "router"
+
+JOB_TRANSITIONS: tuple[JobTransition, ...] = (
+    JobTransition("none", "upload", JobStatus.PENDING.value, _INTAKE, ("no_item",), "create_job", "one job per object version"),
+    JobTransition("none", "dead letter", JobStatus.PENDING.value, _DL, ("no_item",), "create_job", "then failed with the reason"),
+    JobTransition(
+        JobStatus.RUNNING.value, "last step ends", "ended", _ROUTER, ("job_unfinished",), "set_status", "the worker usually has already"
+    ),
+    JobTransition("ended", "announce", "ended", _ROUTER, ("end_unannounced",), "claim_announcement", "once per end"),
+    JobTransition(
+        "ended", "announcement not sent", "ended", _ROUTER, ("announcement_held",), "release_announcement", "the record's retry sends it"
     ),
 )
 

@@ -14,6 +14,7 @@ from pipeline_core.jobs import StepState
 from pipeline_core.jobstore import JobStore
 from pipeline_core.protocol import (
     GUARDS,
+    JOB_TRANSITIONS,
     TRANSITIONS,
     Event,
     OnDeadLetter,
@@ -58,13 +59,22 @@ def test_the_docs_picture_and_tables_are_the_ones_the_table_generates() -> None:
 
 
 def test_every_transition_cites_known_guards_and_a_jobstore_method_and_every_guard_is_used() -> None:
-    cited = {g for t in TRANSITIONS for g in t.guards}
+    cited = {g for t in (*TRANSITIONS, *JOB_TRANSITIONS) for g in t.guards}
     assert cited <= set(GUARDS)
-    for t in TRANSITIONS:
+    for t in (*TRANSITIONS, *JOB_TRANSITIONS):
         assert callable(getattr(JobStore, t.code, None)), t
     used = set(re.findall(r"guard\(['\"](\w+)['\"]", inspect.getsource(jobstore)))
     assert used <= set(GUARDS) and set(GUARDS) <= used | cited, set(GUARDS) - used - cited
     assert set(GUARDS) - used == set(), f"guards no condition is built from: {set(GUARDS) - used}"
+
+
+def test_every_condition_the_job_store_writes_is_built_from_named_guards() -> None:
+    """No condition spelled inline: each ConditionExpression is guard(...) or an expression of guards (the claim's
+    ways, the merge's lease), never a string literal of its own."""
+    source = inspect.getsource(jobstore)
+    literal = re.findall(r"ConditionExpression[\"']?\s*[=:]\s*(f?[\"'][^\n]*)", source)
+    inline = [text for text in literal if "guard(" not in text and "_waits_on_message(" not in text]
+    assert inline == [], inline
 
 
 def test_every_phase_is_reachable_and_from_every_phase_the_step_can_end() -> None:
