@@ -286,8 +286,8 @@ module "observability" {
     start_failure_metric   = module.step[step.name].start_failure_metric
   }]
   dead_letter_queue_names = {
-    intake          = basename(module.storage.intake_dlq_url)
-    router-failures = basename(module.lambdas.router_failures_queue_url)
+    intake          = module.storage.intake_dlq_name
+    router-failures = module.lambdas.router_failures_queue_name
   }
   function_names             = module.lambdas.function_names
   oldest_message_age_seconds = var.oldest_message_age_seconds

@@ -211,4 +211,13 @@ run "dead_letters_end_jobs_and_alarm_with_the_retry_command" {
     condition     = length([for name in module.observability.alarm_names : name if endswith(name, "-dead-lettered")]) == 2
     error_message = "every step DLQ alarms on messages dead-lettered, though its consumer empties it"
   }
+
+  assert {
+    condition = (
+      length(distinct(module.observability.alarm_names)) == length(module.observability.alarm_names)
+      && length(module.observability.alarm_names) == 2 * 4 + 2 + 4
+      && contains(module.observability.alarm_names, "unit-intake-dlq-not-empty")
+    )
+    error_message = "one alarm per step and kind (dead-lettered, cannot start, oldest message, not scaled), per unconsumed queue (intake, router failures) and per function, each under its own name"
+  }
 }

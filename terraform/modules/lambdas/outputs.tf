@@ -31,6 +31,11 @@ output "router_failures_queue_url" {
   value       = aws_sqs_queue.router_failures.id
 }
 
+output "router_failures_queue_name" {
+  description = "Name of that queue"
+  value       = aws_sqs_queue.router_failures.name
+}
+
 output "router_failures_queue_arn" {
   description = "ARN of that queue"
   value       = aws_sqs_queue.router_failures.arn

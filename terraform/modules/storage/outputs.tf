@@ -31,6 +31,11 @@ output "intake_dlq_url" {
   value       = aws_sqs_queue.intake_dlq.id
 }
 
+output "intake_dlq_name" {
+  description = "Name of the intake dead-letter queue"
+  value       = aws_sqs_queue.intake_dlq.name
+}
+
 output "intake_dlq_arn" {
   description = "ARN of the intake dead-letter queue"
   value       = aws_sqs_queue.intake_dlq.arn
