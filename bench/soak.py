@@ -293,10 +293,12 @@ def check_videos(stack: StepStack, videos: dict[str, Video], workers: list[Worke
 class RetryDrill:
     """One split video that fails for a cause the soak then removes, and a `gpupipe retry` of it.
 
-    ``arm``: every read of the video's object after the first (the split's) is answered AccessDenied, so
-    its segments spend their attempts and the job fails. ``advance`` (called as the soak waits): once the
-    job has failed, the rule goes, the real CLI's ``retry`` puts the step back to pending, and what the
-    router sends on that change is sent; then it waits for the job to end again.
+    ``arm``: every read of the video's object after the first two (the split's, then one segment's) is
+    answered AccessDenied, so the other segments spend their attempts and the job fails. ``advance`` (called
+    as the soak waits): once the job has failed, the rule goes, the real CLI's ``retry`` puts the step back to
+    pending, and what the router sends on that change is sent; then it waits for the job to end again.
+    ``recovered``: it succeeded, its merged result equals the single pass, and no segment done before the
+    retry was done again (same attempt count, same committed result).
     """
 
     def __init__(self, stack: StepStack, proxy: FaultProxy, key: str, folder: Path, figures: Figures):
@@ -306,10 +308,11 @@ class RetryDrill:
         self.outputs.write_text(json.dumps(names))  # what `terraform output -json` gives the CLI
         self.rule: Rule | None = None
         self.phase = "idle"  # idle -> armed -> retried -> ended
+        self.done_before: dict[str, tuple[Any, Any]] = {}  # segment -> (attempts, result_file) when it was retried
 
     def arm(self) -> None:
         refused = (403, "AccessDenied", "Access Denied")
-        self.rule = self.proxy.add("S3.GET", path_contains=f"/{self.stack.bucket}/{self.key}", after=1, error=refused)
+        self.rule = self.proxy.add("S3.GET", path_contains=f"/{self.stack.bucket}/{self.key}", after=2, error=refused)
         self.phase = "armed"
         self.figures.retry_drill = True
 
@@ -329,6 +332,7 @@ class RetryDrill:
             self.figures.retry_story.append(f"failed ({where}): {step.get('error')}")
             assert self.rule is not None
             self.proxy.remove(self.rule)  # the cause removed: the bucket policy fixed
+            self.done_before = self.done_segments(self.stack.job(self.key))
             self.retry(job["job_id"])
             self.phase = "retried"
         elif self.phase == "retried" and status in ENDED:
@@ -353,10 +357,22 @@ class RetryDrill:
                 if isinstance(action, Enqueue):
                     self.stack.send(WorkMessage.for_item(after, action.step).to_body())
 
+    @staticmethod
+    def done_segments(job: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        segments = job.get("steps", {}).get(VIDEO_STEP, {}).get("segments", {})
+        return {index: (item.get("attempts"), item.get("result_file")) for index, item in segments.items() if item.get("state") == "done"}
+
     def recovered(self, videos: dict[str, Video]) -> None:
         job = self.stack.job(self.key)
-        if self.figures.retried and job.get("status") == "succeeded" and not merged_matches(self.stack, job, videos[self.key]):
-            self.figures.recovered += 1
+        if not self.figures.retried or job.get("status") != "succeeded" or merged_matches(self.stack, job, videos[self.key]):
+            return
+        now = self.done_segments(job)
+        redone = sorted(index for index, done in self.done_before.items() if now.get(index) != done)
+        if redone:
+            self.figures.retry_story.append(f"segments done before the retry were done again: {redone}")
+            return
+        self.figures.recovered += 1
+        self.figures.retry_story.append(f"segments done before the retry and kept: {sorted(self.done_before, key=int)}")
 
 
 def run(

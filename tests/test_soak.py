@@ -13,8 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_short_soak_ends_every_job_with_the_right_bytes_and_no_crash(tmp_path: Path) -> None:
-    chaos = {"chaos_seconds": 30, "settle_seconds": 120, "seed": 1, "fault_rate": 0.03}
-    figures = soak.run(jobs=24, workers=2, logs=tmp_path, videos=2, video_workers=2, retry=True, **chaos)
+    figures = soak.run(
+        jobs=24, workers=2, chaos_seconds=30, settle_seconds=120, seed=1, fault_rate=0.03, logs=tmp_path, videos=2, retry=True
+    )
     print("\n" + soak.report(figures))
     assert figures.succeeded + figures.failed + figures.stuck == figures.submitted == 24
     assert figures.videos_succeeded + figures.videos_failed + figures.videos_stuck == figures.videos == 3
