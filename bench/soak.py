@@ -129,7 +129,8 @@ class Supervisor:
         self.started = 0
         self.lock = threading.Lock()
 
-    def top_up(self) -> None:
+    def reap(self) -> None:
+        """Retire the workers that exited, recording the crashes among them."""
         with self.lock:
             for worker in list(self.workers):
                 code = worker.process.poll()
@@ -138,6 +139,10 @@ class Supervisor:
                     self.retired.append(worker)
                     if code > 0:
                         self.crashes.append((str(worker.log_path), code))
+
+    def top_up(self) -> None:
+        self.reap()
+        with self.lock:
             while len(self.workers) < self.count:
                 self.started += 1
                 self.workers.append(WorkerProcess(self.env, self.logs / f"{self.name}-{self.started}.log"))
@@ -154,7 +159,7 @@ class Supervisor:
         for worker in list(self.workers):
             worker.signal(signal.SIGCONT)
             worker.stop()
-        self.top_up()
+        self.reap()  # not top_up: that would start workers nobody stops
 
 
 def chaos(
