@@ -8,15 +8,15 @@ SIGSTOPs them past their lease (then SIGCONTs), and SIGTERMs them, supervisors k
 and the proxy randomly throttles, fails (5xx) or slows AWS calls. Both steps' dead-letter queues are
 drained into the real dead-letter handler, as their event source mappings would.
 
-One more video is the retry drill: the proxy answers AccessDenied to every read of it after the first (the
-split's), so its segments spend their attempts and the job fails with a reason, as it would with a bucket
-policy or KMS grant that lets the splitter's read through and not the rest. The soak then removes the cause,
+One more video is the retry drill: the proxy answers AccessDenied to every read of it after the first two (the
+split's and one segment's), so its other segments spend their attempts and the job fails with a reason, as it
+would with a bucket policy or KMS grant that lets part of the fleet through. The soak then removes the cause,
 runs the real ``gpupipe retry`` on it, sends what the router sends for that change (``stream_router.routing``),
-and checks that the job then succeeds with the single pass's result.
+and checks that the job then succeeds with the single pass's result, the segment done before the retry kept.
 
 At the end it prints jobs submitted / succeeded / failed / stuck / wrong-bytes / worker crashes, the
 split videos' figures (submitted, succeeded, failed, stuck, segments, merges, merged = single pass,
-mismatches) and the retry's, and exits non-zero unless stuck = 0, wrong-bytes = 0 (mismatches included),
+mismatches) and the retry's, and exits non-zero unless stuck = 0, wrong-bytes = 0, mismatches = 0,
 crashes = 0 and the retried job recovered. Wrong bytes: a succeeded image job whose committed
 ``result.json`` does not hold the hash of the bytes uploaded for it, or not the attempt its ``result_file``
 names. A mismatch: a succeeded video whose merged result differs from one in-process pass of the same
