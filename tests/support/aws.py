@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import quote_plus
 
@@ -65,6 +65,20 @@ def s3_notification(s3: Any, bucket: str, *keys: str, version_id: bool = True) -
     return {"Records": records}
 
 
+def _step_queues(sqs: Any, name: str, visibility_timeout: int, max_receive_count: int) -> tuple[str, str]:
+    """A step queue named ``name`` and its DLQ: (queue URL, DLQ URL)."""
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+        },
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
 @dataclass
 class StepStack:
     """A bucket, a jobs table, and one step's queue with its DLQ."""
@@ -93,17 +107,16 @@ class StepStack:
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        sqs = aws["sqs"]
-        dlq_url = sqs.create_queue(QueueName=f"step-{suffix}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=f"step-{suffix}",
-            Attributes={
-                "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
-            },
-        )["QueueUrl"]
+        queue_url, dlq_url = _step_queues(aws["sqs"], f"step-{suffix}", visibility_timeout, max_receive_count)
         return cls(endpoint, bucket, table_name, queue_url, dlq_url, max_receive_count, visibility_timeout, aws, max_attempts)
+
+    def beside(self, name: str, *, visibility_timeout: int | None = None, max_receive_count: int | None = None) -> StepStack:
+        """Another step's queue and DLQ (``name`` in their names) on this stack's bucket and jobs table: a second
+        step whose workers and dead letters run beside this one's, as a pipeline's steps do."""
+        visibility = visibility_timeout or self.visibility_timeout
+        receives = max_receive_count or self.max_receive_count
+        queue_url, dlq_url = _step_queues(self.aws["sqs"], f"step-{self.table_name.removeprefix('jobs-')}-{name}", visibility, receives)
+        return replace(self, queue_url=queue_url, dlq_url=dlq_url, visibility_timeout=visibility, max_receive_count=receives)
 
     @property
     def table(self) -> Any:

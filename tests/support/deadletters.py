@@ -13,11 +13,12 @@ from tests.support.aws import StepStack
 
 
 @contextmanager
-def configured(stack: StepStack, step: str) -> Iterator[None]:
-    """Point the dead-letter handler (PIPELINE_CONFIG, endpoint) at this stack's one step, for the block's length."""
+def configured(stack: StepStack, step: str, *more: tuple[StepStack, str]) -> Iterator[None]:
+    """Point the dead-letter handler (PIPELINE_CONFIG, endpoint) at this stack's step, and at the ``(stack, step)``
+    pairs in ``more`` (steps beside it on the same jobs table: ``StepStack.beside``), for the block's length."""
     saved = {name: os.environ.get(name) for name in ("PIPELINE_CONFIG", "AWS_ENDPOINT_URL")}
     try:
-        _configure(stack, step)
+        _configure([(stack, step), *more])
         yield
     finally:
         for name, value in saved.items():
@@ -28,14 +29,26 @@ def configured(stack: StepStack, step: str) -> Iterator[None]:
         aws.reset()
 
 
-def _configure(stack: StepStack, step: str) -> None:
-    sqs = stack.aws["sqs"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    step_config = {"name": step, "queue_url": stack.queue_url, "dlq_url": stack.dlq_url, "dlq_arn": dlq_arn}
-    os.environ["PIPELINE_CONFIG"] = json.dumps(
-        {"steps": [step_config | {"max_receive_count": stack.max_receive_count}], "jobs_table": stack.table_name}
-    )
-    os.environ["AWS_ENDPOINT_URL"] = stack.endpoint
+def _dlq_arn(stack: StepStack) -> str:
+    attributes = stack.aws["sqs"].get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+    return str(attributes["QueueArn"])
+
+
+def _configure(steps: list[tuple[StepStack, str]]) -> None:
+    tables = {stack.table_name for stack, _ in steps}
+    assert len(tables) == 1, f"one pipeline has one jobs table, not {sorted(tables)}"
+    configs = [
+        {
+            "name": step,
+            "queue_url": stack.queue_url,
+            "dlq_url": stack.dlq_url,
+            "dlq_arn": _dlq_arn(stack),
+            "max_receive_count": stack.max_receive_count,
+        }
+        for stack, step in steps
+    ]
+    os.environ["PIPELINE_CONFIG"] = json.dumps({"steps": configs, "jobs_table": steps[0][0].table_name})
+    os.environ["AWS_ENDPOINT_URL"] = steps[0][0].endpoint
     aws.reset()
 
 
@@ -49,7 +62,7 @@ def pump(stack: StepStack) -> int:
     ).get("Messages", [])
     if not messages:
         return 0
-    dlq_arn = json.loads(os.environ["PIPELINE_CONFIG"])["steps"][0]["dlq_arn"]
+    dlq_arn = next(step["dlq_arn"] for step in json.loads(os.environ["PIPELINE_CONFIG"])["steps"] if step["dlq_url"] == stack.dlq_url)
     result = deadletter.handler(sqs_event(messages, dlq_arn), LambdaContext("dead-letter"))
     failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
     for message in messages:

@@ -4,8 +4,8 @@ Point a client (or a worker process, through ``AWS_ENDPOINT_URL``) at ``proxy.ur
 forwarded to moto unless a rule matches it; a matching rule can delay the call (a throttled or slow
 dependency), answer with an AWS error instead (throttling, 5xx, a stale receipt handle, SQS's
 12-hour visibility cap), or both. Rules match on the operation (``UpdateItem``, ``ReceiveMessage``,
-``ChangeMessageVisibility``, ``S3.PUT``...) and optionally on a substring of the request body, and
-can be limited to a number of matches.
+``ChangeMessageVisibility``, ``S3.PUT``...) and optionally on a substring of the request body or path
+(an S3 key), can let the first matches through (``after``), and can be limited to a number of matches.
 
 It also counts what passes through: ``calls`` (requests by operation, faults included) and ``bytes_out``
 (response body bytes by operation), which the benchmarks turn into AWS calls and S3 bytes per file.
@@ -32,18 +32,27 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 class Rule:
     operations: frozenset[str]
     body_contains: str | None = None
+    path_contains: str | None = None  # a substring of the request path: an S3 call's bucket and key
+    after: int = 0  # matches let through before the rule acts (e.g. the first read of a key)
     delay: float = 0.0
     error: tuple[int, str, str] | None = None  # (HTTP status, AWS error code, message)
     times: int | None = None  # matches left; None: every match
     probability: float = 1.0
     hits: int = 0
 
-    def matches(self, operation: str, body: bytes, draw: float) -> bool:
+    def matches(self, operation: str, body: bytes, draw: float, path: str = "") -> bool:
         if operation not in self.operations or (self.times is not None and self.times <= 0):
             return False
         if self.body_contains is not None and self.body_contains.encode() not in body:
             return False
-        return draw < self.probability
+        if self.path_contains is not None and self.path_contains not in path:
+            return False
+        if draw >= self.probability:
+            return False
+        if self.after > 0:
+            self.after -= 1
+            return False
+        return True
 
 
 def operation_of(method: str, path: str, headers: dict[str, str], body: bytes) -> str:
@@ -108,7 +117,7 @@ class FaultProxy:
                 body = self._read_body()
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 operation = operation_of(self.command, self.path, headers, body)
-                rule = proxy._match(operation, body)
+                rule = proxy._match(operation, body, self.path)
                 if rule is not None and rule.delay:
                     time.sleep(rule.delay)
                 if rule is not None and rule.error is not None:
@@ -157,12 +166,12 @@ class FaultProxy:
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def _match(self, operation: str, body: bytes) -> Rule | None:
+    def _match(self, operation: str, body: bytes, path: str = "") -> Rule | None:
         with self._lock:
             self.calls[operation] += 1
             draw = self._random.random()
             for rule in self.rules:
-                if rule.matches(operation, body, draw):
+                if rule.matches(operation, body, draw, path):
                     rule.hits += 1
                     if rule.times is not None:
                         rule.times -= 1
@@ -175,6 +184,10 @@ class FaultProxy:
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def remove(self, rule: Rule) -> None:
+        with self._lock:
+            self.rules = [kept for kept in self.rules if kept is not rule]
 
     def clear(self) -> None:
         with self._lock:
