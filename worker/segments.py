@@ -134,5 +134,6 @@ def segments_summary(parts: list[SegmentPart]) -> list[dict[str, Any]]:
             "worker_id": part.result.get("worker_id"),
             "timings": part.result.get("timings", {}),
         }
+        | ({"input_read": part.result["input_read"]} if "input_read" in part.result else {})
         for part in parts
     ]
