@@ -13,7 +13,7 @@ import pytest
 from tools.sample_media import clip
 from worker.detection.media import FrameReader, Sampling, probe
 from worker.errors import PermanentError, TransientError
-from worker.ranged import RangedInput, total_size
+from worker.ranged import FIRST_BLOCK, WHOLE, WHOLE_BELOW, RangedInput, first_read, total_size
 
 pytestmark = pytest.mark.unit
 
@@ -158,6 +158,14 @@ def test_copy_to_writes_the_cached_prefix_then_the_rest_in_one_read(tmp_path: Pa
 def test_total_size_comes_from_the_content_range_of_a_ranged_answer() -> None:
     assert total_size({"ContentRange": "bytes 0-262143/1048576000", "ContentLength": 262144}) == 1048576000
     assert total_size({"ContentLength": 12}) == 12
+
+
+def test_a_steps_first_read_takes_a_small_file_whole_and_a_segments_only_the_header() -> None:
+    assert first_read("a/photo.mp4", 3_000_000, segment=False) == WHOLE  # small: one GET, as a whole-file read was
+    assert first_read("a/long.mp4", WHOLE_BELOW + 1, segment=False) == FIRST_BLOCK  # a video to plan: its header
+    assert first_read("a/photo.JPG", 0, segment=False) == WHOLE  # the size unknown (a later step's message)
+    assert first_read("a/long.mp4", 0, segment=False) == FIRST_BLOCK
+    assert first_read("a/long.mp4", 3_000_000, segment=True) == FIRST_BLOCK
 
 
 # --- decoding through it ------------------------------------------------------------------------------

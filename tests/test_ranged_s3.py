@@ -15,10 +15,10 @@ import pytest
 from pipeline_core.jobs import ObjectRef
 from tests.support.aws import REGION
 from tests.support.faultproxy import FaultProxy
-from tools.sample_media import clip
-from worker.detection.media import FrameReader, Sampling, probe
+from tools.sample_media import clip, image
+from worker.detection.media import FrameReader, Sampling, media_kind, probe
 from worker.errors import PermanentError
-from worker.ranged import S3Input
+from worker.ranged import S3Input, first_read
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +126,14 @@ def test_an_empty_object_and_one_over_the_limit(moto_endpoint: str, bucket: str)
         probe(empty)
     with pytest.raises(PermanentError, match="over the limit of 100"):
         S3Input(s3, upload(s3, bucket, "in/big.mp4", b"x" * 101), max_bytes=100)
+
+
+def test_a_small_file_planned_first_is_read_whole_in_one_get(proxy: FaultProxy, bucket: str, tmp_path: Path) -> None:
+    photo = image(tmp_path / "photo.jpg")
+    s3 = client(proxy.url)
+    obj = upload(s3, bucket, "in/photo.jpg", photo.read_bytes())
+    source = S3Input(s3, obj, max_bytes=10**9, first_block=first_read(obj.key, obj.size, segment=False))
+    assert media_kind(source) == ("image", "jpeg")  # planning: not a video, runs in one piece
+    source.download(tmp_path / "input.jpg")
+    assert (tmp_path / "input.jpg").read_bytes() == photo.read_bytes()
+    assert proxy.calls["S3.GET"] == 1 and proxy.bytes_out["S3.GET"] == photo.stat().st_size

@@ -46,7 +46,7 @@ from worker.keepalive import Held
 from worker.logs import Stopwatch
 from worker.messages import ItemResult, Outcome
 from worker.processors import Processor, StepContext, StepOutput
-from worker.ranged import S3Input
+from worker.ranged import S3Input, first_read
 from worker.segments import SegmentsNotSent, Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
 
@@ -212,7 +212,8 @@ class StepRunner:
         source = None
         if self.splitter.reads_ranges:  # plan from the header, and a segment reads only its range (worker.ranged)
             with watch.time("download"):
-                source = S3Input(self.s3, item.obj, self.config.max_file_bytes)
+                first = first_read(item.obj.key, item.obj.size, claim.segment is not None)
+                source = S3Input(self.s3, item.obj, self.config.max_file_bytes, first)
             head = source.response
             if claim.segment is None:
                 with watch.time("plan"):

@@ -43,6 +43,20 @@ MAX_BLOCK = 8 * 1024 * 1024  # read-ahead while reading on
 CACHE_BYTES = 24 * 1024 * 1024  # windows kept per input (least recently used dropped first)
 
 Fetch = Callable[[int, int], bytes]  # (start, end) -> the bytes [start, end) of the object
+WHOLE_BELOW = 8 * 1024 * 1024  # a step's first read takes a file this small whole: an image costs one GET, as before
+WHOLE = 0  # first_read: the whole object, one GET without a range
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
+
+
+def first_read(key: str, size_hint: int, segment: bool) -> int:
+    """How many bytes the first GET asks for (``WHOLE``: all of them). A segment's: the header. A step's (it plans the
+    split, or runs in one piece): the whole file when it is small (its notification's size) or, the size unknown
+    (a later step's message has none), named as an image; else the header."""
+    if segment:
+        return FIRST_BLOCK
+    if size_hint:
+        return WHOLE if size_hint <= WHOLE_BELOW else FIRST_BLOCK
+    return WHOLE if Path(key).suffix.lower() in IMAGE_SUFFIXES else FIRST_BLOCK
 
 
 class RangedInput:
@@ -278,10 +292,12 @@ class S3Input(RangedInput):
     """The job's object version in S3, read in ranged GETs pinned to it. ``head``: what a whole-object GET returns but the body."""
 
     def __init__(self, s3: Any, obj: ObjectRef, max_bytes: int, first_block: int = FIRST_BLOCK, **options: int):
+        """The first GET (``first_block`` bytes, or ``WHOLE``) gives the head; the size is checked before its body is read."""
         self.s3, self.obj = s3, obj
         with _read_errors(obj):
             try:
-                response = s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes=0-{first_block - 1}", **pin(obj))
+                ranged = {"Range": f"bytes=0-{first_block - 1}"} if first_block != WHOLE else {}
+                response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **ranged, **pin(obj))
             except ClientError as error:
                 if str(error.response.get("Error", {}).get("Code", "")) != "InvalidRange":
                     raise
