@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from tools.sample_media import clip
 from worker.detection.media import FrameReader, Sampling, probe
@@ -176,7 +177,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return clip(tmp_path_factory.mktemp("ranged") / "clip.mp4", seconds=8, fps=25, size=(160, 120), bit_rate=400_000, keyframe_every=25)
 
 
-def frames(source: Path | RangedInput, start: int, end: int) -> list[tuple[int, np.ndarray]]:
+def frames(source: Path | RangedInput, start: int, end: int) -> list[tuple[int, NDArray[np.uint8]]]:
     info = probe(source)
     reader = FrameReader(source, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=(start, end))
     return [(frame.index, frame.image) for frame in reader]

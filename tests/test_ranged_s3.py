@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from pipeline_core.jobs import ObjectRef
 from tests.support.aws import REGION
@@ -44,7 +45,7 @@ def upload(s3: Any, bucket: str, key: str, body: bytes) -> ObjectRef:
     return ObjectRef(bucket, key, answer["ETag"].strip('"'), len(body))
 
 
-def frames(source: Path | S3Input, span: tuple[int, int] | None = RANGE) -> list[tuple[int, np.ndarray]]:
+def frames(source: Path | S3Input, span: tuple[int, int] | None = RANGE) -> list[tuple[int, NDArray[np.uint8]]]:
     reader = FrameReader(source, probe(source), Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=span)
     return [(frame.index, frame.image) for frame in reader]
 
