@@ -128,7 +128,7 @@ pytest: venv ## The four pytest tiers side by side (unit, integration, workers, 
 package: deploy-venv ## Build the Lambda zips reproducibly into build/
 	$(BIN)/python tools/package_lambdas.py --out build
 
-bench-split: venv ## A long video split over 1, 2 and 4 worker tasks: upload-to-result wall time, merge share
+bench-split: venv ## A 300 MB video split over 1, 2 and 4 worker tasks: wall time, merge share, AWS calls and S3 bytes read per file
 	$(BIN)/python -m bench.split_bench $(BENCH_ARGS)
 
 bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) and max_side vs full-size accuracy

@@ -129,3 +129,31 @@ def test_s3_notifications_name_the_object_version_in_a_versioned_bucket_as_aws_d
                 break
         assert sorted(seen["versioned"], key=str) == sorted(versions["versioned"]) and all(versions["versioned"])
         assert seen["plain"] == [None, None]
+
+
+def test_a_ranged_get_answers_exactly_the_range_as_s3_does(moto_endpoint: str) -> None:
+    """The emulator reads only the range of a ranged GET (local_runtime.emulator): the answer is S3's all the same."""
+    import os
+
+    from botocore.exceptions import ClientError
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+    bucket = f"ranges-{os.getpid()}-{time.monotonic_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=body)["ETag"]
+    for header, expected, content_range in [
+        ("bytes=0-9", body[:10], f"bytes 0-9/{len(body)}"),
+        ("bytes=1048576-2097151", body[1048576:2097152], f"bytes 1048576-2097151/{len(body)}"),
+        ("bytes=3145700-", body[3145700:], f"bytes 3145700-{len(body) - 1}/{len(body)}"),
+        ("bytes=-7", body[-7:], f"bytes {len(body) - 7}-{len(body) - 1}/{len(body)}"),
+        ("bytes=3145000-99999999", body[3145000:], f"bytes 3145000-{len(body) - 1}/{len(body)}"),
+    ]:
+        answer = s3.get_object(Bucket=bucket, Key="k", Range=header, IfMatch=etag)
+        assert answer["Body"].read() == expected, header
+        assert answer["ContentRange"] == content_range and answer["ContentLength"] == len(expected)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == body  # not ranged: the whole object
+    with pytest.raises(ClientError, match="InvalidRange"):
+        s3.get_object(Bucket=bucket, Key="k", Range=f"bytes={len(body)}-")
+    with pytest.raises(ClientError, match=r"PreconditionFailed|412"):
+        s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-9", IfMatch='"0123456789abcdef0123456789abcdef"')

@@ -102,6 +102,9 @@ def test_a_long_video_is_split_processed_by_several_workers_and_merged_into_the_
     assert len({event["worker_id"] for event in events(workers, "segment done")}) >= 2, "one worker did every segment"
     assert len(events(workers, "merge done")) == 1
     assert wait_for(lambda: stack.counts() == (0, 0), 10, what="the queue to drain")
+    # each segment read its input in ranged GETs (worker/ranged.py; tests/test_ranged_s3.py: a fraction of a larger file)
+    reads = [segment["input_read"] for segment in stack.committed_result(job, STEP)["segments"]]
+    assert all(read["requests"] >= 1 and 0 < read["bytes"] <= video.stat().st_size for read in reads), reads
 
 
 def test_a_worker_killed_mid_segment_loses_only_that_segment_which_another_worker_redoes(

@@ -3,7 +3,9 @@
 ``scene`` places a photo of a person before a plain wall (or another photo),
 ``video`` moves it across the frame, so a detector sees the same person in
 different places frame after frame; ``street`` has people of several sizes cross a brick wall
-(and, as a long video, come and go); ``image`` writes one photo as it is. Used by the tests, the benchmark and the demo.
+(and, as a long video, come and go); ``image`` writes one photo as it is. ``long_video`` and ``clip`` are synthetic
+(a square a test detector finds): small and long, or camera-sized in any container. Used by the tests, the benchmarks
+and the demo.
 """
 
 from __future__ import annotations
@@ -191,6 +193,45 @@ def long_video(
             writer.write(frame)
     finally:
         writer.release()
+    return path
+
+
+def clip(
+    path: Path,
+    seconds: float = 10.0,
+    fps: int = 25,
+    size: tuple[int, int] = (320, 240),
+    bit_rate: int = 1_000_000,
+    keyframe_every: int = 50,
+) -> Path:
+    """An MPEG-4 part 2 video in the container ``path``'s suffix picks (.mp4, .mov, .mkv, .avi), through PyAV.
+
+    The square of ``long_video`` (shown 7 s, hidden 7 s; ``tests.support.plugins:SquareDetector`` finds it) over a
+    moving texture of noise, which the encoder cannot squeeze: the file is about ``bit_rate`` bits a second, as a
+    camera's is, so byte counts (what a segment reads) mean what they would for real footage. A keyframe every
+    ``keyframe_every`` frames. 1280x720 at 25 fps writes about 150 frames a second on one core.
+    """
+    import av
+
+    width, height = size
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(20, 110, (height + 64, width + 256, 3), np.uint8), (3, 3), 0)
+    side = max(4, height // 5)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bit_rate
+        stream.codec_context.gop_size = keyframe_every
+        for index in range(round(seconds * fps)):
+            dx, dy = (index * 7) % 256, (index * 3) % 64
+            frame = np.ascontiguousarray(texture[dy : dy + height, dx : dx + width])
+            if (index // (fps * 7)) % 2 == 0:
+                x, y = (index * 3) % (width - side), (index * 2) % (height - side)
+                frame[y : y + side, x : x + side] = 235
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from worker.detection.media import Source, open_capture
 from worker.processors import Processor, SegmentPart, StepContext, StepOutput, can_split
 
 log = logging.getLogger("worker")
@@ -129,7 +130,8 @@ def annotate_output(path: Path, context: StepContext, output: StepOutput) -> Ste
             start, end = (segment.start_frame, segment.end_frame) if segment is not None else (0, None)
             step = int(document.get("sampling", {}).get("step") or 1)
             name = ANNOTATED_VIDEO
-            stats = annotate_video(path, frames, float(media["fps"]), colours, context.workdir / name, start=start, end=end, step=step)
+            source: Source = context.source or path  # a segment reads its range as the processor did
+            stats = annotate_video(source, frames, float(media["fps"]), colours, context.workdir / name, start=start, end=end, step=step)
     except Exception as error:  # noqa: BLE001 - the detections stand without their pictures
         log.warning("annotation failed", extra={"job_id": context.job_id, "reason": f"{type(error).__name__}: {error}"})
         document["annotation"] = {"error": f"{type(error).__name__}: {error}"}
@@ -267,7 +269,7 @@ def held_detections(frames: Sequence[Mapping[str, Any]]) -> Generator[list[Any],
 
 
 def annotate_video(
-    path: Path,
+    path: Source,
     frames: Sequence[Mapping[str, Any]],
     fps: float,
     colours: Mapping[str, tuple[int, int, int]],
@@ -287,7 +289,7 @@ def annotate_video(
     if frames:
         last = max(int(frame["index"]) for frame in frames) + step
         end = last if end is None else min(end, last)
-    capture = cv2.VideoCapture(str(path))
+    capture = open_capture(path)
     decode = encode = 0.0
     written = 0
     try:

@@ -46,6 +46,7 @@ from worker.keepalive import Held
 from worker.logs import Stopwatch
 from worker.messages import ItemResult, Outcome
 from worker.processors import Processor, StepContext, StepOutput
+from worker.ranged import S3Input, first_read
 from worker.segments import SegmentsNotSent, Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
 
@@ -208,19 +209,34 @@ class StepRunner:
     def _download_and_process(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
         suffix = Path(item.obj.key).suffix.lower()
         input_path = workdir / ("input" + (suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ""))
-        with watch.time("download"):
-            head = fetch_input(self.s3, item.obj, input_path, self.config.max_file_bytes)
-        if claim.segment is None:
-            with watch.time("plan"):
-                plan = self.splitter.plan(input_path)
-            if plan is not None:
-                return head, plan, {}
-        context = StepContext(
-            claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir, segment=claim.span
-        )
+        source = None
+        if self.splitter.reads_ranges:  # plan from the header, and a segment reads only its range (worker.ranged)
+            with watch.time("download"):
+                first = first_read(item.obj.key, item.obj.size, claim.segment is not None)
+                source = S3Input(self.s3, item.obj, self.config.max_file_bytes, first)
+            head = source.response
+            if claim.segment is None:
+                with watch.time("plan"):
+                    plan = self.splitter.plan(source)
+                if plan is not None:
+                    return head, plan, {}
+                with watch.time("download"):  # one piece: the whole file, the bytes read so far not read again
+                    source.download(input_path)
+                source = None
+        else:
+            with watch.time("download"):
+                head = fetch_input(self.s3, item.obj, input_path, self.config.max_file_bytes)
+            if claim.segment is None:
+                with watch.time("plan"):
+                    plan = self.splitter.plan(input_path)
+                if plan is not None:
+                    return head, plan, {}
+        obj = item.obj
+        context = StepContext(claim.job_id, claim.step, obj.bucket, obj.key, obj.version, claim.attempt, workdir, claim.span, source)
         with watch.time("process"):
             output = self.processor.process(input_path, context)
-        return head, output, {}
+        extra = {"input_read": {"requests": source.calls, "bytes": source.bytes_read}} if source is not None else {}
+        return head, output, extra
 
     def _fetch_and_merge(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
         """The merge's work: every segment's committed result and files, merged by the processor into the whole file's."""

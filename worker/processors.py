@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pipeline_core.segments import Segment, VideoTimeline
 from worker.errors import PermanentError
 from worker.plugins import resolve
+from worker.ranged import RangedInput
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class StepContext:
     attempt: int
     workdir: Path
     segment: Segment | None = None  # a split step's segment: process only its frame range (see ``SplittingProcessor``)
+    # The input read in ranges (``worker.ranged``), for a processor with ``reads_ranges = True``: set for a segment,
+    # whose ``path`` is then not downloaded (a segment reads its range and the container's index, not the file).
+    source: RangedInput | None = None
 
 
 @dataclass
@@ -62,6 +66,8 @@ class SplittingProcessor(Processor, Protocol):
 
     ``timeline`` says how the file's frames are sampled (None: not a video, never split);
     ``process`` honours ``context.segment``; ``merge`` makes the whole file's output from every segment's.
+    With ``reads_ranges = True`` it also reads ranges: ``timeline`` takes a ``RangedInput`` (and plans from the
+    header), and ``process`` of a segment reads ``context.source``, its ``path`` not downloaded.
     """
 
     def timeline(self, path: Path) -> VideoTimeline | None: ...

@@ -30,6 +30,7 @@ from pipeline_core.protocol import Phase, StepRecord, segment_records, unclaimed
 from pipeline_core.segments import Segment, SegmentPlan, segments_of
 from worker.errors import TransientError
 from worker.processors import Processor, SegmentPart, can_split
+from worker.ranged import RangedInput
 
 log = logging.getLogger("worker")
 
@@ -48,12 +49,14 @@ class Splitter:
         self.segment_seconds = segment_seconds
         self.processor = processor
         self.enabled = sqs is not None and segment_seconds > 0 and can_split(processor)
+        # Plan from the header and read each segment's range only (worker.ranged), not the whole file per segment.
+        self.reads_ranges = self.enabled and getattr(processor, "reads_ranges", False) is True
 
-    def plan(self, input_path: Path) -> SegmentPlan | None:
-        """The split of the downloaded input, or None when it runs in one piece."""
+    def plan(self, source: Path | RangedInput) -> SegmentPlan | None:
+        """The split of the input (downloaded, or read in ranges), or None when it runs in one piece."""
         if not self.enabled:
             return None
-        timeline = self.processor.timeline(input_path)  # type: ignore[attr-defined]
+        timeline = self.processor.timeline(source)  # type: ignore[attr-defined]
         plan = SegmentPlan(timeline, self.segment_seconds) if timeline is not None else None
         return plan if plan is not None and plan.count else None
 
@@ -131,5 +134,6 @@ def segments_summary(parts: list[SegmentPart]) -> list[dict[str, Any]]:
             "worker_id": part.result.get("worker_id"),
             "timings": part.result.get("timings", {}),
         }
+        | ({"input_read": part.result["input_read"]} if "input_read" in part.result else {})
         for part in parts
     ]

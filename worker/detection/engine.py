@@ -27,7 +27,7 @@ import cv2
 from pipeline_core.segments import VideoTimeline
 from worker.batching import Batcher
 from worker.detection.batch_size import choose_batch_size, gpu_memory_mib
-from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, probe
+from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, Source, media_kind, probe
 from worker.detection.merge import TILES, merge_segments, segment_tiles
 from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
@@ -106,12 +106,15 @@ class DetectionProcessor:
         height, width = shape[:2]
         return choose_batch_size(self.devices, width * height, self.gpu_memory_mib)
 
+    reads_ranges = True  # a segment decodes its range from ``context.source``; see worker.ranged
+
     def process(self, path: Path, context: StepContext) -> StepOutput:
         started = time.perf_counter()
-        info = probe(path, self.max_pixels)
+        source: Source = context.source or path
+        info = probe(source, self.max_pixels)
         segment = context.segment if info.kind == "video" else None
         frames = (segment.start_frame, segment.end_frame) if segment is not None else None
-        reader = FrameReader(path, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget, frames=frames)
+        reader = FrameReader(source, info, self.sampling, self.max_frames, self.queue_frames, self.frame_budget, frames=frames)
         run = _Run(self, info)
         batch_size = self.batch_for(info)
         for batch in reader.batches(batch_size):
@@ -161,8 +164,10 @@ class DetectionProcessor:
 
     # --- long videos in segments (worker/segments.py) ----------------------------------------------
 
-    def timeline(self, path: Path) -> VideoTimeline | None:
-        """How a video's frames are sampled, for planning its segments; None for images."""
+    def timeline(self, path: Source) -> VideoTimeline | None:
+        """How a video's frames are sampled, for planning its segments; None for images (a ranged input: from its first bytes)."""
+        if media_kind(path, self.max_pixels)[0] != "video":
+            return None
         info = probe(path, self.max_pixels)
         if info.kind != "video" or not info.fps or info.frame_count <= 0:
             return None

@@ -1,5 +1,8 @@
 """Reading media: images as one-frame videos, videos sampled at a configured rate.
 
+A video is read from a local file or from a ``RangedInput`` (``worker.ranged``: a file object over ranged
+reads, which OpenCV's FFmpeg reads as it reads a file), so a segment reads only the bytes of its range.
+
 Unsampled frames are skipped with ``grab()`` (no decode). Decoding runs in a
 background thread that feeds a bounded queue, so inference never waits on the
 decoder longer than it must and memory stays bounded.
@@ -13,12 +16,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from worker.errors import PermanentError
-from worker.processors import DEFAULT_MAX_PIXELS, check_pixels, require_media
+from worker.processors import DEFAULT_MAX_PIXELS, check_pixels, require_media, sniff_media
+from worker.ranged import RangedInput
+
+Source = Path | RangedInput  # a local file, or an input read in ranges
 
 TRUNCATION_TOLERANCE = 0.9  # fewer decodable frames than this share of the header's count: truncated
 
@@ -56,18 +63,52 @@ class Frame:
     image: np.ndarray  # BGR, as OpenCV decodes
 
 
-def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
-    """What the file is; PermanentError for anything that is not readable media or larger than ``max_pixels`` a frame."""
-    kind, fmt = require_media(path, max_pixels)
+def media_kind(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, str]:
+    """(kind, format) of a file or a ranged input (from its first bytes); PermanentError when it is not media."""
+    if isinstance(source, Path):
+        return require_media(source, max_pixels)
+    if source.size == 0:
+        raise PermanentError("empty file (0 bytes)")
+    head = source.head(16)
+    media = sniff_media(head)
+    if media is None:
+        raise PermanentError(f"not a supported image or video (first bytes {head[:8].hex()})")
+    return media
+
+
+def open_capture(source: Source) -> cv2.VideoCapture:
+    """An OpenCV capture of a video file, or of a ranged input through a file object of its own."""
+    if isinstance(source, Path):
+        return cv2.VideoCapture(str(source))
+    stream: Any = source.open(for_decoder=True)  # OpenCV reads any io.BufferedIOBase (its IStreamReader)
+    capture: cv2.VideoCapture = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])
+    return capture
+
+
+def raise_read_failure(source: Source) -> None:
+    """Raise the error a ranged read met inside the decoder (which saw it as the end of the file), if one did."""
+    if isinstance(source, RangedInput):
+        source.raise_failure()
+
+
+def probe(path: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
+    """What the file is; PermanentError for anything that is not readable media or larger than ``max_pixels`` a frame.
+
+    A ranged input is probed from its header (and index) only; it must be a video (images are read from a file).
+    """
+    kind, fmt = media_kind(path, max_pixels)
     if kind == "image":
+        if not isinstance(path, Path):
+            raise ValueError("an image is read from a downloaded file, not in ranges")
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise PermanentError(f"corrupt or unreadable {fmt} image")
         height, width = image.shape[:2]
         return MediaInfo("image", fmt, width, height, None, 1, None)
-    capture = cv2.VideoCapture(str(path))
+    capture = open_capture(path)
     try:
         if not capture.isOpened():
+            raise_read_failure(path)
             raise PermanentError(f"corrupt or unreadable {fmt} video: no decoder could open it")
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -75,6 +116,7 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     finally:
         capture.release()
+    raise_read_failure(path)
     if fps <= 0 or width <= 0 or height <= 0:
         raise PermanentError(f"corrupt {fmt} video: no frame rate or size in its header")
     check_pixels(width, height, max_pixels, f"a frame of the {fmt} video")
@@ -97,7 +139,7 @@ class FrameReader:
 
     def __init__(
         self,
-        path: Path,
+        path: Source,
         info: MediaInfo,
         sampling: Sampling,
         max_frames: int,
@@ -194,6 +236,8 @@ class FrameReader:
             if self.info.kind == "image":
                 if not self._take():
                     return
+                if not isinstance(self.path, Path):
+                    raise ValueError("an image is read from a downloaded file, not in ranges")
                 started = time.perf_counter()
                 try:
                     image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
@@ -213,7 +257,7 @@ class FrameReader:
             self._put(error)
 
     def _read_video(self) -> None:
-        capture = cv2.VideoCapture(str(self.path))
+        capture = open_capture(self.path)
         fps = self.info.fps or 1.0
         sampled = 0
         try:
@@ -240,6 +284,7 @@ class FrameReader:
                 index += 1
         finally:
             capture.release()
+        raise_read_failure(self.path)  # a read that failed ended the decoder's file early: its error, not "truncated"
         if self.frames_read == 0:
             raise PermanentError(f"{self.info.format} video has no decodable frames (empty or truncated)")
         expected = self.info.frame_count

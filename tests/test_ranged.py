@@ -1,0 +1,204 @@
+"""The ranged reader's file object over a fake fetcher: seek/read, read-ahead, the shared cache, failures; and
+OpenCV decoding through it (the same frames as from the file, a failed read raised as itself)."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from tools.sample_media import clip
+from worker.detection.media import FrameReader, Sampling, probe
+from worker.errors import PermanentError, TransientError
+from worker.ranged import FIRST_BLOCK, WHOLE, WHOLE_BELOW, RangedInput, first_read, total_size
+
+pytestmark = pytest.mark.unit
+
+KIB = 1024
+
+
+class Fake:
+    """An object in memory; records every fetch (start, end)."""
+
+    def __init__(self, data: bytes, fail: tuple[int, int] | None = None, error: BaseException | None = None, short: bool = False):
+        self.data, self.fail, self.error, self.short = data, fail, error, short
+        self.fetches: list[tuple[int, int]] = []
+
+    def __call__(self, start: int, end: int) -> bytes:
+        if self.fail is not None and start < self.fail[1] and end > self.fail[0]:
+            raise self.error or TransientError("connection reset")
+        self.fetches.append((start, end))
+        return self.data[start : end - 1] if self.short else self.data[start:end]
+
+
+def source(data: bytes, **options: int) -> tuple[RangedInput, Fake]:
+    fake = Fake(data)
+    defaults = {"min_block": 4 * KIB, "max_block": 32 * KIB, "cache_bytes": 128 * KIB} | options
+    return RangedInput(fake, len(data), "x.bin", **defaults), fake
+
+
+DATA = random.Random(1).randbytes(300 * KIB + 17)
+
+
+def test_any_sequence_of_seeks_and_reads_returns_the_bytes_a_file_would() -> None:
+    ranged, _ = source(DATA)
+    handle, reference = ranged.open(), io.BytesIO(DATA)
+    draw = random.Random(2)
+    for _ in range(400):
+        whence = draw.choice([io.SEEK_SET, io.SEEK_CUR, io.SEEK_END])
+        offset = {
+            io.SEEK_SET: draw.randrange(len(DATA) + 10),
+            io.SEEK_CUR: draw.randrange(-5000, 5000),
+            io.SEEK_END: -draw.randrange(len(DATA)),
+        }[whence]
+        if reference.tell() + offset < 0 and whence == io.SEEK_CUR:
+            offset = -reference.tell()
+        assert handle.seek(offset, whence) == reference.seek(offset, whence)
+        size = draw.choice([0, 1, 7, 4096, 40_000, 100_000, -1])
+        assert handle.read(size) == reference.read(size)
+        assert handle.tell() == reference.tell()
+    buffer = bytearray(1000)
+    handle.seek(12345)
+    assert handle.readinto(buffer) == 1000 and bytes(buffer) == DATA[12345:13345]
+    assert handle.seekable() and handle.readable() and not handle.writable()
+
+
+def test_read_ahead_doubles_while_reading_on_and_starts_small_again_after_a_seek() -> None:
+    ranged, fake = source(DATA)
+    handle = ranged.open()
+    while handle.read(1000):
+        pass
+    sizes = [end - start for start, end in fake.fetches]
+    assert sizes[:4] == [4 * KIB, 8 * KIB, 16 * KIB, 32 * KIB]
+    assert max(sizes) == 32 * KIB and sum(sizes) == len(DATA)
+    fake.fetches.clear()
+    ranged.cache_bytes = 0  # nothing kept: the next read fetches
+    handle.seek(100 * KIB + 1)
+    handle.read(10)
+    assert [end - start for start, end in fake.fetches] == [4 * KIB]
+    assert (ranged.calls, ranged.bytes_read) == (len(sizes) + 1, len(DATA) + 4 * KIB)
+
+
+def test_a_read_larger_than_the_block_is_one_fetch_of_exactly_what_it_needs() -> None:
+    ranged, fake = source(DATA)
+    assert ranged.open().read(100 * KIB) == DATA[: 100 * KIB]
+    assert fake.fetches == [(0, 100 * KIB)]
+
+
+def test_every_file_object_of_an_input_shares_its_cache() -> None:
+    ranged, fake = source(DATA)
+    first = ranged.open()
+    first.seek(50 * KIB)
+    first.read(3 * KIB)
+    fetched = list(fake.fetches)
+    second = ranged.open()
+    second.seek(50 * KIB + 100)
+    assert second.read(2 * KIB) == DATA[50 * KIB + 100 : 52 * KIB + 100]
+    assert fake.fetches == fetched
+
+
+def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used() -> None:
+    ranged, fake = source(DATA, cache_bytes=80 * KIB)  # two windows of the largest size, and more
+    handle = ranged.open()
+    handle.read(4 * KIB)  # the header: [0, 4 KiB)
+    handle.seek(200 * KIB)
+    handle.read(4 * KIB)  # an index: [200 KiB, 204 KiB)
+    handle.seek(4 * KIB)
+    while handle.tell() < 100 * KIB:
+        handle.read(8000)
+        assert ranged.cached(200 * KIB) is not None  # in use, kept
+        assert ranged._cached <= 80 * KIB
+    assert ranged.cached(0) is None  # not used since: dropped
+    fetched = len(fake.fetches)
+    handle.seek(0)
+    assert handle.read(10) == DATA[:10] and len(fake.fetches) == fetched + 1
+
+
+def test_a_failed_fetch_raises_and_is_kept_for_whoever_reads_through_a_decoder() -> None:
+    fake = Fake(DATA, fail=(20 * KIB, len(DATA)), error=PermanentError("input was overwritten"))
+    ranged = RangedInput(fake, len(DATA), "x.bin", min_block=4 * KIB, max_block=32 * KIB)
+    handle = ranged.open()
+    assert handle.read(10 * KIB) == DATA[: 10 * KIB]
+    with pytest.raises(PermanentError, match="overwritten"):
+        handle.read(20 * KIB)
+    with pytest.raises(PermanentError, match="overwritten"):
+        ranged.raise_failure()
+
+
+def test_a_short_answer_is_a_transient_error_not_short_data() -> None:
+    fake = Fake(DATA, short=True)
+    ranged = RangedInput(fake, len(DATA), "x.bin", min_block=4 * KIB)
+    with pytest.raises(TransientError, match="returned 4095 bytes"):
+        ranged.open().read(10)
+    assert isinstance(ranged.failure, TransientError)
+
+
+def test_copy_to_writes_the_cached_prefix_then_the_rest_in_one_read(tmp_path: Path) -> None:
+    ranged, fake = source(DATA)
+    handle = ranged.open()
+    handle.read(3 * KIB)
+    handle.read(7 * KIB)  # two windows: [0, 4 KiB), [4 KiB, 12 KiB)
+    assert fake.fetches == [(0, 4 * KIB), (4 * KIB, 12 * KIB)]
+    fetched = len(fake.fetches)
+    rests: list[int] = []
+
+    def rest(start: int) -> io.BytesIO:
+        rests.append(start)
+        return io.BytesIO(DATA[start:])
+
+    ranged.copy_to(tmp_path / "whole", rest)
+    assert (tmp_path / "whole").read_bytes() == DATA
+    assert rests == [12 * KIB] and len(fake.fetches) == fetched
+    assert ranged.bytes_read == len(DATA) and ranged.calls == fetched + 1
+
+
+def test_total_size_comes_from_the_content_range_of_a_ranged_answer() -> None:
+    assert total_size({"ContentRange": "bytes 0-262143/1048576000", "ContentLength": 262144}) == 1048576000
+    assert total_size({"ContentLength": 12}) == 12
+
+
+def test_a_steps_first_read_takes_a_small_file_whole_and_a_segments_only_the_header() -> None:
+    assert first_read("a/photo.mp4", 3_000_000, segment=False) == WHOLE  # small: one GET, as a whole-file read was
+    assert first_read("a/long.mp4", WHOLE_BELOW + 1, segment=False) == FIRST_BLOCK  # a video to plan: its header
+    assert first_read("a/photo.JPG", 0, segment=False) == WHOLE  # the size unknown (a later step's message)
+    assert first_read("a/long.mp4", 0, segment=False) == FIRST_BLOCK
+    assert first_read("a/long.mp4", 3_000_000, segment=True) == FIRST_BLOCK
+
+
+# --- decoding through it ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clip(tmp_path_factory.mktemp("ranged") / "clip.mp4", seconds=8, fps=25, size=(160, 120), bit_rate=400_000, keyframe_every=25)
+
+
+def frames(source: Path | RangedInput, start: int, end: int) -> list[tuple[int, NDArray[np.uint8]]]:
+    info = probe(source)
+    reader = FrameReader(source, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=(start, end))
+    return [(frame.index, frame.image) for frame in reader]
+
+
+def test_a_range_decoded_through_the_reader_is_the_range_decoded_from_the_file(video: Path) -> None:
+    data = video.read_bytes()
+    ranged = RangedInput(Fake(data), len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    through_reader, from_file = frames(ranged, 90, 130), frames(video, 90, 130)
+    assert [index for index, _ in through_reader] == list(range(90, 130)) == [index for index, _ in from_file]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(through_reader, from_file, strict=True))
+    assert ranged.bytes_read < 0.6 * len(data)
+
+
+def test_a_read_that_fails_mid_decode_raises_its_own_error_not_a_truncated_video(video: Path) -> None:
+    data = video.read_bytes()
+    fake = Fake(
+        data, fail=(len(data) // 2, len(data) * 9 // 10), error=PermanentError("input s3://b/k was overwritten after this job was made")
+    )
+    ranged = RangedInput(fake, len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    info = probe(ranged)  # the header, and the index at the end of an MP4: outside the failing bytes
+    reader = FrameReader(ranged, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000)
+    with pytest.raises(PermanentError, match="overwritten"):
+        list(reader)

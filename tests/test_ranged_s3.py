@@ -1,0 +1,140 @@
+"""A segment's range read from S3 (moto, through the fault proxy that counts what S3 sends) in ranged GETs: MP4, MOV,
+MKV and AVI decode to the same frames as the downloaded file, for a fraction of its bytes; every GET reads the job's
+version, so an overwrite mid-read fails as the whole-file download does."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from pipeline_core.jobs import ObjectRef
+from tests.support.aws import REGION
+from tests.support.faultproxy import FaultProxy
+from tools.sample_media import clip, image
+from worker.detection.media import FrameReader, Sampling, media_kind, probe
+from worker.errors import PermanentError
+from worker.ranged import S3Input, first_read
+
+pytestmark = pytest.mark.integration
+
+FPS, SECONDS = 25, 24  # 600 frames, a keyframe every 50
+RANGE = (290, 340)  # two seconds from the middle
+
+
+def client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str) -> str:
+    name = f"ranged-{uuid.uuid4().hex[:8]}"
+    client(moto_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def upload(s3: Any, bucket: str, key: str, body: bytes) -> ObjectRef:
+    answer = s3.put_object(Bucket=bucket, Key=key, Body=body)
+    if answer.get("VersionId") not in (None, "null"):
+        return ObjectRef(bucket, key, answer["VersionId"], len(body), versioned=True)
+    return ObjectRef(bucket, key, answer["ETag"].strip('"'), len(body))
+
+
+def frames(source: Path | S3Input, span: tuple[int, int] | None = RANGE) -> list[tuple[int, NDArray[np.uint8]]]:
+    reader = FrameReader(source, probe(source), Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=span)
+    return [(frame.index, frame.image) for frame in reader]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv", ".avi"])
+def test_a_middle_range_read_in_ranges_is_the_range_of_the_downloaded_file_for_a_fraction_of_its_bytes(
+    suffix: str, proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    video = clip(tmp_path / f"clip{suffix}", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    size = video.stat().st_size
+    s3 = client(proxy.url)
+    obj = upload(s3, bucket, f"in/clip{suffix}", video.read_bytes())
+    before = proxy.bytes_out["S3.GET"], proxy.calls["S3.GET"]
+    source = S3Input(s3, obj, max_bytes=size)
+    ranged = frames(source)
+    assert source.size == size and source.response["ContentLength"] == size and source.response["ETag"].strip('"') == obj.version
+    expected = frames(video)  # today's path: the downloaded file
+    assert [index for index, _ in ranged] == list(range(*RANGE)) == [index for index, _ in expected]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ranged, expected, strict=True)), "the pixels differ"
+    sent, calls = proxy.bytes_out["S3.GET"] - before[0], proxy.calls["S3.GET"] - before[1]
+    assert (sent, calls) == (source.bytes_read, source.calls)  # what the reader counts is what S3 sent
+    print(f"{suffix}: {sent} of {size} bytes ({sent / size:.2f}) in {calls} GETs")
+    assert sent < 0.5 * size, f"read {sent} of {size} bytes for a twelfth of the video"
+    assert calls <= 12
+
+
+def test_the_whole_file_read_on_after_planning_costs_one_more_get_and_no_byte_twice(proxy: FaultProxy, bucket: str, tmp_path: Path) -> None:
+    video = clip(tmp_path / "clip.mp4", seconds=8, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = client(proxy.url)
+    source = S3Input(s3, upload(s3, bucket, "in/clip.mp4", video.read_bytes()), max_bytes=10**9)
+    probe(source)  # planning: the header, and the index at the end of the MP4
+    calls = source.calls
+    source.download(tmp_path / "whole.mp4")
+    assert (tmp_path / "whole.mp4").read_bytes() == video.read_bytes()
+    assert source.calls == calls + 1 == proxy.calls["S3.GET"]
+    assert proxy.bytes_out["S3.GET"] == source.bytes_read < video.stat().st_size + 2 * source.min_block
+
+
+def test_an_object_overwritten_mid_read_fails_permanently_when_the_bucket_is_unversioned(
+    moto_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = client(moto_endpoint)
+    obj = upload(s3, bucket, "in/clip.mp4", video.read_bytes())
+    source = S3Input(s3, obj, max_bytes=10**9)
+    info = probe(source)
+    s3.put_object(Bucket=bucket, Key=obj.key, Body=b"a new upload, with a job of its own")
+    reader = FrameReader(source, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=RANGE)
+    with pytest.raises(PermanentError, match="was overwritten after this job was made"):
+        list(reader)
+
+
+def test_every_get_reads_the_jobs_version_when_the_bucket_is_versioned(moto_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    video = clip(tmp_path / "clip.mkv", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = client(moto_endpoint)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    obj = upload(s3, bucket, "in/clip.mkv", video.read_bytes())
+    assert obj.versioned
+    source = S3Input(s3, obj, max_bytes=10**9)
+    info = probe(source)
+    s3.put_object(
+        Bucket=bucket,
+        Key=obj.key,
+        Body=clip(tmp_path / "other.mkv", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=500_000).read_bytes(),
+    )
+    reader = FrameReader(source, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000, frames=RANGE)
+    ranged = [(frame.index, frame.image) for frame in reader]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ranged, frames(video), strict=True))
+    s3.delete_object(Bucket=bucket, Key=obj.key, VersionId=obj.version)
+    with pytest.raises(PermanentError, match="no longer exists"):
+        S3Input(s3, obj, max_bytes=10**9)
+
+
+def test_an_empty_object_and_one_over_the_limit(moto_endpoint: str, bucket: str) -> None:
+    s3 = client(moto_endpoint)
+    empty = S3Input(s3, upload(s3, bucket, "in/empty.mp4", b""), max_bytes=100)
+    assert empty.size == 0 and empty.response["ContentLength"] == 0
+    with pytest.raises(PermanentError, match="empty file"):
+        probe(empty)
+    with pytest.raises(PermanentError, match="over the limit of 100"):
+        S3Input(s3, upload(s3, bucket, "in/big.mp4", b"x" * 101), max_bytes=100)
+
+
+def test_a_small_file_planned_first_is_read_whole_in_one_get(proxy: FaultProxy, bucket: str, tmp_path: Path) -> None:
+    photo = image(tmp_path / "photo.jpg")
+    s3 = client(proxy.url)
+    obj = upload(s3, bucket, "in/photo.jpg", photo.read_bytes())
+    source = S3Input(s3, obj, max_bytes=10**9, first_block=first_read(obj.key, obj.size, segment=False))
+    assert media_kind(source) == ("image", "jpeg")  # planning: not a video, runs in one piece
+    source.download(tmp_path / "input.jpg")
+    assert (tmp_path / "input.jpg").read_bytes() == photo.read_bytes()
+    assert proxy.calls["S3.GET"] == 1 and proxy.bytes_out["S3.GET"] == photo.stat().st_size

@@ -1,0 +1,332 @@
+"""An input read in ranges: seekable, read-only file objects over ranged reads of one object version.
+
+A split step's segments decode only their frame range; handed a file object instead of a downloaded
+file, the decoder (OpenCV's FFmpeg, which reads Python file objects) reads the container's header and
+index and the bytes of that range, and nothing else. ``RangedInput`` is the input: its size, its head,
+and a cache of the windows read so far, shared by every file object ``open()`` makes of it (the probe's
+and the frame reader's), so no byte is fetched twice while it is cached. ``RangedFile`` is one file
+object: its own position, and a read-ahead that grows while reads are sequential (``min_block`` after
+every seek, doubling up to ``max_block``), so a segment's frames cost a few large reads and a seek to
+an index at the end of the file costs one small one.
+
+A fetch that fails inside the decoder cannot raise through it (OpenCV reads the file object from C++
+and sees an error as the end of the file): the error is kept (``RangedInput.failure``) and whoever reads
+through a decoder raises it afterwards (``raise_failure``), so a version overwritten mid-read fails as
+the whole-file download does, and a network error is retried, never reported as a truncated video.
+
+``S3Input`` fetches from S3: every ranged GET pinned to the job's version (``VersionId``, or ``IfMatch``
+on the ETag), its first GET also the head (size, ETag, version) that a whole-file read would return.
+The GETs are ordinary boto3 calls, so they use TLS (and retries, and credentials) as every other call does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline_core.jobs import ObjectRef
+from worker.errors import PermanentError, TransientError
+from worker.storage import _describe_read_error as describe_read_error
+from worker.storage import _pin as pin
+
+FIRST_BLOCK = 256 * 1024  # the first GET: a container's header, or the whole of most images
+MIN_BLOCK = 256 * 1024  # read after a seek (an index, a keyframe)
+MAX_BLOCK = 8 * 1024 * 1024  # read-ahead while reading on
+CACHE_BYTES = 24 * 1024 * 1024  # windows kept per input (least recently used dropped first)
+
+Fetch = Callable[[int, int], bytes]  # (start, end) -> the bytes [start, end) of the object
+WHOLE_BELOW = 8 * 1024 * 1024  # a step's first read takes a file this small whole: an image costs one GET, as before
+WHOLE = 0  # first_read: the whole object, one GET without a range
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
+
+
+def first_read(key: str, size_hint: int, segment: bool) -> int:
+    """How many bytes the first GET asks for (``WHOLE``: all of them). A segment's: the header. A step's (it plans the
+    split, or runs in one piece): the whole file when it is small (its notification's size) or, the size unknown
+    (a later step's message has none), named as an image; else the header."""
+    if segment:
+        return FIRST_BLOCK
+    if size_hint:
+        return WHOLE if size_hint <= WHOLE_BELOW else FIRST_BLOCK
+    return WHOLE if Path(key).suffix.lower() in IMAGE_SUFFIXES else FIRST_BLOCK
+
+
+class RangedInput:
+    """An object of ``size`` bytes read in windows through ``fetch``; counts its reads (``calls``, ``bytes_read``)."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        size: int,
+        name: str = "",
+        min_block: int = MIN_BLOCK,
+        max_block: int = MAX_BLOCK,
+        cache_bytes: int = CACHE_BYTES,
+    ):
+        self._fetch, self.size, self.name = fetch, size, name
+        self.min_block, self.max_block, self.cache_bytes = min_block, max(min_block, max_block), cache_bytes
+        self.calls = 0
+        self.bytes_read = 0
+        self.failure: BaseException | None = None
+        self._windows: OrderedDict[int, bytes] = OrderedDict()  # start -> bytes, least recently used first
+        self._cached = 0
+        self._lock = threading.Lock()
+        self._opened: list[RangedFile] = []
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix.lower()
+
+    def open(self, for_decoder: bool = False) -> RangedFile:
+        """A new file object over the input (its own position; the cache is shared).
+
+        ``for_decoder``: a failed read ends the file (its error kept in ``failure``) instead of raising: OpenCV
+        crashes on an exception from a file object's ``read`` (a segmentation fault, not an error).
+
+        The input keeps a reference to every file object it opened: OpenCV releases its reference to the file
+        object it reads with the GIL released, and were that the last one, freeing it there would crash the
+        interpreter ("PyThreadState_Get: the function must be called with the GIL held").
+        """
+        handle = RangedFile(self, for_decoder)
+        self._opened.append(handle)
+        return handle
+
+    def head(self, length: int = 16) -> bytes:
+        """The first ``length`` bytes (from the cache when read already)."""
+        with self.open() as handle:
+            return handle.read(length)
+
+    def raise_failure(self) -> None:
+        """Raise the error a fetch met inside a decoder, if one did."""
+        if self.failure is not None:
+            raise self.failure
+
+    def add(self, start: int, data: bytes) -> None:
+        """Keep ``data`` (the bytes from ``start``) in the cache."""
+        if not data:
+            return
+        with self._lock:
+            old = self._windows.pop(start, None)
+            self._cached -= len(old) if old is not None else 0
+            self._windows[start] = data
+            self._cached += len(data)
+            while self._cached > self.cache_bytes and len(self._windows) > 1:
+                _, dropped = self._windows.popitem(last=False)
+                self._cached -= len(dropped)
+
+    def cached(self, position: int) -> tuple[bytes, int] | None:
+        """(window, offset of ``position`` in it) for a cached window holding ``position``."""
+        with self._lock:
+            for start, data in self._windows.items():
+                if start <= position < start + len(data):
+                    self._windows.move_to_end(start)
+                    return data, position - start
+        return None
+
+    def fetch(self, start: int, end: int) -> bytes:
+        """Read [start, end) from the object (clipped to its size), count it, cache it."""
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        try:
+            data = self._fetch(start, end)
+        except BaseException as error:
+            self.failure = self.failure or error
+            raise
+        if len(data) != end - start:
+            short = TransientError(f"ranged read of {self.name or 'the input'} [{start}, {end}) returned {len(data)} bytes")
+            self.failure = self.failure or short
+            raise short
+        self.calls += 1
+        self.bytes_read += len(data)
+        self.add(start, data)
+        return data
+
+    def contiguous_prefix(self) -> int:
+        """How many bytes from the start of the object the cache holds without a gap."""
+        with self._lock:
+            end = 0
+            for start, data in sorted(self._windows.items()):
+                if start > end:
+                    break
+                end = max(end, start + len(data))
+            return end
+
+    def copy_to(self, path: Path, rest: Callable[[int], Any] | None = None) -> None:
+        """Write the whole object to ``path``: the cached prefix, then the rest in one read
+        (``rest(start)``: a readable stream of the bytes from ``start``; default: windows of ``max_block``)."""
+        prefix = self.contiguous_prefix()
+        with path.open("wb") as out:
+            with self.open() as handle:
+                out.write(handle.read(prefix))
+            if prefix >= self.size:
+                return
+            if rest is None:
+                with self.open() as handle:
+                    handle.seek(prefix)
+                    shutil.copyfileobj(handle, out, length=self.max_block)
+                return
+            body = rest(prefix)
+            with contextlib.closing(body):
+                copied = 0
+                while chunk := body.read(1 << 20):
+                    out.write(chunk)
+                    copied += len(chunk)
+            self.calls += 1
+            self.bytes_read += copied
+            if prefix + copied != self.size:
+                raise TransientError(f"read {prefix + copied} of the {self.size} bytes of {self.name or 'the input'}")
+
+
+class RangedFile(io.BufferedIOBase):
+    """A seekable, read-only file object over a ``RangedInput``: reads come from its cache or from ranged fetches."""
+
+    def __init__(self, source: RangedInput, for_decoder: bool = False):
+        super().__init__()
+        self.source, self.for_decoder = source, for_decoder
+        self._position = 0
+        self._block = source.min_block
+        self._last_end: int | None = None  # where this file's last fetch ended (read-ahead grows while reads go on from there)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.source.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of a closed file")
+        if not self.for_decoder:
+            return self._read(size)
+        if self.source.failure is not None:
+            return b""
+        try:
+            return self._read(size)
+        except Exception as error:  # noqa: BLE001 - kept in source.failure for the decoder's caller to raise
+            self.source.failure = self.source.failure or error
+            return b""
+
+    def _read(self, size: int | None) -> bytes:
+        end = self.source.size if size is None or size < 0 else min(self.source.size, self._position + size)
+        parts: list[bytes] = []
+        while self._position < end:
+            found = self.source.cached(self._position)
+            if found is None:
+                data, offset = self._fetch(end), 0
+            else:
+                data, offset = found
+            piece = data[offset : offset + end - self._position]
+            parts.append(piece)
+            self._position += len(piece)
+        return b"".join(parts)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def _fetch(self, end: int) -> bytes:
+        """Fetch a window at the position: ``min_block`` after a seek, twice the last while reading on, at least to ``end``."""
+        position = self._position
+        sequential = self._last_end is not None and self._last_end <= position <= self._last_end + self._block
+        self._block = min(self._block * 2, self.source.max_block) if sequential else self.source.min_block
+        length = max(self._block, end - position)
+        data = self.source.fetch(position, position + length)
+        self._last_end = position + len(data)
+        return data
+
+
+# --- from S3 -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _read_errors(obj: ObjectRef) -> Any:
+    try:
+        yield
+    except ClientError as error:
+        permanent = describe_read_error(error, obj)
+        if permanent is not None:
+            raise permanent from None
+        raise
+
+
+def total_size(response: dict[str, Any]) -> int:
+    """The object's size from a ranged GET's ``ContentRange`` ("bytes 0-99/1234"), or its ``ContentLength`` without one."""
+    content_range = str(response.get("ContentRange") or "")
+    if "/" in content_range and not content_range.endswith("/*"):
+        return int(content_range.rsplit("/", 1)[1])
+    return int(response["ContentLength"])
+
+
+class S3Input(RangedInput):
+    """The job's object version in S3, read in ranged GETs pinned to it. ``head``: what a whole-object GET returns but the body."""
+
+    def __init__(self, s3: Any, obj: ObjectRef, max_bytes: int, first_block: int = FIRST_BLOCK, **options: int):
+        """The first GET (``first_block`` bytes, or ``WHOLE``) gives the head; the size is checked before its body is read."""
+        self.s3, self.obj = s3, obj
+        with _read_errors(obj):
+            try:
+                ranged = {"Range": f"bytes=0-{first_block - 1}"} if first_block != WHOLE else {}
+                response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **ranged, **pin(obj))
+            except ClientError as error:
+                if str(error.response.get("Error", {}).get("Code", "")) != "InvalidRange":
+                    raise
+                response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **pin(obj))  # an empty object has no byte 0
+        body = response.pop("Body")
+        size = total_size(response)
+        if size > max_bytes:
+            body.close()
+            raise PermanentError(f"input is {size} bytes, over the limit of {max_bytes}")
+        with contextlib.closing(body):
+            first = body.read()
+        self.response = {**response, "ContentLength": size}
+        self.response.pop("ContentRange", None)
+        super().__init__(self._get, size, obj.key, **options)
+        self.calls, self.bytes_read = 1, len(first)
+        self.add(0, first)
+
+    def _get(self, start: int, end: int) -> bytes:
+        with _read_errors(self.obj):
+            response = self.s3.get_object(Bucket=self.obj.bucket, Key=self.obj.key, Range=f"bytes={start}-{end - 1}", **pin(self.obj))
+            with contextlib.closing(response["Body"]) as body:
+                data: bytes = body.read()
+                return data
+
+    def _rest(self, start: int) -> Any:
+        with _read_errors(self.obj):
+            return self.s3.get_object(Bucket=self.obj.bucket, Key=self.obj.key, Range=f"bytes={start}-", **pin(self.obj))["Body"]
+
+    def download(self, path: Path) -> None:
+        """The whole version to ``path``: what was read already, then the rest in one GET."""
+        with _read_errors(self.obj):
+            self.copy_to(path, self._rest)
