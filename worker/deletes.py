@@ -3,7 +3,8 @@
 A message is handed here only once it is settled (its step's ``mark_done`` committed, or its fresh copy
 sent), so a batch never deletes a message whose work could still be lost. The thread sends a batch when
 ten are waiting or the oldest has waited ``window`` seconds; ``close`` sends what is left. The window is
-short against the visibility timeout, so a message waiting here does not come back meanwhile.
+short against the visibility timeout (``delete_window``), so a message waiting here does not come back
+meanwhile; if it did (or the task was killed first), it would be dropped as finished.
 
 SQS answers a batch entry by entry: each entry in ``Failed`` is handled alone. One whose receipt handle
 is gone had already left the queue (deleted, or moved to the dead-letter queue); any other comes back
@@ -27,7 +28,12 @@ from worker.keepalive import GONE_CODES, error_code
 log = logging.getLogger("worker")
 
 SQS_BATCH = 10  # entries per DeleteMessageBatch: SQS's limit
-DELETE_WINDOW_SECONDS = 0.5
+DELETE_WINDOW_SECONDS = 2.0  # at most; at 5 files a second a batch then holds ten
+
+
+def delete_window(visibility_timeout: float) -> float:
+    """How long a settled message may wait for its batch: ``DELETE_WINDOW_SECONDS``, at most a tenth of the visibility."""
+    return min(DELETE_WINDOW_SECONDS, visibility_timeout / 10)
 
 
 @dataclass(frozen=True)

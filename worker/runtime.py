@@ -47,7 +47,7 @@ from pipeline_core.jobs import ORIGIN_ATTRIBUTE, origin_id
 from pipeline_core.jobstore import JobStore
 from worker import health
 from worker.config import WorkerConfig
-from worker.deletes import Deletes
+from worker.deletes import Deletes, delete_window
 from worker.keepalive import Held, Keepalive, TaskProtection, error_code
 from worker.lifecycle import Abandoned, StepRunner
 from worker.messages import settle
@@ -79,7 +79,7 @@ class Worker:
         self.processor = processor
         self.steps = StepRunner(config, s3=s3, store=store, processor=processor, stop=stop, sqs=sqs)
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
-        self.deletes = Deletes(sqs, config.queue_url)
+        self.deletes = Deletes(sqs, config.queue_url, delete_window(config.visibility_timeout))
         self._failures = 0  # consecutive failed receives, for the backoff
         self._in_flight = 0
         self._segments = 0  # segment messages in flight, at most config.segments_in_flight
