@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PRICES_READ = "2025-06 (us-east-1 list prices; not re-checked online for this run)"
+PRICES_READ = "as published up to 2025, not re-read from this machine (no internet)"
 
 # --- request prices, USD per request -----------------------------------------------------------------
 # https://aws.amazon.com/sqs/pricing/ : Standard queue, $0.40 per million requests (each 64 KB chunk of a
@@ -109,43 +109,55 @@ class Rates:
     video_seconds_per_second: float | None = None  # None: not measured (the table prints the formula)
 
 
+def video_hour_calls(per_segment: Mapping[str, float], per_video: Mapping[str, float], segment_seconds: float) -> dict[str, float]:
+    """Calls per hour of video, from what one segment costs and what a video costs once (its step message, the split
+    and the merge), for videos split into ``segment_seconds`` segments: ``bench/split_bench.py`` counts both."""
+    segments = 3600 / segment_seconds
+    return {api: per_segment.get(api, 0.0) * segments + per_video.get(api, 0.0) for api in {*per_segment, *per_video}}
+
+
 def cost_table(
     image_calls: Mapping[str, float],
     rates: Rates,
     *,
     video_hour_calls: Mapping[str, float] | None = None,
-    where: str = "this machine's CPU",
+    where: str = "the measured rate",
 ) -> str:
-    """A plain-text table: request cost per 1,000 images and per video hour, instance cost for each at ``rates``,
-    and Rekognition's published prices beside them. ``image_calls``: calls per image by API (the notification's
-    SendMessage is added); ``video_hour_calls``: calls per hour of video (None: not counted in this run)."""
+    """A Markdown table: request cost per 1,000 images and per video hour, instance cost of each at ``rates`` (a
+    formula where a rate is not measured), and Rekognition's published prices beside them. ``image_calls``: calls
+    per image by API (the S3 notification's SendMessage is added); ``video_hour_calls``: calls per hour of video
+    (``video_hour_calls()``; None: not counted in this run)."""
     per_image = request_cost_usd({**image_calls, **_added(image_calls)})
-    lines = [
-        f"cost (us-east-1 list prices read {PRICES_READ}; bench/costs.py names each page)",
-        f"  {'':<44}{'per 1,000 images':>18}{'per video hour':>18}",
-        f"  {'AWS requests (S3 notification included)':<44}{_usd(per_image * 1000):>18}{_video_requests(video_hour_calls):>18}",
+    video_requests = _usd(request_cost_usd(video_hour_calls)) if video_hour_calls is not None else "(bench-split counts it)"
+    rows = [
+        ("AWS requests (S3 notification included)", _usd(per_image * 1000), video_requests),
     ]
-    for name, hourly in (("g4dn.xlarge On-Demand", G4DN_XLARGE_ON_DEMAND), ("g4dn.xlarge Spot", G4DN_XLARGE_SPOT)):
+    for name, hourly in (("On-Demand", G4DN_XLARGE_ON_DEMAND), ("Spot", G4DN_XLARGE_SPOT)):
         images = (
             _usd(1000 * instance_cost_per_file_usd(rates.images_per_second, hourly))
             if rates.images_per_second
-            else f"{hourly:.3f}/(3.6 x img/s)"
+            else f"{hourly:.3f} / (3.6 x images/s)"
         )
-        video = _usd(hourly / rates.video_seconds_per_second) if rates.video_seconds_per_second else f"{hourly:.3f}/(video s per s)"
-        lines.append(f"  {f'{name} (${hourly:.3f}/h) at {where}':<44}{images:>18}{video:>18}")
-    lines.append(
-        f"  {'Rekognition (people + faces: 2 APIs)':<44}{_usd(2000 * REKOGNITION_IMAGE_PER_API):>18}"
-        f"{_usd(2 * 60 * REKOGNITION_VIDEO_PER_MINUTE_PER_API):>18}"
+        video = _usd(hourly / rates.video_seconds_per_second) if rates.video_seconds_per_second else f"{hourly:.3f} / (video s per s)"
+        rows.append((f"g4dn.xlarge {name} (${hourly:.3f}/h) at {where}", images, video))
+    rows.append(
+        (
+            "Rekognition, people + faces (2 APIs; Video: label + face detection)",
+            _usd(2000 * REKOGNITION_IMAGE_PER_API),
+            _usd(2 * 60 * REKOGNITION_VIDEO_PER_MINUTE_PER_API),
+        )
     )
+    lines = [
+        f"cost, us-east-1 list prices ({PRICES_READ}; bench/costs.py names each page):",
+        "| | per 1,000 images | per video hour |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {images} | {video} |" for name, images, video in rows),
+    ]
     return "\n".join(lines)
 
 
 def _added(calls: Mapping[str, float]) -> dict[str, float]:
     return {api: calls.get(api, 0.0) + count for api, count in NOTIFICATION_CALLS.items()}
-
-
-def _video_requests(calls: Mapping[str, float] | None) -> str:
-    return _usd(request_cost_usd(calls)) if calls is not None else "not counted here"
 
 
 def _usd(value: float) -> str:
