@@ -121,8 +121,27 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def through_worker(endpoint: str, images: list[bytes], env: dict[str, str], logs: Path, name: str, proxy: FaultProxy) -> dict[str, Any]:
-    """Images per second through one worker process, from its first claim to its last step done; its calls by API.
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc; 0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ended(log: Path) -> int:
+    """Steps done or failed so far in a worker's JSON log (counted in the text: parsing every line each poll costs the
+    CPU the run is measuring)."""
+    text = log.read_text()
+    return text.count('"event": "step done"') + text.count('"event": "step failed"')
+
+
+def through_worker(
+    endpoint: str, images: list[bytes], env: dict[str, str], logs: Path, name: str, proxy: FaultProxy, emulator: int
+) -> dict[str, Any]:
+    """Images per second through one worker process, from its first claim to its last step done; its calls by API,
+    and the CPU seconds per file of the worker, of the emulator (pid ``emulator``) and of this process (the proxy).
 
     The stack is made and filled through ``endpoint`` (uncounted); the worker calls through ``proxy``, which
     counts its calls until every message has left the queue (the deletes included).
@@ -139,11 +158,12 @@ def through_worker(endpoint: str, images: list[bytes], env: dict[str, str], logs
         entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(events[start : start + 10])]
         stack.aws["sqs"].send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
     before = Counter(proxy.calls)
+    cpu_before = (cpu_seconds(emulator), time.process_time())
     worker = WorkerProcess({**stack.worker_env(STEP), **env, "WAIT_TIME_SECONDS": "1", "AWS_ENDPOINT_URL": proxy.url}, logs / f"{name}.log")
     peak = 0.0
     try:
         deadline = time.monotonic() + 1800
-        while len(worker.events("step done")) + len(worker.events("step failed")) < len(keys):
+        while ended(worker.log_path) < len(keys):
             if time.monotonic() > deadline or worker.process.poll() is not None:
                 raise RuntimeError(f"{name}: the worker did not finish (see {logs / f'{name}.log'})")
             peak = max(peak, peak_rss_mib(worker.process.pid))
@@ -152,6 +172,11 @@ def through_worker(endpoint: str, images: list[bytes], env: dict[str, str], logs
         wait_for(lambda: stack.counts() == (0, 0), 60, what=f"{name}: the queue to empty")
         calls = Counter(proxy.calls)
         calls.subtract(before)
+        cpu = {
+            "worker": cpu_seconds(worker.process.pid),
+            "emulator": cpu_seconds(emulator) - cpu_before[0],
+            "proxy": time.process_time() - cpu_before[1],
+        }
     finally:
         worker.stop()
     claims = [entry["ts"] for entry in worker.events("step claimed")]
@@ -164,6 +189,7 @@ def through_worker(endpoint: str, images: list[bytes], env: dict[str, str], logs
         "peak_mib": peak,
         "failed": failed,
         "calls": {api: count / len(keys) for api, count in calls.items() if count > 0},
+        "cpu_ms": {part: 1000 * value / len(keys) for part, value in cpu.items()},
     }
 
 
@@ -211,19 +237,20 @@ def synthetic(
     args: argparse.Namespace,
     logs: Path,
     targets: bool,
+    emulator: int,
 ) -> tuple[dict[str, Any], float]:
     """(a), (b), (c) and (d) through the proxy as it is set now; prints them, the ratios (against the targets when
     ``targets``) and the calls per file."""
     tag = "lat" if targets else "nolat"
-    a = through_worker(endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(options), "CONCURRENCY": "1"}, logs, f"a-{tag}", proxy)
-    b = through_worker(
-        endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(options), "CONCURRENCY": str(args.concurrency)}, logs, f"b-{tag}", proxy
-    )
+
+    def measure(processor_options: Mapping[str, Any], concurrency: int, name: str) -> dict[str, Any]:
+        env = {**base, "PROCESSOR_OPTIONS": json.dumps(processor_options), "CONCURRENCY": str(concurrency)}
+        return through_worker(endpoint, images, env, logs, f"{name}-{tag}", proxy, emulator)
+
+    a = measure(options, 1, "a")
+    b = measure(options, args.concurrency, "b")
     c = processor_alone(args.images, options, threads=args.concurrency)
-    zero = {**options, "batch_seconds": 0}
-    d = through_worker(
-        endpoint, images, {**base, "PROCESSOR_OPTIONS": json.dumps(zero), "CONCURRENCY": str(args.concurrency)}, logs, f"d-{tag}", proxy
-    )
+    d = measure({**options, "batch_seconds": 0}, args.concurrency, "d")
     for label, run in (("(a) sequential worker (CONCURRENCY=1)", a), (f"(b) {args.concurrency} in flight, batched across jobs", b)):
         print(f"  {label:<47}{run['images_per_s']:7.1f} images/s  peak {run['peak_mib']:.0f} MiB")
     print(f"  {'(c) the processor alone (its bound)':<47}{c:7.1f} images/s")
@@ -235,8 +262,19 @@ def synthetic(
             print(f"  {name} = {value:.2f}: {verdict(value, target)}")
         else:
             print(f"  {name} = {value:.2f} (no target without latency: the emulator's CPU is the bound; the targets are set with it)")
+    if targets and b["images_per_s"] < 5 * a["images_per_s"] and d["images_per_s"] < 5 * a["images_per_s"]:
+        print(
+            f"    why: 5 x (a) = {5 * a['images_per_s']:.1f} images/s is past (d) = {d['images_per_s']:.1f}, the rate at which this "
+            "machine's cores answer the calls at all (see the CPU per file below): no worker reaches it here"
+        )
     for label, run in (("(a)", a), ("(b)", b), ("(d)", d)):
         print(f"  AWS calls per file {label}: {sum(run['calls'].values()):.2f} ({per_file(run['calls'])})")
+    for label, run in (("(b)", b), ("(d)", d)):
+        cpu = run["cpu_ms"]
+        print(
+            f"  CPU ms per file {label}: worker {cpu['worker']:.1f}, emulator (moto) {cpu['emulator']:.1f}, "
+            f"this process (fault proxy, polling) {cpu['proxy']:.1f}; {os.cpu_count()} cores shared with other work"
+        )
     share = batched_share(b["calls"])
     budget = "met" if share < SQS_BUDGET else "MISSED"
     print(
@@ -284,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.images} small images, one worker, processor: {args.batch_seconds * 1000:.0f} ms per call of up to "
                     f"{args.batch_size}; {title} (medians: {medians})"
                 )
-                measured, _ = synthetic(endpoint, proxy, images, base, options, args, logs, targets=bool(latency))
+                measured, _ = synthetic(endpoint, proxy, images, base, options, args, logs, targets=bool(latency), emulator=server.pid)
             proxy.latency = {}
             if measured is not None:
                 print(cost_table(measured["calls"], Rates(images_per_second=measured["images_per_s"]), where="(b)'s rate here"))
@@ -303,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     logs,
                     f"real-a-{size}",
                     proxy,
+                    server.pid,
                 )
                 par = through_worker(
                     endpoint,
@@ -311,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                     logs,
                     f"real-b-{size}",
                     proxy,
+                    server.pid,
                 )
                 ratio = par["images_per_s"] / seq["images_per_s"]
                 print(
