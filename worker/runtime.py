@@ -5,11 +5,13 @@ What lives here and nowhere else:
 - **Concurrency**: up to ``CONCURRENCY`` messages in flight, each handled in its own thread (download,
   process, upload and commit of one overlap with the others'); the loop receives up to ten at a time as
   capacity frees, and one keepalive holds them all.
-- **Batched calls**: a receive costs the same for one message as for ten, so the loop receives ahead: when a
-  handler is free and no received message waits, it asks for as many as the free handlers take plus
-  ``CONCURRENCY`` more (at most ten), and a handler that frees starts the next waiting one at once. So at most
-  twice ``CONCURRENCY`` messages are held, every one by the keepalive from its receive; under a backlog one
-  receive serves about ten files. Settled messages are deleted ten to a call (``worker.deletes``), and the
+- **Batched calls**: a receive costs the same for one message as for ten, so under a backlog the loop receives
+  ahead: when a handler is free and no received message waits, it asks for as many as the free handlers take,
+  plus ``CONCURRENCY`` more (at most ten a call) when the previous receive came back full (the queue had more
+  than was asked: other tasks have work of their own). A handler that frees starts the next waiting one at
+  once. So at most twice ``CONCURRENCY`` messages are held, every one by the keepalive from its receive, and
+  under a backlog one receive serves about ten files; with the queue nearly empty nothing is taken ahead, so
+  two messages never queue in one task while another task idles. Settled messages are deleted ten to a call (``worker.deletes``), and the
   keepalive changes visibilities ten to a call.
 - **Receiving** with a long poll, retried with capped exponential backoff when SQS errors
   (botocore's adaptive retries come first; see ``worker.main``).
@@ -81,6 +83,7 @@ class Worker:
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
         self.deletes = Deletes(sqs, config.queue_url, delete_window(config.visibility_timeout))
         self._failures = 0  # consecutive failed receives, for the backoff
+        self._backlog = False  # the last receive came back full: receive ahead
         self._in_flight = 0
         self._segments = 0  # segment messages in flight, at most config.segments_in_flight
         self._capacity = threading.Condition()
@@ -101,8 +104,10 @@ class Worker:
                 if not free:
                     continue
                 if not waiting:
-                    messages = self._receive(min(SQS_RECEIVE_MAX, free + self.config.concurrency))
+                    asked = min(SQS_RECEIVE_MAX, free + (self.config.concurrency if self._backlog else 0))
+                    messages = self._receive(asked)
                     received_at = time.time()
+                    self._backlog = len(messages) >= asked
                     if not messages:
                         if not self._in_flight:
                             self.protection.set(False)
