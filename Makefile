@@ -137,7 +137,7 @@ bench: venv ## Detection throughput (naive loop vs engine, equal work, bounds) a
 bench-quality: venv ## People detectors side by side: precision and recall at IoU 0.5, ms per image, on scenes with known boxes
 	$(BIN)/python -m bench.quality_bench $(BENCH_ARGS)
 
-bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with the processor and I/O bounds
+bench-throughput: venv ## Worker throughput: sequential vs several in flight with cross-job batching, with and without AWS-like latency; AWS calls and cost per file
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 bench-annotate: venv ## Annotated video: decode, draw and H.264 encode time and size against detection time; the segments' join

@@ -112,8 +112,16 @@ def inject_faults(proxy: FaultProxy, rate: float) -> None:
     )
     proxy.add("ReceiveMessage", "SendMessage", error=(400, "ThrottlingException", "Rate exceeded"), probability=rate)
     proxy.add(
-        "ChangeMessageVisibilityBatch", "DeleteMessage", error=(500, "InternalError", "We encountered an internal error"), probability=rate
+        "ChangeMessageVisibilityBatch",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        error=(500, "InternalError", "We encountered an internal error"),
+        probability=rate,
     )
+    # SQS's batch answers can fail some entries and not others (the worker deletes and extends in batches). One draw
+    # per call is matched against the rules in turn: this one takes the next ``rate`` of the draws.
+    entry = ("InternalError", "We encountered an internal error")
+    proxy.add("ChangeMessageVisibilityBatch", "DeleteMessageBatch", fail_entries=entry, probability=2 * rate)
     proxy.add("S3.PUT", "S3.GET", "S3.HEAD", error=(503, "SlowDown", "Please reduce your request rate"), probability=rate)
     proxy.add("UpdateItem", delay=0.5, probability=rate)
 

@@ -181,6 +181,31 @@ class JobStore:
             raise
         return True
 
+    def create_claimed(self, obj: ObjectRef, step: str, worker_id: str, message_id: str, now: float, lease_seconds: float) -> Claim | None:
+        """Create the job of a one-step pipeline with its step already claimed, in one conditional put: ``create_job``
+        then ``claim`` (pending -> running, attempt 1) as one write. None, writing nothing, when the job exists (the
+        caller then claims it as usual: a redelivery, or a duplicate event).
+
+        The item is the one those two writes leave: a new job passes every guard of the claim (open, whole, pending).
+        """
+        item = new_job_item(obj, [step], now)
+        item["status"] = JobStatus.RUNNING.value
+        item["steps"][step] |= {
+            "state": StepState.RUNNING.value,
+            "attempts": 1,
+            "worker_id": worker_id,
+            "message_id": message_id,
+            "lease_expires_at": now + lease_seconds,
+            "started_at": now,
+        }
+        try:
+            self.table.put_item(Item=to_dynamo(item), ConditionExpression=guard("no_item"))
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return None
+            raise
+        return Claim(job_id=obj.job_id, step=step, worker_id=worker_id, attempt=1, step_names=(step,), message_id=message_id)
+
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item is not None else None

@@ -394,6 +394,15 @@ _INTAKE, _ROUTER = "intake, or the worker of a raw S3 event", "router"
 
 JOB_TRANSITIONS: tuple[JobTransition, ...] = (
     JobTransition("none", "upload", JobStatus.PENDING.value, _INTAKE, ("no_item",), "create_job", "one job per object version"),
+    JobTransition(
+        "none",
+        "upload, its S3 event straight on a step's queue",
+        JobStatus.RUNNING.value,
+        _W,
+        ("no_item",),
+        "create_claimed",
+        "created with its step claimed (attempt 1): create_job then claim in one write",
+    ),
     JobTransition("none", "dead letter", JobStatus.PENDING.value, _DL, ("no_item",), "create_job", "then failed with the reason"),
     JobTransition(
         JobStatus.RUNNING.value, "last step ends", "ended", _ROUTER, ("job_unfinished",), "set_status", "the worker usually has already"

@@ -29,7 +29,8 @@ def run(processor: DetectionProcessor, path: Path) -> dict:
     workdir = path.parent / f"work-{path.stem}"
     workdir.mkdir(exist_ok=True)
     output = processor.process(path, StepContext("0" * 32, "detect", "bucket", path.name, "v1", 1, workdir))
-    assert set(output.files) == {"contact-sheet.jpg", "timeline.png"}
+    pictures = {"contact-sheet.jpg", "timeline.png"} if output.document["media"]["kind"] == "video" else {"contact-sheet.jpg"}
+    assert set(output.files) == pictures and set(output.document["pictures"].values()) == pictures
     for picture in output.files.values():
         assert cv2.imread(str(picture)) is not None, f"{picture.name} is not a readable image"
     return output.document

@@ -290,3 +290,22 @@ def test_a_segment_claimed_while_its_step_waits_for_a_retry_to_resume_is_refused
     assert refused.value.reason == Unclaimable.NOT_RUNNING
     assert store.resume_split(OBJ.job_id, "people", 1007.0, "m-retry")
     assert store.claim(OBJ.job_id, "people", "w2", "m-seg-1", 1008.0, 30, segment=1).attempt == 1
+
+
+def test_create_claimed_leaves_the_item_that_create_then_claim_leave_and_claims_nothing_that_exists(stack: StepStack) -> None:
+    store = JobStore(stack.table)
+    one, two = ObjectRef("bucket", "uploads/one.jpg", "v1", 10), ObjectRef("bucket", "uploads/two.jpg", "v1", 10)
+    assert store.create_job(one, ["people"], now=1000.0)
+    old_way = store.claim(one.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    new_way = store.create_claimed(two, "people", "w1", "m1", now=1000.0, lease_seconds=30)
+    assert new_way is not None and (new_way.attempt, new_way.failures, new_way.step_names) == (1, 0, ("people",))
+    assert {**vars(new_way), "job_id": None} == {**vars(old_way), "job_id": None}
+    fields = ("job_id", "key")
+    assert {k: v for k, v in store.get_job(two.job_id).items() if k not in fields} == {
+        k: v for k, v in store.get_job(one.job_id).items() if k not in fields
+    }
+    # the job exists: nothing is written, the caller claims as usual (and is refused: it is held)
+    assert store.create_claimed(two, "people", "w2", "m2", now=1001.0, lease_seconds=30) is None
+    assert store.get_job(two.job_id)["steps"]["people"]["worker_id"] == "w1"
+    with pytest.raises(ClaimRefused):
+        store.claim(two.job_id, "people", "w2", "m2", now=1001.0, lease_seconds=30)

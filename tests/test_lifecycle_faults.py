@@ -211,7 +211,7 @@ def test_a_refused_visibility_extension_still_extends_the_lease_so_no_one_reruns
 
 def test_throttled_receives_and_stale_receipt_handles_do_not_stop_the_worker(stack: StepStack, proxy: FaultProxy, spawn) -> None:
     proxy.add("ReceiveMessage", error=(400, "ThrottlingException", "Rate exceeded"), times=6)
-    proxy.add("DeleteMessage", error=(400, "ReceiptHandleIsInvalid", "The receipt handle has expired"), times=1)
+    proxy.add("DeleteMessageBatch", fail_entries=("ReceiptHandleIsInvalid", "The receipt handle has expired"), times=1)
     # Two tries per call (botocore's AWS_MAX_ATTEMPTS), so the throttling outlasts botocore's retries and reaches the loop.
     worker = spawn(stack.worker_env(STEP, AWS_ENDPOINT_URL=proxy.url, AWS_MAX_ATTEMPTS=2))
     wait_for(lambda: worker.events("receive failed; backing off"), 30, what="a throttled receive")
@@ -223,6 +223,58 @@ def test_throttled_receives_and_stale_receipt_handles_do_not_stop_the_worker(sta
     stack.send(stack.s3_event("uploads/next.png"))
     wait_state(stack, "uploads/next.png", "done")
     assert worker.process.poll() is None
+
+
+def test_a_delete_refused_in_a_batch_brings_only_that_message_back_and_it_is_dropped_as_finished(
+    moto_endpoint: str, proxy: FaultProxy, spawn, tmp_path: Path
+) -> None:
+    """SQS answers DeleteMessageBatch entry by entry: a failed entry is not deleted (the others are), comes back
+    after its visibility timeout, and its claim's refusal (done) settles it; nothing runs twice."""
+    stack = StepStack.create(moto_endpoint, visibility_timeout=3)
+    keys = [f"uploads/batch-{index}.png" for index in range(4)]
+    for key in keys:
+        stack.put(key, png())
+    entries = [{"Id": str(index), "MessageBody": json.dumps(stack.s3_event(key))} for index, key in enumerate(keys)]
+    stack.aws["sqs"].send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
+    proxy.add("DeleteMessageBatch", fail_entries=("InternalError", "We encountered an internal error. Please try again."), times=1)
+    log = tmp_path / "runs.txt"
+    options = json.dumps({"seconds": 0, "runs_file": str(log)})
+    worker = spawn(stack.worker_env(STEP, AWS_ENDPOINT_URL=proxy.url, PROCESSOR=SLOW, PROCESSOR_OPTIONS=options))
+    for key in keys:
+        wait_state(stack, key, "done")
+    refused = wait_for(lambda: worker.events("message not deleted; it comes back and is dropped as finished"), 20, what="the refused entry")
+    assert len(refused) == 1 and refused[0]["code"] == "InternalError"
+    wait_for(lambda: drained(stack), 30, what="the refused message to come back and be dropped")
+    assert [entry["reason"] for entry in worker.events("step not claimed")] == ["finished"]
+    assert len(runs(log)) == len(keys), "a step ran twice"
+    assert proxy.calls["DeleteMessage"] == 0, "deletes went one by one"
+
+
+def test_a_visibility_change_refused_in_a_batch_stops_only_that_message_being_extended(
+    moto_endpoint: str, proxy: FaultProxy, spawn, tmp_path: Path
+) -> None:
+    """ChangeMessageVisibilityBatch answers entry by entry: the entry refused as gone is no longer extended (here
+    moto still has it, so it comes back to a second worker, which postpones it: its lease is held), and the other
+    message of the same beat keeps its visibility; both steps finish, once each."""
+    stack = StepStack.create(moto_endpoint, visibility_timeout=4)
+    keys = ["uploads/held-a.png", "uploads/held-b.png"]
+    for key in keys:
+        stack.put(key, png())
+        stack.send(stack.s3_event(key))
+    proxy.add("ChangeMessageVisibilityBatch", fail_entries=("ReceiptHandleIsInvalid", "The receipt handle has expired"), times=1)
+    log = tmp_path / "runs.txt"
+    options = json.dumps({"seconds": 8, "runs_file": str(log)})
+    env = stack.worker_env(STEP, AWS_ENDPOINT_URL=proxy.url, PROCESSOR=SLOW, PROCESSOR_OPTIONS=options, HEARTBEAT_SECONDS=1, CONCURRENCY=2)
+    holder = spawn(env, "holder")
+    wait_for(lambda: len(holder.events("step claimed")) == 2, 20, what="both steps claimed by one worker")
+    other = spawn(stack.worker_env(STEP, PROCESSOR=SLOW, PROCESSOR_OPTIONS=options), "other")
+    for key in keys:
+        wait_state(stack, key, "done", timeout=60)
+    assert [entry["code"] for entry in holder.events("visibility extension refused")] == ["ReceiptHandleIsInvalid"]
+    came_back = {entry["key"] for entry in other.events("message came back while its step is held; postponed")}
+    assert len(came_back) <= 1, f"both messages came back: the refused entry stopped the other's extension ({came_back})"
+    assert len(runs(log)) == len(keys), "a step ran twice"
+    assert proxy.calls["ChangeMessageVisibility"] == 0
 
 
 def test_a_step_message_with_an_empty_job_id_goes_the_dlq_path_and_the_worker_carries_on(stack: StepStack, spawn) -> None:

@@ -372,7 +372,7 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
         messages = _receive(stack)
         assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in messages) == [0, 1, 2]
         for message in sorted(messages, key=lambda m: parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment):
-            worker.handle(message, time.time())  # segment 0 fails the step; 1 and 2 are then "finished": deleted
+            worker.handle(message, worker.hold(message, time.time()))  # segment 0 fails the step; 1 and 2 are then "finished": deleted
         assert store.get_job(obj.job_id)["status"] == "failed"
         assert stack.counts() == (0, 0)
         assert store.retry_failed_step(obj.job_id, INTERLEAVED_STEP, time.time())  # `gpupipe retry`: segments back to pending, no message
@@ -382,7 +382,7 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     # The router sends the retried step's message; a worker takes it: Unclaimable.SPLIT -> Splitter.resume.
     stack.send(step_body)
     [message] = _receive(stack)
-    worker.handle(message, time.time())
+    worker.handle(message, worker.hold(message, time.time()))
     step = store.get_job(obj.job_id)["steps"][INTERLEAVED_STEP]
     items = store.get_segments(obj.job_id, INTERLEAVED_STEP, 3)
     step["segments"] = {str(index): items.get(index, {"state": "pending"}) for index in range(3)}
@@ -414,7 +414,8 @@ def test_segments_sent_by_a_duplicate_step_message_carry_the_job_when_the_splitt
     # Unclaimable.SPLIT -> Splitter.resume sends the three segment messages, and records them.
     stack.send(body)
     [duplicate] = _receive(stack)
-    _worker(stack, "w-live").handle(duplicate, time.time())
+    live = _worker(stack, "w-live")
+    live.handle(duplicate, live.hold(duplicate, time.time()))
     assert stack.counts() == (3, 0)
     with deadletters.configured(stack, INTERLEAVED_STEP):
         assert deadletters.pump(stack) == 1  # S's dead letter

@@ -77,10 +77,15 @@ class StepRunner:
         fields: dict[str, Any] = {"job_id": item.job_id, "key": item.obj.key, "step": item.step, "message_id": held.message_id}
         if item.segment is not None:
             fields["segment"] = item.segment
-        if item.from_s3_event and self.store.create_job(item.obj, [item.step], time.time()):
-            log.info("job created", extra=fields)
+        created = None
+        if item.from_s3_event:  # no router made the job: create it with its step claimed, one write for both
+            created = self.store.create_claimed(
+                item.obj, item.step, self.config.worker_id, held.message_id, time.time(), self.config.visibility_timeout
+            )
+            if created is not None:
+                log.info("job created", extra=fields)
         try:
-            claim = self.store.claim(
+            claim = created or self.store.claim(
                 item.job_id,
                 item.step,
                 self.config.worker_id,

@@ -5,9 +5,17 @@ What lives here and nowhere else:
 - **Concurrency**: up to ``CONCURRENCY`` messages in flight, each handled in its own thread (download,
   process, upload and commit of one overlap with the others'); the loop receives up to ten at a time as
   capacity frees, and one keepalive holds them all.
+- **Batched calls**: a receive costs the same for one message as for ten, so under a backlog the loop receives
+  ahead: when a handler is free and no received message waits, it asks for as many as the free handlers take,
+  plus ``CONCURRENCY`` more (at most ten a call) when the previous receive came back full (the queue had more
+  than was asked: other tasks have work of their own). A handler that frees starts the next waiting one at
+  once. So at most twice ``CONCURRENCY`` messages are held, every one by the keepalive from its receive, and
+  under a backlog one receive serves about ten files; with the queue nearly empty nothing is taken ahead, so
+  two messages never queue in one task while another task idles. Settled messages are deleted ten to a call (``worker.deletes``), and the
+  keepalive changes visibilities ten to a call.
 - **Receiving** with a long poll, retried with capped exponential backoff when SQS errors
   (botocore's adaptive retries come first; see ``worker.main``).
-- **Settling** a message once its items are settled (``messages.settle``): delete it, requeue it
+- **Settling** a message once its items are settled (``messages.settle``): delete it (in the next batch), requeue it
   (a fresh copy carrying the same origin id, then delete this one), or leave it to SQS.
   Requeueing keeps retries, postponements and shutdown hand-backs from using up the receives that
   the queue counts towards its dead-letter queue.
@@ -30,6 +38,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,12 +49,15 @@ from pipeline_core.jobs import ORIGIN_ATTRIBUTE, origin_id
 from pipeline_core.jobstore import JobStore
 from worker import health
 from worker.config import WorkerConfig
-from worker.keepalive import GONE_CODES, Keepalive, TaskProtection, error_code
+from worker.deletes import Deletes, delete_window
+from worker.keepalive import Held, Keepalive, TaskProtection, error_code
 from worker.lifecycle import Abandoned, StepRunner
 from worker.messages import settle
 from worker.processors import Processor
 
 log = logging.getLogger("worker")
+
+SQS_RECEIVE_MAX = 10  # MaxNumberOfMessages: SQS's limit
 
 
 def origin(message: dict[str, Any]) -> str:
@@ -69,7 +81,9 @@ class Worker:
         self.processor = processor
         self.steps = StepRunner(config, s3=s3, store=store, processor=processor, stop=stop, sqs=sqs)
         self.keepalive = Keepalive(sqs, config.queue_url, store, config.visibility_timeout, config.heartbeat_seconds, protection)
+        self.deletes = Deletes(sqs, config.queue_url, delete_window(config.visibility_timeout))
         self._failures = 0  # consecutive failed receives, for the backoff
+        self._backlog = False  # the last receive came back full: receive ahead
         self._in_flight = 0
         self._segments = 0  # segment messages in flight, at most config.segments_in_flight
         self._capacity = threading.Condition()
@@ -80,29 +94,39 @@ class Worker:
             extra={"step": self.config.step_name, "processor": self.processor.name, "concurrency": self.config.concurrency},
         )
         self.keepalive.start()
+        self.deletes.start()
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="message")
+        waiting: deque[tuple[dict[str, Any], Held]] = deque()  # received ahead, held, not started
         try:
             while not self._stopping():
                 health.touch()
                 free = self._wait_for_capacity()
                 if not free:
                     continue
-                messages = self._receive(min(10, free))
-                received_at = time.time()
-                if not messages:
-                    if not self._in_flight:
-                        self.protection.set(False)
-                    continue
-                self.protection.set(True)
-                for message in messages:
-                    if self._stopping():
-                        self._requeue(message, 0, "received while stopping")
+                if not waiting:
+                    asked = min(SQS_RECEIVE_MAX, free + (self.config.concurrency if self._backlog else 0))
+                    messages = self._receive(asked)
+                    received_at = time.time()
+                    self._backlog = len(messages) >= asked
+                    if not messages:
+                        if not self._in_flight:
+                            self.protection.set(False)
                         continue
+                    self.protection.set(True)
+                    waiting.extend((message, self.hold(message, received_at)) for message in messages)
+                while waiting and free and not self._stopping():
+                    message, held = waiting.popleft()
                     with self._capacity:
                         self._in_flight += 1
-                    pool.submit(self._handle_safely, message, received_at)
+                    free -= 1
+                    pool.submit(self._handle_safely, message, held)
         finally:
+            while waiting:  # received ahead, never started: handed on untouched
+                message, held = waiting.popleft()
+                self.keepalive.drop(held)
+                self._requeue(message, 0, "received while stopping")
             pool.shutdown(wait=True)  # each message in flight finishes, or is handed back within the grace period
+            self.deletes.close()  # the settled messages' deletes still waiting for their batch
             self.keepalive.close()
             self.protection.set(False)
         if self.steps.hung.is_set():
@@ -145,9 +169,13 @@ class Worker:
 
     # --- one message -----------------------------------------------------------------------------------
 
-    def _handle_safely(self, message: dict[str, Any], received_at: float) -> None:
+    def hold(self, message: dict[str, Any], received_at: float) -> Held:
+        """Hold ``message`` (its visibility, and the claims it works under) from its receive until it is settled."""
+        return self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
+
+    def _handle_safely(self, message: dict[str, Any], held: Held) -> None:
         try:
-            self.handle(message, received_at)
+            self.handle(message, held)
         except Abandoned:
             pass  # handed back by handle(); the loop sees the stop flag
         except Exception as error:
@@ -157,12 +185,13 @@ class Worker:
                 exc_info=True,
             )
         finally:
+            self.keepalive.drop(held)
             with self._capacity:
                 self._in_flight -= 1
                 self._capacity.notify_all()
 
-    def handle(self, message: dict[str, Any], received_at: float) -> None:
-        """Run every item in one message while the keepalive holds it, then settle it."""
+    def handle(self, message: dict[str, Any], held: Held) -> None:
+        """Run every item in one message while the keepalive holds it (``held``, from its receive), then settle it."""
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             parsed = parse_body(message["Body"], self.config.step_name)
@@ -171,17 +200,19 @@ class Worker:
                 "invalid message left for the DLQ",
                 extra={"message_id": message["MessageId"], "reason": str(error), "receive_count": receive_count},
             )
+            self.keepalive.drop(held)
             self._change_visibility(message, self.config.retry_delay_seconds)
             return
         if parsed.is_test_event:
             log.info("s3 test event deleted", extra={"message_id": message["MessageId"]})
+            self.keepalive.drop(held)
             self._delete(message)
             return
         segments = sum(item.segment is not None for item in parsed.items)
         if not self._take_segments(segments):
+            self.keepalive.drop(held)
             self._requeue(message, 0, "segments in flight at the limit: handed on to a task with room")
             return
-        held = self.keepalive.hold(origin(message), message["ReceiptHandle"], received_at)
         try:
             results = [self.steps.run(item, held) for item in parsed.items]
         except Abandoned:
@@ -207,15 +238,7 @@ class Worker:
     # --- settling ---------------------------------------------------------------------------------------
 
     def _delete(self, message: dict[str, Any]) -> None:
-        try:
-            self.sqs.delete_message(QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        except (ClientError, BotoCoreError) as error:
-            gone = error_code(error) in GONE_CODES
-            log.log(
-                logging.INFO if gone else logging.WARNING,
-                "message not deleted" + ("; it had already left the queue" if gone else "; it comes back and is dropped as finished"),
-                extra={"message_id": message["MessageId"], "code": error_code(error)},
-            )
+        self.deletes.add(message)
 
     def _change_visibility(self, message: dict[str, Any], seconds: int) -> None:
         try:

@@ -125,10 +125,9 @@ class DetectionProcessor:
         if segment is not None:  # the merge draws the whole video's pictures from every segment's tiles
             files, tiles = segment_tiles(run.sheet, run.frames, context.workdir)
         else:
-            files = {
-                CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET),  # type: ignore[arg-type]
-                TIMELINE: timeline(run.times, run.counts, context.workdir / TIMELINE),
-            }
+            files = {CONTACT_SHEET: contact_sheet(run.sheet.chosen(), context.workdir / CONTACT_SHEET)}  # type: ignore[arg-type]
+            if info.kind == "video":  # a photo's timeline is one point: its contact sheet (the photo, boxed) says it all
+                files[TIMELINE] = timeline(run.times, run.counts, context.workdir / TIMELINE)
         document = {
             "media": {
                 "kind": info.kind,
@@ -156,7 +155,7 @@ class DetectionProcessor:
                 "inference": round(run.inference_seconds, 4),
                 "wall": round(time.perf_counter() - started, 4),
             },
-            "pictures": {"contact_sheet": CONTACT_SHEET, "timeline": TIMELINE},
+            "pictures": {"contact_sheet": CONTACT_SHEET, **({"timeline": TIMELINE} if TIMELINE in files else {})},
         }
         if segment is not None:
             document["pictures"], document["tiles"] = {"tiles": TILES}, tiles
