@@ -109,6 +109,13 @@ class Rates:
     video_seconds_per_second: float | None = None  # None: not measured (the table prints the formula)
 
 
+def per_video_hour(calls_for_one_video: Mapping[str, float], video_seconds: float) -> dict[str, float]:
+    """Calls per hour of video from the calls counted for one video of ``video_seconds`` (its S3 notification added)."""
+    if video_seconds <= 0:
+        raise ValueError("the video must have a length")
+    return {api: count * 3600 / video_seconds for api, count in {**calls_for_one_video, **_added(calls_for_one_video)}.items()}
+
+
 def video_hour_calls(per_segment: Mapping[str, float], per_video: Mapping[str, float], segment_seconds: float) -> dict[str, float]:
     """Calls per hour of video, from what one segment costs and what a video costs once (its step message, the split
     and the merge), for videos split into ``segment_seconds`` segments: ``bench/split_bench.py`` counts both."""
@@ -117,7 +124,7 @@ def video_hour_calls(per_segment: Mapping[str, float], per_video: Mapping[str, f
 
 
 def cost_table(
-    image_calls: Mapping[str, float],
+    image_calls: Mapping[str, float] | None,
     rates: Rates,
     *,
     video_hour_calls: Mapping[str, float] | None = None,
@@ -125,12 +132,14 @@ def cost_table(
 ) -> str:
     """A Markdown table: request cost per 1,000 images and per video hour, instance cost of each at ``rates`` (a
     formula where a rate is not measured), and Rekognition's published prices beside them. ``image_calls``: calls
-    per image by API (the S3 notification's SendMessage is added); ``video_hour_calls``: calls per hour of video
-    (``video_hour_calls()``; None: not counted in this run)."""
-    per_image = request_cost_usd({**image_calls, **_added(image_calls)})
+    per image by API (the S3 notification's SendMessage is added; None: not counted in this run, as
+    ``bench/split_bench.py``); ``video_hour_calls``: calls per hour of video (None: not counted in this run)."""
+    image_requests = (
+        _usd(1000 * request_cost_usd({**image_calls, **_added(image_calls)})) if image_calls is not None else "(bench-throughput counts it)"
+    )
     video_requests = _usd(request_cost_usd(video_hour_calls)) if video_hour_calls is not None else "(bench-split counts it)"
     rows = [
-        ("AWS requests (S3 notification included)", _usd(per_image * 1000), video_requests),
+        ("AWS requests (S3 notification included)", image_requests, video_requests),
     ]
     for name, hourly in (("On-Demand", G4DN_XLARGE_ON_DEMAND), ("Spot", G4DN_XLARGE_SPOT)):
         images = (

@@ -32,6 +32,7 @@ from typing import Any
 
 import cv2
 
+from bench.costs import Rates, cost_table, per_video_hour
 from local_runtime.emulator import Emulator
 from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS
 from tests.support.aws import CREDENTIALS, StepStack
@@ -245,6 +246,14 @@ def main() -> int:
             f"bytes read from S3 by a split run, planning, segments and merge together: at most {worst.read_ratio:.2f}x the file "
             f"({worst.tasks} task{'s' if worst.tasks > 1 else ''}; target <= {BYTES_TARGET}x): {verdict}"
         )
+    if runs:
+        priced = runs.get(4) or runs[max(runs)]
+        print(
+            f"\nrequest cost from the {priced.tasks}-task run's calls, scaled to an hour of video (its workers' idle 1 s receives "
+            "included; on AWS the worker long-polls 20 s, so fewer); instance cost as a formula: the stand-in detector's rate "
+            "is not a GPU's:"
+        )
+        print(cost_table(None, Rates(), video_hour_calls=per_video_hour(priced.calls, args.minutes * 60), where="a measured GPU rate"))
     if one_pass is not None:
         print(f"one pass (splitting off) reads {one_pass.read_ratio:.2f}x the file; before ranged reads every segment read the whole file")
     print(f"date: {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs seen by this process")
