@@ -116,13 +116,6 @@ def per_video_hour(calls_for_one_video: Mapping[str, float], video_seconds: floa
     return {api: count * 3600 / video_seconds for api, count in {**calls_for_one_video, **_added(calls_for_one_video)}.items()}
 
 
-def video_hour_calls(per_segment: Mapping[str, float], per_video: Mapping[str, float], segment_seconds: float) -> dict[str, float]:
-    """Calls per hour of video, from what one segment costs and what a video costs once (its step message, the split
-    and the merge), for videos split into ``segment_seconds`` segments: ``bench/split_bench.py`` counts both."""
-    segments = 3600 / segment_seconds
-    return {api: per_segment.get(api, 0.0) * segments + per_video.get(api, 0.0) for api in {*per_segment, *per_video}}
-
-
 def cost_table(
     image_calls: Mapping[str, float] | None,
     rates: Rates,
