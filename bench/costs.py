@@ -16,11 +16,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PRICES_READ = "as published up to 2025, not re-read from this machine (no internet)"
+PRICES_READ = "as published up to 2025; on 2026-12-03 only SQS's rate and Rekognition's API groups were re-checked, from stored copies"
 
 # --- request prices, USD per request -----------------------------------------------------------------
 # https://aws.amazon.com/sqs/pricing/ : Standard queue, $0.40 per million requests (each 64 KB chunk of a
-# payload is one request; a batch of up to 10 messages is one request).
+# payload is one request; a batch of up to 10 messages is one request). Still the rate in March 2026
+# (https://cloudburn.io/blog/amazon-sqs-pricing, "All prices are for US East (N. Virginia) as of March 2026").
 SQS_PER_REQUEST = 0.40 / 1_000_000
 # https://aws.amazon.com/dynamodb/pricing/on-demand/ : on-demand, $0.625 per million write request units and
 # $0.125 per million read request units (after the 2024-11-01 price cut). A standard write of an item up to
@@ -40,8 +41,10 @@ G4DN_XLARGE_ON_DEMAND = 0.526
 G4DN_XLARGE_SPOT = 0.21
 
 # --- managed alternatives, USD ---------------------------------------------------------------------------
-# https://aws.amazon.com/rekognition/pricing/ : Image, first 1 million images a month, $0.001 per image for
-# each Group 1 API (DetectLabels: people) and each Group 2 API (DetectFaces); people and faces are two calls.
+# https://aws.amazon.com/rekognition/pricing/ : Image, first 1 million images a month, $0.001 per image per API
+# call. DetectLabels (people) and DetectFaces (faces) are both Group 2 APIs (the page lists CompareFaces,
+# IndexFaces, SearchFacesByImage and SearchFaces as Group 1; checked on a stored copy, 2026-12-03); people and
+# faces are two calls.
 REKOGNITION_IMAGE_PER_API = 0.001
 # Same page, Video (stored video analysis): label detection $0.10 per minute, face detection $0.10 per minute.
 REKOGNITION_VIDEO_PER_MINUTE_PER_API = 0.10
