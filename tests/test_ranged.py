@@ -202,3 +202,20 @@ def test_a_read_that_fails_mid_decode_raises_its_own_error_not_a_truncated_video
     reader = FrameReader(ranged, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000)
     with pytest.raises(PermanentError, match="overwritten"):
         list(reader)
+
+
+def test_a_segments_annotation_whose_read_fails_mid_decode_raises_the_read_error_not_a_shorter_video(video: Path, tmp_path: Path) -> None:
+    """Annotation decodes the segment's range again through the same input: a read failing there (a connection
+    reset, a version overwritten) must fail the segment with that error, as the frame reader does, rather than
+    end the annotated video early (a merged annotated video silently shorter than the input) or drop it."""
+    from worker.annotate import annotate_output
+    from worker.processors import StepContext, StepOutput
+
+    data = video.read_bytes()
+    fake = Fake(data, fail=(len(data) // 2, len(data) * 9 // 10), error=TransientError("connection reset"))
+    ranged = RangedInput(fake, len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    context = StepContext("j", "detect", "b", "clip.mp4", "v", 1, tmp_path, None, ranged)
+    document = {"frames": [], "media": {"kind": "video", "fps": 25.0}, "sampling": {"step": 1}}
+    with pytest.raises(TransientError, match="connection reset"):
+        output = annotate_output(tmp_path / "not-downloaded.mp4", context, StepOutput(document=document))
+        pytest.fail(f"annotation ended without the read error: {output.document.get('annotation')}")
