@@ -219,3 +219,29 @@ def test_a_segments_annotation_whose_read_fails_mid_decode_raises_the_read_error
     with pytest.raises(TransientError, match="connection reset"):
         output = annotate_output(tmp_path / "not-downloaded.mp4", context, StepOutput(document=document))
         pytest.fail(f"annotation ended without the read error: {output.document.get('annotation')}")
+
+
+def test_an_input_decoded_through_and_dropped_is_freed_at_once_not_at_the_next_full_garbage_collection(video: Path, tmp_path: Path) -> None:
+    """A worker holds up to ``CACHE_BYTES`` of windows per input; an input in a reference cycle (it keeps its file
+    objects alive for OpenCV, and they pointed back at it) outlives its step until a full collection, which a worker
+    with a large heap runs rarely: the cache bound then holds per input, not per worker. Garbage collection is off
+    here, so only reference counting frees it."""
+    import gc
+    import weakref
+
+    from worker.annotate import annotate_video
+
+    data = video.read_bytes()
+    ranged = RangedInput(Fake(data), len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    gone = weakref.ref(ranged)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert len(frames(ranged, 90, 130)) == 40
+        annotate_video(ranged, [], 25.0, {}, tmp_path / "annotated.mp4", start=90, end=130)
+        assert ranged._cached > 0
+        del ranged
+        assert gone() is None, "the input (and its cached windows) outlived every reference to it"
+    finally:
+        if enabled:
+            gc.enable()

@@ -138,3 +138,24 @@ def test_a_small_file_planned_first_is_read_whole_in_one_get(proxy: FaultProxy, 
     source.download(tmp_path / "input.jpg")
     assert (tmp_path / "input.jpg").read_bytes() == photo.read_bytes()
     assert proxy.calls["S3.GET"] == 1 and proxy.bytes_out["S3.GET"] == photo.stat().st_size
+
+
+def test_a_segments_s3_input_is_freed_when_its_step_drops_it(moto_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    """The input's cached windows (up to ``CACHE_BYTES`` each, ``CONCURRENCY`` at a time) go when the step lets go of
+    it, not at the worker's next full garbage collection (off here: only reference counting frees it)."""
+    import gc
+    import weakref
+
+    video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(160, 120), bit_rate=400_000)
+    s3 = client(moto_endpoint)
+    source = S3Input(s3, upload(s3, bucket, "in/clip.mp4", video.read_bytes()), max_bytes=10**9, first_block=first_read("k", 0, True))
+    gone = weakref.ref(source)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert len(frames(source)) == RANGE[1] - RANGE[0] and source.calls > 1
+        del source
+        assert gone() is None, "the input (and its cached windows) outlived every reference to it"
+    finally:
+        if enabled:
+            gc.enable()
