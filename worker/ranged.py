@@ -82,6 +82,7 @@ class RangedInput:
         self._cached = 0
         self._lock = threading.Lock()
         self._opened: list[RangedFile] = []
+        self._closed = False
 
     @property
     def suffix(self) -> str:
@@ -112,11 +113,22 @@ class RangedInput:
         if self.failure is not None:
             raise self.failure
 
+    def close(self) -> None:
+        """Drop the cache and keep nothing more: the step that read the input has ended. (A failed read's error,
+        kept in ``failure``, holds in its traceback the frames that read the input: a cycle, which only a full
+        garbage collection frees, so the windows go here rather than with the input.)"""
+        with self._lock:
+            self._closed = True
+            self._windows.clear()
+            self._cached = 0
+
     def add(self, start: int, data: bytes) -> None:
-        """Keep ``data`` (the bytes from ``start``) in the cache."""
+        """Keep ``data`` (the bytes from ``start``) in the cache (not once closed)."""
         if not data:
             return
         with self._lock:
+            if self._closed:
+                return
             old = self._windows.pop(start, None)
             self._cached -= len(old) if old is not None else 0
             self._windows[start] = data
