@@ -202,3 +202,111 @@ def test_a_read_that_fails_mid_decode_raises_its_own_error_not_a_truncated_video
     reader = FrameReader(ranged, info, Sampling(per_second=None, every_n_frames=1), max_frames=10_000)
     with pytest.raises(PermanentError, match="overwritten"):
         list(reader)
+
+
+def test_a_segments_annotation_whose_read_fails_mid_decode_raises_the_read_error_not_a_shorter_video(video: Path, tmp_path: Path) -> None:
+    """Annotation decodes the segment's range again through the same input: a read failing there (a connection
+    reset, a version overwritten) must fail the segment with that error, as the frame reader does, rather than
+    end the annotated video early (a merged annotated video silently shorter than the input) or drop it."""
+    from worker.annotate import annotate_output
+    from worker.processors import StepContext, StepOutput
+
+    data = video.read_bytes()
+    fake = Fake(data, fail=(len(data) // 2, len(data) * 9 // 10), error=TransientError("connection reset"))
+    ranged = RangedInput(fake, len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    context = StepContext("j", "detect", "b", "clip.mp4", "v", 1, tmp_path, None, ranged)
+    document = {"frames": [], "media": {"kind": "video", "fps": 25.0}, "sampling": {"step": 1}}
+    with pytest.raises(TransientError, match="connection reset"):
+        output = annotate_output(tmp_path / "not-downloaded.mp4", context, StepOutput(document=document))
+        pytest.fail(f"annotation ended without the read error: {output.document.get('annotation')}")
+
+
+def test_an_input_decoded_through_and_dropped_is_freed_at_once_not_at_the_next_full_garbage_collection(video: Path, tmp_path: Path) -> None:
+    """A worker holds up to ``CACHE_BYTES`` of windows per input; an input in a reference cycle (it keeps its file
+    objects alive for OpenCV, and they pointed back at it) outlives its step until a full collection, which a worker
+    with a large heap runs rarely: the cache bound then holds per input, not per worker. Garbage collection is off
+    here, so only reference counting frees it."""
+    import gc
+    import weakref
+
+    from worker.annotate import annotate_video
+
+    data = video.read_bytes()
+    ranged = RangedInput(Fake(data), len(data), video.name, min_block=4 * KIB, max_block=16 * KIB)
+    gone = weakref.ref(ranged)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert len(frames(ranged, 90, 130)) == 40
+        annotate_video(ranged, [], 25.0, {}, tmp_path / "annotated.mp4", start=90, end=130)
+        assert ranged._cached > 0
+        del ranged
+        assert gone() is None, "the input (and its cached windows) outlived every reference to it"
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def awkward(path: Path, vfr: bool = False, options: dict[str, str] | None = None, frames: int = 300) -> Path:
+    """H.264 with two B-frames between references (decode order is not display order), a keyframe every 25 frames,
+    its pts in milliseconds: 40 ms apart, or (``vfr``) 20 and 60 ms by turns of ten frames. ``options``: the muxer's."""
+    from fractions import Fraction
+
+    import av
+
+    texture = np.random.default_rng(0).integers(0, 255, (120 + 64, 160 + 256, 3), np.uint8)
+    with av.open(str(path), "w", options=options or {}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"bf": "2", "g": "25"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for index in range(frames):
+            dy, dx = (index * 3) % 64, (index * 7) % 256
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[dy : dy + 120, dx : dx + 160]), format="bgr24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += (20 if (index // 10) % 2 else 60) if vfr else 40
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "vfr", "options"),
+    [
+        ("b-frames.mp4", False, None),  # the index (moov) at the end: no faststart
+        ("b-frames-faststart.mp4", False, {"movflags": "+faststart"}),
+        ("b-frames.mov", False, None),
+        ("b-frames.mkv", False, None),
+        ("variable-rate.mkv", True, None),
+        ("variable-rate.mp4", True, None),
+        ("no-cues.mkv", False, {"live": "1"}),  # no index: a seek reads on from the start
+    ],
+)
+def test_awkward_files_decode_through_the_reader_as_from_the_file(
+    name: str, vfr: bool, options: dict[str, str] | None, tmp_path: Path
+) -> None:
+    path = awkward(tmp_path / name, vfr, options)
+    data = path.read_bytes()
+    ranged = RangedInput(Fake(data), len(data), path.name, min_block=16 * KIB, max_block=64 * KIB)
+    assert probe(ranged) == probe(path)
+    through_reader, from_file = frames(ranged, 140, 190), frames(path, 140, 190)
+    assert [index for index, _ in through_reader] == list(range(140, 190)) == [index for index, _ in from_file]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(through_reader, from_file, strict=True))
+    assert ranged.failure is None
+
+
+@pytest.mark.parametrize("cut", ["index", "middle"])
+def test_a_truncated_file_fails_through_the_reader_with_the_files_own_error(cut: str, tmp_path: Path) -> None:
+    whole = awkward(tmp_path / ("whole.mp4" if cut == "index" else "whole.mkv")).read_bytes()
+    path = tmp_path / ("cut.mp4" if cut == "index" else "cut.mkv")
+    path.write_bytes(whole[: len(whole) // 2])  # an MP4 without its index at the end; an MKV without its last half
+    ranged = RangedInput(Fake(path.read_bytes()), path.stat().st_size, path.name, min_block=16 * KIB, max_block=64 * KIB)
+    with pytest.raises(PermanentError) as from_file:
+        frames(path, 140, 190)
+    with pytest.raises(PermanentError) as through_reader:
+        frames(ranged, 140, 190)
+    assert str(through_reader.value) == str(from_file.value)
+    assert ("no decoder could open it" if cut == "index" else "truncated matroska video") in str(from_file.value)

@@ -138,3 +138,69 @@ def test_a_small_file_planned_first_is_read_whole_in_one_get(proxy: FaultProxy, 
     source.download(tmp_path / "input.jpg")
     assert (tmp_path / "input.jpg").read_bytes() == photo.read_bytes()
     assert proxy.calls["S3.GET"] == 1 and proxy.bytes_out["S3.GET"] == photo.stat().st_size
+
+
+def test_a_segments_s3_input_is_freed_when_its_step_drops_it(moto_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    """The input's cached windows (up to ``CACHE_BYTES`` each, ``CONCURRENCY`` at a time) go when the step lets go of
+    it, not at the worker's next full garbage collection (off here: only reference counting frees it)."""
+    import gc
+    import weakref
+
+    video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(160, 120), bit_rate=400_000)
+    s3 = client(moto_endpoint)
+    source = S3Input(s3, upload(s3, bucket, "in/clip.mp4", video.read_bytes()), max_bytes=10**9, first_block=first_read("k", 0, True))
+    gone = weakref.ref(source)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert len(frames(source)) == RANGE[1] - RANGE[0] and source.calls > 1
+        del source
+        assert gone() is None, "the input (and its cached windows) outlived every reference to it"
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_a_segment_that_fails_mid_read_holds_none_of_its_inputs_bytes_once_its_step_has_ended(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A failed read's error is kept on the input, and its traceback holds the frames that read it: a cycle that kept
+    the input's cached windows (up to ``CACHE_BYTES`` a segment) until a full garbage collection. The step drops them
+    when it ends, however it ends (garbage collection off here)."""
+    import gc
+    import threading
+
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from pipeline_core.bodies import WorkItem
+    from pipeline_core.jobstore import Claim
+    from pipeline_core.segments import Segment
+    from worker.config import WorkerConfig
+    from worker.lifecycle import StepRunner
+    from worker.logs import Stopwatch
+    from worker.processors import load_processor
+
+    video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = boto3.client("s3", endpoint_url=proxy.url, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    obj = upload(s3, bucket, "in/clip.mp4", video.read_bytes())
+    env = {"QUEUE_URL": "q", "JOBS_TABLE": "t", "STEP_NAME": "detect", "RESULTS_BUCKET": bucket, "SEGMENT_SECONDS": "5"}
+    processor = load_processor("detect", {"detectors": [{"name": "tests.support.plugins:SquareDetector"}], "sample_fps": 5})
+    runner = StepRunner(WorkerConfig.from_env(env), s3=s3, store=None, processor=processor, stop=threading.Event(), sqs=object())  # type: ignore[arg-type]
+    assert runner.splitter.reads_ranges
+    span = Segment(5, 12, RANGE[0], RANGE[1], RANGE[0] / FPS, RANGE[1] / FPS)
+    claim = Claim("j", "detect", "w", 1, ("detect",), segment=5, span=span)
+    item = WorkItem(obj, "j", "detect", from_s3_event=False, segment=5)
+    proxy.add("S3.GET", path_contains=f"/{bucket}/{obj.key}", after=3, error=(503, "SlowDown", "Please reduce your request rate."))
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        before = {id(o) for o in gc.get_objects() if isinstance(o, S3Input)}
+        with pytest.raises(ClientError, match="SlowDown"):
+            runner._download_and_process(claim, item, tmp_path, Stopwatch())
+        inputs = [o for o in gc.get_objects() if isinstance(o, S3Input) and id(o) not in before]
+        assert inputs and inputs[0].calls >= 3, "the segment's input read before it failed"
+        assert sum(o._cached for o in inputs) == 0, "the failed segment's input still holds its cached windows"
+    finally:
+        if enabled:
+            gc.enable()

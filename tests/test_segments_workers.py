@@ -243,3 +243,30 @@ def test_gpupipe_retry_of_a_job_failed_by_a_segment_reruns_only_what_failed(
     assert {key: (step["segments"][key]["attempts"], step["segments"][key]["result_file"]) for key in done} == done  # not redone
     wait_for(lambda: stack.counts() == (0, 0), 20, what="every segment message to be settled")
     assert not events(workers, "merge claimed")
+
+
+def test_s3_errors_in_the_middle_of_segments_ranged_reads_retry_the_segment_and_the_merge_still_equals_one_pass(
+    moto_endpoint: str, proxy: FaultProxy, spawn, tmp_path: Path
+) -> None:
+    """A throttled or failing ranged GET met inside the decoder (which sees it as the end of the file) must retry
+    the segment, never commit it with fewer frames: botocore's own retries off, so each fault reaches the reader."""
+    from tools.sample_media import clip
+
+    path = clip(tmp_path / "long.avi", seconds=SECONDS, fps=FPS, size=(160, 120), bit_rate=400_000, keyframe_every=10)
+    assert path.stat().st_size > 1_000_000  # each segment needs several ranged GETs after its header
+    stack = StepStack.create(moto_endpoint, max_receive_count=30, max_attempts=30)
+    upload(stack, path)
+    # One worker, one file at a time: GET 1 is the step's (the whole file), then each segment's header, the AVI's
+    # index at the end (the probe) and one or two windows the frame reader asks for. GET 4 and GET 8 are inside a
+    # decoder; then every fifth GET fails, wherever it lands.
+    throttled = (503, "SlowDown", "Please reduce your request rate.")
+    where = f"/{stack.bucket}/{KEY}"
+    proxy.add("S3.GET", path_contains=where, after=3, times=1, error=throttled)
+    proxy.add("S3.GET", path_contains=where, after=6, times=1, error=throttled)
+    proxy.add("S3.GET", path_contains=where, after=9, probability=0.2, error=throttled)
+    workers = [spawn(env(stack, AWS_ENDPOINT_URL=proxy.url, AWS_MAX_ATTEMPTS=1, CONCURRENCY=1), "w")]
+    job = finished(stack, timeout=180)
+    assert_merged_equals_one_pass(stack, job, one_pass(path, tmp_path))
+    retried = [event for event in events(workers, "step failed") if "SlowDown" in str(event.get("reason"))]
+    assert proxy.faults["S3.GET"] >= 2 and retried and sum(segment_attempts(job)) > 4, (proxy.faults, segment_attempts(job))
+    assert all(event.get("outcome") == "retry" for event in retried), retried

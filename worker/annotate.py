@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from worker.detection.media import Source, open_capture
+from worker.detection.media import Source, open_capture, raise_read_failure
 from worker.processors import Processor, SegmentPart, StepContext, StepOutput, can_split
 
 log = logging.getLogger("worker")
@@ -132,7 +132,9 @@ def annotate_output(path: Path, context: StepContext, output: StepOutput) -> Ste
             name = ANNOTATED_VIDEO
             source: Source = context.source or path  # a segment reads its range as the processor did
             stats = annotate_video(source, frames, float(media["fps"]), colours, context.workdir / name, start=start, end=end, step=step)
-    except Exception as error:  # noqa: BLE001 - the detections stand without their pictures
+    except Exception as error:  # the detections stand without their pictures (but not without their input)
+        if context.source is not None and error is context.source.failure:
+            raise  # the input's read failed (the decoder saw it as the end): the segment fails or retries, as its frames' would
         log.warning("annotation failed", extra={"job_id": context.job_id, "reason": f"{type(error).__name__}: {error}"})
         document["annotation"] = {"error": f"{type(error).__name__}: {error}"}
         return output
@@ -326,6 +328,7 @@ def annotate_video(
             encode += time.perf_counter() - began
     finally:
         capture.release()
+    raise_read_failure(path)  # a ranged read that failed ended the decoder's file early: its error, not a shorter video
     if not written:
         target.unlink(missing_ok=True)
         raise ValueError(f"no frames could be read from frame {start} on")

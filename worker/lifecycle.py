@@ -212,6 +212,14 @@ class StepRunner:
         return box["value"]
 
     def _download_and_process(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
+        opened: list[S3Input] = []  # closed when the step ends, however it ends: their cached windows go then
+        try:
+            return self._read_and_process(claim, item, workdir, watch, opened)
+        finally:
+            for source in opened:
+                source.close()
+
+    def _read_and_process(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch, opened: list[S3Input]) -> WorkResult:
         suffix = Path(item.obj.key).suffix.lower()
         input_path = workdir / ("input" + (suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ""))
         source = None
@@ -219,6 +227,7 @@ class StepRunner:
             with watch.time("download"):
                 first = first_read(item.obj.key, item.obj.size, claim.segment is not None)
                 source = S3Input(self.s3, item.obj, self.config.max_file_bytes, first)
+                opened.append(source)
             head = source.response
             if claim.segment is None:
                 with watch.time("plan"):

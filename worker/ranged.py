@@ -22,9 +22,11 @@ The GETs are ordinary boto3 calls, so they use TLS (and retries, and credentials
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import shutil
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +82,7 @@ class RangedInput:
         self._cached = 0
         self._lock = threading.Lock()
         self._opened: list[RangedFile] = []
+        self._closed = False
 
     @property
     def suffix(self) -> str:
@@ -93,7 +96,8 @@ class RangedInput:
 
         The input keeps a reference to every file object it opened: OpenCV releases its reference to the file
         object it reads with the GIL released, and were that the last one, freeing it there would crash the
-        interpreter ("PyThreadState_Get: the function must be called with the GIL held").
+        interpreter ("PyThreadState_Get: the function must be called with the GIL held"). So whoever decodes through
+        a file object holds the input until the decoder is released (they refer to it only weakly).
         """
         handle = RangedFile(self, for_decoder)
         self._opened.append(handle)
@@ -109,11 +113,22 @@ class RangedInput:
         if self.failure is not None:
             raise self.failure
 
+    def close(self) -> None:
+        """Drop the cache and keep nothing more: the step that read the input has ended. (A failed read's error,
+        kept in ``failure``, holds in its traceback the frames that read the input: a cycle, which only a full
+        garbage collection frees, so the windows go here rather than with the input.)"""
+        with self._lock:
+            self._closed = True
+            self._windows.clear()
+            self._cached = 0
+
     def add(self, start: int, data: bytes) -> None:
-        """Keep ``data`` (the bytes from ``start``) in the cache."""
+        """Keep ``data`` (the bytes from ``start``) in the cache (not once closed)."""
         if not data:
             return
         with self._lock:
+            if self._closed:
+                return
             old = self._windows.pop(start, None)
             self._cached -= len(old) if old is not None else 0
             self._windows[start] = data
@@ -191,10 +206,19 @@ class RangedFile(io.BufferedIOBase):
 
     def __init__(self, source: RangedInput, for_decoder: bool = False):
         super().__init__()
-        self.source, self.for_decoder = source, for_decoder
+        # Weak: the input keeps its file objects alive (see ``RangedInput.open``); a strong reference back would make
+        # a cycle that holds the input's cached windows until a full garbage collection, long after its step.
+        self._source, self.for_decoder = weakref.ref(source), for_decoder
         self._position = 0
         self._block = source.min_block
         self._last_end: int | None = None  # where this file's last fetch ended (read-ahead grows while reads go on from there)
+
+    @property
+    def source(self) -> RangedInput:
+        source = self._source()
+        if source is None:
+            raise ValueError("read of a file object whose input is gone")
+        return source
 
     def readable(self) -> bool:
         return True
@@ -224,12 +248,13 @@ class RangedFile(io.BufferedIOBase):
             raise ValueError("read of a closed file")
         if not self.for_decoder:
             return self._read(size)
-        if self.source.failure is not None:
+        source = self._source()  # held by whoever reads through the decoder (an exception here would crash OpenCV)
+        if source is None or source.failure is not None:
             return b""
         try:
             return self._read(size)
         except Exception as error:  # noqa: BLE001 - kept in source.failure for the decoder's caller to raise
-            self.source.failure = self.source.failure or error
+            source.failure = source.failure or error
             return b""
 
     def _read(self, size: int | None) -> bytes:
@@ -288,6 +313,15 @@ def total_size(response: dict[str, Any]) -> int:
     return int(response["ContentLength"])
 
 
+def _ranged_get(s3: Any, obj: ObjectRef, start: int, end: int) -> bytes:
+    """The bytes [start, end) of the job's version of ``obj``."""
+    with _read_errors(obj):
+        response = s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes={start}-{end - 1}", **pin(obj))
+        with contextlib.closing(response["Body"]) as body:
+            data: bytes = body.read()
+            return data
+
+
 class S3Input(RangedInput):
     """The job's object version in S3, read in ranged GETs pinned to it. ``head``: what a whole-object GET returns but the body."""
 
@@ -311,16 +345,11 @@ class S3Input(RangedInput):
             first = body.read()
         self.response = {**response, "ContentLength": size}
         self.response.pop("ContentRange", None)
-        super().__init__(self._get, size, obj.key, **options)
+        # A function of the client and the object, not a bound method: the input must not refer to itself (a cycle
+        # keeps its cached windows until a full garbage collection, long after its step).
+        super().__init__(functools.partial(_ranged_get, s3, obj), size, obj.key, **options)
         self.calls, self.bytes_read = 1, len(first)
         self.add(0, first)
-
-    def _get(self, start: int, end: int) -> bytes:
-        with _read_errors(self.obj):
-            response = self.s3.get_object(Bucket=self.obj.bucket, Key=self.obj.key, Range=f"bytes={start}-{end - 1}", **pin(self.obj))
-            with contextlib.closing(response["Body"]) as body:
-                data: bytes = body.read()
-                return data
 
     def _rest(self, start: int) -> Any:
         with _read_errors(self.obj):
