@@ -32,6 +32,8 @@ DYNAMODB_PER_RRU = 0.125 / 1_000_000
 # GET, SELECT and all other requests $0.0004 per 1,000.
 S3_PER_PUT = 0.005 / 1_000
 S3_PER_GET = 0.0004 / 1_000
+# https://aws.amazon.com/sns/pricing/ : standard topics, $0.50 per million API requests (publishes).
+SNS_PER_PUBLISH = 0.50 / 1_000_000
 
 # --- instance prices, USD per hour --------------------------------------------------------------------
 # https://aws.amazon.com/ec2/pricing/on-demand/ : g4dn.xlarge (1 T4 GPU, 4 vCPU, 16 GiB), Linux, $0.526 per hour.
@@ -72,6 +74,14 @@ _S3_GETS = {"S3.GET", "S3.HEAD"}
 # The request SQS is charged for before the worker sees a file: S3's event notification (SendMessage).
 NOTIFICATION_CALLS: Mapping[str, float] = {"SendMessage": 1.0}
 
+# What the deployed module's Lambdas call per file of a one-step pipeline, beside the worker's calls the benchmarks
+# count (they send S3 events straight to the step's queue, where the worker creates the job). Read from
+# stream_router/app.py, not counted: intake creates the job (PutItem; the worker then claims with UpdateItem, not
+# create_claimed's PutItem: the same count); the router sends the step's message (SendMessage), records the end
+# (UpdateItem, set_status) and claims its announcement (UpdateItem) before publishing it (SNS.Publish). Lambda's own
+# charges (invocations, duration) and the event source mappings' receives, batched up to ten, are left out.
+LAMBDA_CALLS_PER_FILE: Mapping[str, float] = {"SendMessage": 1.0, "UpdateItem": 2.0, "SNS.Publish": 1.0}
+
 
 def call_price(api: str) -> float:
     """USD for one call of ``api`` (as the fault proxy names it); ValueError for an API without a price here."""
@@ -89,6 +99,8 @@ def call_price(api: str) -> float:
         return S3_PER_PUT
     if api in _S3_GETS:
         return S3_PER_GET
+    if api == "SNS.Publish":
+        return SNS_PER_PUBLISH
     raise ValueError(f"no price for the API {api!r}: add it to bench/costs.py")
 
 
@@ -133,9 +145,15 @@ def cost_table(
     image_requests = (
         _usd(1000 * request_cost_usd({**image_calls, **_added(image_calls)})) if image_calls is not None else "(bench-throughput counts it)"
     )
+    lambda_per_file = request_cost_usd(LAMBDA_CALLS_PER_FILE)  # once per file: per video, whatever its length
     video_requests = _usd(request_cost_usd(video_hour_calls)) if video_hour_calls is not None else "(bench-split counts it)"
     rows = [
         ("AWS requests (S3 notification included)", image_requests, video_requests),
+        (
+            "+ the deployed module's intake and router Lambdas' calls (from the code, not counted)",
+            _usd(1000 * lambda_per_file),
+            f"{_usd(1000 * lambda_per_file)} per 1,000 videos",
+        ),
     ]
     for name, hourly in (("On-Demand", G4DN_XLARGE_ON_DEMAND), ("Spot", G4DN_XLARGE_SPOT)):
         images = (

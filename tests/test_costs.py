@@ -40,3 +40,9 @@ def test_the_table_prints_what_was_counted_and_a_formula_for_what_was_not() -> N
     images = costs.cost_table({"S3.GET": 1, "S3.PUT": 2}, costs.Rates(images_per_second=10))
     assert "(bench-split counts it)" in images and "/ (3.6 x images/s)" not in images
     assert "Rekognition" in images
+
+
+def test_the_deployed_modules_lambda_calls_are_priced_beside_the_workers() -> None:
+    table = costs.cost_table({"S3.GET": 1}, costs.Rates())
+    lambdas = costs.request_cost_usd(costs.LAMBDA_CALLS_PER_FILE)
+    assert lambdas > 0 and f"${1000 * lambdas:.4f}" in table
