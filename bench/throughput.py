@@ -158,6 +158,7 @@ def through_worker(
         entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(events[start : start + 10])]
         stack.aws["sqs"].send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
     before = Counter(proxy.calls)
+    read_before = proxy.bytes_out["S3.GET"]
     cpu_before = (cpu_seconds(emulator), time.process_time())
     worker = WorkerProcess({**stack.worker_env(STEP), **env, "WAIT_TIME_SECONDS": "1", "AWS_ENDPOINT_URL": proxy.url}, logs / f"{name}.log")
     peak = 0.0
@@ -172,6 +173,7 @@ def through_worker(
         wait_for(lambda: stack.counts() == (0, 0), 60, what=f"{name}: the queue to empty")
         calls = Counter(proxy.calls)
         calls.subtract(before)
+        bytes_read = proxy.bytes_out["S3.GET"] - read_before
         cpu = {
             "worker": cpu_seconds(worker.process.pid),
             "emulator": cpu_seconds(emulator) - cpu_before[0],
@@ -189,6 +191,7 @@ def through_worker(
         "peak_mib": peak,
         "failed": failed,
         "calls": {api: count / len(keys) for api, count in calls.items() if count > 0},
+        "read_ratio": bytes_read / sum(len(body) for body in images),  # S3 bytes the worker read over the files' bytes
         "cpu_ms": {part: 1000 * value / len(keys) for part, value in cpu.items()},
     }
 
@@ -269,6 +272,7 @@ def synthetic(
         )
     for label, run in (("(a)", a), ("(b)", b), ("(d)", d)):
         print(f"  AWS calls per file {label}: {sum(run['calls'].values()):.2f} ({per_file(run['calls'])})")
+    print(f"  S3 bytes read per file (b): {b['read_ratio']:.2f}x the file (one GET of the whole input)")
     for label, run in (("(b)", b), ("(d)", d)):
         cpu = run["cpu_ms"]
         print(
