@@ -184,9 +184,9 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(payload)
-                    with proxy._lock:
+                    with proxy._lock:  # counted before it is sent: a client that has the answer sees it counted
                         proxy.bytes_out[operation] += len(payload)
+                    self.wfile.write(payload)
 
             def _forward(self, body: bytes | None, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
                 """The request sent on to moto over this client connection's own upstream connection, kept alive (a
