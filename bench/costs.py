@@ -74,13 +74,16 @@ _S3_GETS = {"S3.GET", "S3.HEAD"}
 # The request SQS is charged for before the worker sees a file: S3's event notification (SendMessage).
 NOTIFICATION_CALLS: Mapping[str, float] = {"SendMessage": 1.0}
 
-# What the deployed module's Lambdas call per file of a one-step pipeline, beside the worker's calls the benchmarks
-# count (they send S3 events straight to the step's queue, where the worker creates the job). Read from
-# stream_router/app.py, not counted: intake creates the job (PutItem; the worker then claims with UpdateItem, not
-# create_claimed's PutItem: the same count); the router sends the step's message (SendMessage), records the end
-# (UpdateItem, set_status) and claims its announcement (UpdateItem) before publishing it (SNS.Publish). Lambda's own
-# charges (invocations, duration) and the event source mappings' receives, batched up to ten, are left out.
-LAMBDA_CALLS_PER_FILE: Mapping[str, float] = {"SendMessage": 1.0, "UpdateItem": 2.0, "SNS.Publish": 1.0}
+# What a deployed one-step pipeline calls per file beyond the worker's calls the benchmarks count (they send S3
+# events straight to the step's queue, where the worker creates the job with its step claimed: one PutItem).
+# Counted by tests/test_calls_per_file.py (the real intake and router handlers and a real worker through the fault
+# proxy), which fails when this table and the code part: intake creates the job (the PutItem, in place of the
+# worker's); the router sends the step's message (SendMessage); the worker claims the job (UpdateItem: the write
+# the benchmarks' create_claimed saves); the router records the end (UpdateItem, set_status) and claims its
+# announcement (UpdateItem) before publishing it (Publish). Lambda's own charges (invocations, duration), the
+# scaler's wake-up (one Invoke per step per routed batch, not per file) and the event source mappings' receives,
+# batched up to ten, are left out.
+LAMBDA_CALLS_PER_FILE: Mapping[str, float] = {"SendMessage": 1.0, "UpdateItem": 3.0, "Publish": 1.0}
 
 
 def call_price(api: str) -> float:
@@ -99,7 +102,7 @@ def call_price(api: str) -> float:
         return S3_PER_PUT
     if api in _S3_GETS:
         return S3_PER_GET
-    if api == "SNS.Publish":
+    if api == "Publish":  # SNS
         return SNS_PER_PUBLISH
     raise ValueError(f"no price for the API {api!r}: add it to bench/costs.py")
 
@@ -150,7 +153,7 @@ def cost_table(
     rows = [
         ("AWS requests (S3 notification included)", image_requests, video_requests),
         (
-            "+ the deployed module's intake and router Lambdas' calls (from the code, not counted)",
+            "+ the deployed module's intake, router and claim calls (counted by tests/test_calls_per_file.py)",
             _usd(1000 * lambda_per_file),
             f"{_usd(1000 * lambda_per_file)} per 1,000 videos",
         ),

@@ -16,8 +16,8 @@ latency (the emulator's CPU is the bound) and with AWS-like latency per call (``
 and S3 medians from AWS's documentation, lognormal, seeded), as a worker on AWS waits on its calls.
 
 Targets, in both: (b) >= 5 x (a) and (b) >= 0.7 x min(c, d). Then the cost table (``bench/costs.py``)
-from the calls counted, and the real detectors (people-hog and faces-mtcnn, on this CPU) with (a) and (b),
-with the worker's peak memory.
+from the calls counted, and the real detectors (the engine's defaults, people-ssdlite and faces-mtcnn, on this
+CPU) with (a) and (b), with the worker's peak memory.
 
 Run: ``make bench-throughput`` (``BENCH_ARGS="--images 500 --batch-sizes 1,8,16,32"`` sweeps the batch size,
 e.g. on a GPU machine with ``--real-only``).
@@ -46,6 +46,7 @@ from tests.support.media import png
 from tests.support.workers import REPO, WorkerProcess, wait_for
 from worker.batching import Batcher
 from worker.config import DEFAULT_CONCURRENCY
+from worker.detection.engine import DEFAULT_DETECTORS
 from worker.processors import StepContext, StepOutput, require_media
 
 STEP = "bench"
@@ -335,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
             real = real_images(args.real_images, logs)
             detect = {"PYTHONPATH": str(REPO), "PROCESSOR": "detect", "TF_CPP_MIN_LOG_LEVEL": "2"}
             sizes = [int(size) for size in args.batch_sizes.split(",") if size] or [8]
-            print(f"{args.real_images} photos (astronaut, coffee, chelsea scenes), people-hog + faces-mtcnn, this machine's CPU")
+            names = " + ".join(spec["name"] for spec in DEFAULT_DETECTORS)
+            print(f"{args.real_images} photos (astronaut, coffee, chelsea scenes), the engine's defaults ({names}), this machine's CPU")
             for size in sizes:
-                detectors = {"detectors": [{"name": "people-hog"}, {"name": "faces-mtcnn"}], "batch_size": size}
+                detectors = {"detectors": [dict(spec) for spec in DEFAULT_DETECTORS], "batch_size": size}
                 seq = through_worker(
                     endpoint,
                     real,

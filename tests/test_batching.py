@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -69,3 +70,30 @@ def test_items_of_different_shapes_never_share_a_batch() -> None:
         results = list(pool.map(lambda image: batcher.submit([image])[0], images))
     assert results == [image.shape for image in images]
     assert all(len(group) == 1 for group in shapes)
+
+
+def test_an_item_that_waited_while_the_previous_batch_ran_goes_with_the_next_at_once() -> None:
+    """The batch waits for company up to ``wait_seconds`` after its oldest item arrived, not after the GPU came free:
+    an item that already waited out a busy batch is not held back again (issue 23: a worker with 8 in flight lost
+    the wait on every batch)."""
+    running, go, started = threading.Event(), threading.Event(), []
+
+    def infer(items: list[str]) -> list[str]:
+        started.append((list(items), time.monotonic()))
+        if items == ["a"]:
+            running.set()
+            go.wait(10)
+        return items
+
+    wait = 2.0
+    batcher = Batcher(infer, batch_size=8, wait_seconds=wait)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(batcher.submit, ["a"])
+        assert running.wait(10)  # "a" (waited its 2 s alone, then) is being inferred
+        second = pool.submit(batcher.submit, ["b"])
+        time.sleep(wait + 0.2)  # "b" waits out its own wait while "a"'s batch runs
+        freed = time.monotonic()
+        go.set()
+        assert first.result(10) == ["a"] and second.result(10) == ["b"]
+    [at] = [at for batch, at in started if batch == ["b"]]
+    assert at - freed < wait / 2, f"'b' was held {at - freed:.2f} s more after the batch before it ended"

@@ -157,3 +157,41 @@ def test_a_ranged_get_answers_exactly_the_range_as_s3_does(moto_endpoint: str) -
         s3.get_object(Bucket=bucket, Key="k", Range=f"bytes={len(body)}-")
     with pytest.raises(ClientError, match=r"PreconditionFailed|412"):
         s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-9", IfMatch='"0123456789abcdef0123456789abcdef"')
+
+
+def test_a_receive_still_drops_messages_past_the_queues_retention_period(moto_endpoint: str) -> None:
+    """The emulator checks retention against the queue's period alone (local_runtime.emulator: moto computed every
+    attribute of the queue, walking all of its messages, for each message received): the answer is moto's."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION)
+    received = {}
+    for age in (61, 30):  # seconds since it was sent, against a 60 s retention period
+        name = f"retention-{age}-{time.monotonic_ns()}"
+        url = sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=f"{age} s old")
+        [message] = sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues[name]._messages
+        message.sent_timestamp -= age * 1000
+        received[age] = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+    assert received == {61: [], 30: ["30 s old"]}
+
+
+def test_the_emulator_does_not_list_motos_folders_for_every_request(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto found each request's service by listing its package's folders anew (3 ms of CPU a call); the emulator lists
+    them once. The requests still reach their services."""
+    import os
+
+    import moto
+
+    sqs, dynamodb = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION), client(moto_endpoint)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+    for first in (sqs.list_queues, dynamodb.list_tables, s3.list_buckets):
+        first()  # each service's first request: whatever is listed once is listed by now
+    listed: list[str] = []
+    real, package = os.listdir, os.path.dirname(moto.__file__)
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(str(path)) or real(path))
+    sqs.list_queues()
+    dynamodb.list_tables()
+    s3.list_buckets()
+    assert [path for path in listed if path.startswith(package)] == []

@@ -28,6 +28,7 @@ class _Request(Generic[Item]):
     key: Hashable
     item: Item
     future: Future[Any]
+    arrived: float  # time.monotonic() at submit: the batch waits for company from here, not from when it is looked at
 
 
 class Batcher(Generic[Item, Result]):
@@ -52,7 +53,8 @@ class Batcher(Generic[Item, Result]):
 
     def submit(self, items: Sequence[Item]) -> list[Result]:
         """Infer ``items`` (in as many batches as it takes, shared with other callers); block for the results."""
-        requests = [_Request(self.key(item), item, Future()) for item in items]
+        now = time.monotonic()
+        requests = [_Request(self.key(item), item, Future(), now) for item in items]
         with self._arrived:
             self._pending.extend(requests)
             self._arrived.notify()
@@ -66,13 +68,14 @@ class Batcher(Generic[Item, Result]):
             self._run(batch)
 
     def _next_batch(self) -> list[_Request[Item]]:
-        """The oldest request and up to batch_size - 1 more of its shape, waiting at most wait_seconds for them."""
+        """The oldest request and up to batch_size - 1 more of its shape, waiting for them until wait_seconds after the
+        oldest arrived: a request that waited while the previous batch ran goes with the next at once."""
         with self._arrived:
             while not self._pending:
                 self._arrived.wait()
             first = self._pending[0]
             size = max(1, self.limit(first.key))
-            deadline = time.monotonic() + self.wait_seconds
+            deadline = first.arrived + self.wait_seconds
             while True:
                 batch = [request for request in self._pending if request.key == first.key][:size]
                 left = deadline - time.monotonic()
