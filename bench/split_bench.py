@@ -100,6 +100,7 @@ def run_once(
     seconds_per_frame: float,
     concurrency: int,
     logs: Path,
+    annotate: bool = False,
 ) -> Run:
     stack = StepStack.create(endpoint, visibility_timeout=120)
     options = {
@@ -114,6 +115,7 @@ def run_once(
         SEGMENT_SECONDS=segment_seconds,
         HEARTBEAT_SECONDS=20,
         CONCURRENCY=concurrency,
+        ANNOTATE=str(annotate).lower(),
         AWS_ENDPOINT_URL=proxy.url,  # the workers' calls are counted; the benchmark's own (setup, upload, polling) are not
     )
     workers = [WorkerProcess(env, logs / f"{tasks}-{segment_seconds:g}-{n}.log") for n in range(tasks)]
@@ -164,6 +166,11 @@ def main() -> int:
         help="messages in flight per task (the module's default); the detector is one GPU per task either way",
     )
     parser.add_argument("--no-one-pass", action="store_true", help="skip the run with splitting off")
+    parser.add_argument(
+        "--annotate",
+        action="store_true",
+        help="the step's annotate on: each segment also writes its annotated video, decoding its range a second time",
+    )
     parser.add_argument("--json", type=Path, help="write every run's figures (calls by API included) here")
     args = parser.parse_args()
     for name, value in CREDENTIALS.items():
@@ -185,7 +192,10 @@ def main() -> int:
         f"decoding: every frame is decoded (unsampled ones grabbed), {rate:.0f} frames/s on one core here: "
         f"{frames / rate:.0f} s of CPU for the whole video, {100 * frames / rate / detector:.0f} % of the detector time"
     )
-    print(f"segment_seconds: {DEFAULT_SEGMENT_SECONDS:g} (the default) for every split run; CONCURRENCY {args.concurrency} per task\n")
+    print(
+        f"segment_seconds: {DEFAULT_SEGMENT_SECONDS:g} (the default) for every split run; CONCURRENCY {args.concurrency} per task; "
+        f"annotate {'on: each segment decodes its range again for annotated.mp4' if args.annotate else 'off (the default)'}\n"
+    )
     print(
         f"{'tasks':>5} {'segments':>8} {'workers':>7} {'wall s':>8} {'merge s':>8} {'merge %':>8} {'speed-up':>8} "
         f"{'S3 GETs':>7} {'read/file':>9} {'AWS calls':>9}"
@@ -207,11 +217,21 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
             for tasks in [int(n) for n in args.tasks.split(",")]:
-                run = run_once(endpoint, proxy, video, tasks, DEFAULT_SEGMENT_SECONDS, args.seconds_per_frame, args.concurrency, Path(tmp))
+                run = run_once(
+                    endpoint,
+                    proxy,
+                    video,
+                    tasks,
+                    DEFAULT_SEGMENT_SECONDS,
+                    args.seconds_per_frame,
+                    args.concurrency,
+                    Path(tmp),
+                    args.annotate,
+                )
                 runs[tasks] = run
                 line(run, str(tasks), f"{runs[min(runs)].wall / run.wall:.2f}x")
             if not args.no_one_pass:
-                one_pass = run_once(endpoint, proxy, video, 1, 0, args.seconds_per_frame, args.concurrency, Path(tmp))
+                one_pass = run_once(endpoint, proxy, video, 1, 0, args.seconds_per_frame, args.concurrency, Path(tmp), args.annotate)
                 line(one_pass, "1", "one pass")
     finally:
         proxy.close()

@@ -4,8 +4,10 @@ OpenCV decoding through it (the same frames as from the file, a failed read rais
 from __future__ import annotations
 
 import io
+import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ class Fake:
         return self.data[start : end - 1] if self.short else self.data[start:end]
 
 
-def source(data: bytes, **options: int) -> tuple[RangedInput, Fake]:
+def source(data: bytes, **options: Any) -> tuple[RangedInput, Fake]:
     fake = Fake(data)
     defaults = {"min_block": 4 * KIB, "max_block": 32 * KIB, "cache_bytes": 128 * KIB} | options
     return RangedInput(fake, len(data), "x.bin", **defaults), fake
@@ -116,6 +118,52 @@ def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used() -> 
     fetched = len(fake.fetches)
     handle.seek(0)
     assert handle.read(10) == DATA[:10] and len(fake.fetches) == fetched + 1
+
+
+def test_with_a_spill_file_a_second_pass_over_a_range_larger_than_the_memory_cache_fetches_nothing(tmp_path: Path) -> None:
+    """A segment's annotation decodes its range again after the detector did: the windows memory dropped meanwhile
+    come from the spill file on the task's disk, not from S3 again (issue 23: bytes read <= 1.3 x the file)."""
+    spill = tmp_path / "input.ranges"
+    ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=spill)  # a range of 250 KiB against 40 KiB of memory
+    first = ranged.open()
+    first.seek(50 * KIB)
+    assert first.read(250 * KIB) == DATA[50 * KIB : 300 * KIB]
+    fetched = list(fake.fetches)
+    second = ranged.open()
+    second.seek(50 * KIB)
+    while (position := second.tell()) < 300 * KIB:
+        size = min(3000, 300 * KIB - position)
+        assert second.read(size) == DATA[position : position + size]
+    assert fake.fetches == fetched, "a byte was fetched twice"
+    assert ranged.bytes_read == sum(end - start for start, end in fetched)
+    ranged.close()
+    assert not spill.exists()
+
+
+def test_without_a_spill_file_the_windows_memory_dropped_are_fetched_again() -> None:
+    ranged, fake = source(DATA, cache_bytes=40 * KIB)
+    handle = ranged.open()
+    while (position := handle.tell()) < 250 * KIB:
+        assert handle.read(5000) == DATA[position : position + 5000]
+    fetched = len(fake.fetches)
+    handle.seek(0)
+    assert handle.read(5000) == DATA[:5000] and len(fake.fetches) > fetched
+
+
+def test_any_sequence_of_seeks_and_reads_returns_the_files_bytes_through_memory_and_spill(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    ranged, _ = source(DATA, cache_bytes=24 * KIB, spill=tmp_path / "input.ranges")
+    handles = [ranged.open(), ranged.open()]
+    for _ in range(400):
+        handle = rng.choice(handles)
+        if rng.random() < 0.3:
+            handle.seek(rng.randrange(len(DATA)))
+        position = handle.tell()
+        size = rng.choice([1, 100, 4096, 20000, 70000])
+        assert handle.read(size) == DATA[position : position + size]
+    spilled = ranged._spilled
+    assert spilled == sorted(spilled) and all(a[1] < b[0] for a, b in itertools.pairwise(spilled))
+    assert ranged.contiguous_prefix() <= len(DATA)
 
 
 def test_a_failed_fetch_raises_and_is_kept_for_whoever_reads_through_a_decoder() -> None:

@@ -3,8 +3,11 @@
 A split step's segments decode only their frame range; handed a file object instead of a downloaded
 file, the decoder (OpenCV's FFmpeg, which reads Python file objects) reads the container's header and
 index and the bytes of that range, and nothing else. ``RangedInput`` is the input: its size, its head,
-and a cache of the windows read so far, shared by every file object ``open()`` makes of it (the probe's
-and the frame reader's), so no byte is fetched twice while it is cached. ``RangedFile`` is one file
+and a cache of the windows read so far, shared by every file object ``open()`` makes of it (the probe's,
+the frame reader's and the annotation's), so no byte is fetched twice: the windows last used stay in memory
+(``cache_bytes``), and, given a ``spill`` file (a step's input gets one in its work directory), the windows
+dropped from memory are written there at their offsets, so that a second pass over a range (the annotated
+video decodes every frame of the segment again) reads the task's disk, not S3. ``RangedFile`` is one file
 object: its own position, and a read-ahead that grows while reads are sequential (``min_block`` after
 every seek, doubling up to ``max_block``), so a segment's frames cost a few large reads and a seek to
 an index at the end of the file costs one small one.
@@ -21,9 +24,11 @@ The GETs are ordinary boto3 calls, so they use TLS (and retries, and credentials
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import io
+import os
 import shutil
 import threading
 import weakref
@@ -72,6 +77,7 @@ class RangedInput:
         min_block: int = MIN_BLOCK,
         max_block: int = MAX_BLOCK,
         cache_bytes: int = CACHE_BYTES,
+        spill: Path | None = None,
     ):
         self._fetch, self.size, self.name = fetch, size, name
         self.min_block, self.max_block, self.cache_bytes = min_block, max(min_block, max_block), cache_bytes
@@ -83,6 +89,9 @@ class RangedInput:
         self._lock = threading.Lock()
         self._opened: list[RangedFile] = []
         self._closed = False
+        self._spill_path = spill  # the windows dropped from memory, written at their offsets (a sparse file)
+        self._spill: int | None = None  # its descriptor, once a window is written
+        self._spilled: list[tuple[int, int]] = []  # the [start, end) ranges it holds: sorted, disjoint, not touching
 
     @property
     def suffix(self) -> str:
@@ -121,6 +130,12 @@ class RangedInput:
             self._closed = True
             self._windows.clear()
             self._cached = 0
+            self._spilled.clear()
+            if self._spill is not None:
+                os.close(self._spill)
+                self._spill = None
+                if self._spill_path is not None:
+                    self._spill_path.unlink(missing_ok=True)
 
     def add(self, start: int, data: bytes) -> None:
         """Keep ``data`` (the bytes from ``start``) in the cache (not once closed)."""
@@ -134,17 +149,45 @@ class RangedInput:
             self._windows[start] = data
             self._cached += len(data)
             while self._cached > self.cache_bytes and len(self._windows) > 1:
-                _, dropped = self._windows.popitem(last=False)
+                dropped_at, dropped = self._windows.popitem(last=False)
                 self._cached -= len(dropped)
+                self._write_spill(dropped_at, dropped)
+
+    def _write_spill(self, start: int, data: bytes) -> None:
+        """Keep a window dropped from memory in the spill file, if there is one (under the lock)."""
+        if self._spill_path is None:
+            return
+        if self._spill is None:
+            self._spill = os.open(self._spill_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.pwrite(self._spill, data, start)
+        end = start + len(data)
+        index = bisect.bisect_left(self._spilled, (start, start))
+        if index and self._spilled[index - 1][1] >= start:
+            index -= 1
+        merged_to = index
+        while merged_to < len(self._spilled) and self._spilled[merged_to][0] <= end:
+            start, end = min(start, self._spilled[merged_to][0]), max(end, self._spilled[merged_to][1])
+            merged_to += 1
+        self._spilled[index:merged_to] = [(start, end)]
+
+    def _read_spill(self, position: int) -> bytes | None:
+        """Up to ``max_block`` bytes from ``position`` out of the spill file, if it holds ``position`` (under the lock)."""
+        if self._spill is None:
+            return None
+        index = bisect.bisect_right(self._spilled, (position, float("inf"))) - 1
+        if index < 0 or not self._spilled[index][0] <= position < self._spilled[index][1]:
+            return None
+        return os.pread(self._spill, min(self._spilled[index][1] - position, self.max_block), position)
 
     def cached(self, position: int) -> tuple[bytes, int] | None:
-        """(window, offset of ``position`` in it) for a cached window holding ``position``."""
+        """(window, offset of ``position`` in it) for a cached window holding ``position``: in memory, or spilled."""
         with self._lock:
             for start, data in self._windows.items():
                 if start <= position < start + len(data):
                     self._windows.move_to_end(start)
                     return data, position - start
-        return None
+            spilled = self._read_spill(position)
+        return (spilled, 0) if spilled else None
 
     def fetch(self, start: int, end: int) -> bytes:
         """Read [start, end) from the object (clipped to its size), count it, cache it."""
@@ -166,13 +209,14 @@ class RangedInput:
         return data
 
     def contiguous_prefix(self) -> int:
-        """How many bytes from the start of the object the cache holds without a gap."""
+        """How many bytes from the start of the object the cache (memory and spill) holds without a gap."""
         with self._lock:
             end = 0
-            for start, data in sorted(self._windows.items()):
+            held = sorted([(start, start + len(data)) for start, data in self._windows.items()] + self._spilled)
+            for start, stop in held:
                 if start > end:
                     break
-                end = max(end, start + len(data))
+                end = max(end, stop)
             return end
 
     def copy_to(self, path: Path, rest: Callable[[int], Any] | None = None) -> None:
@@ -325,8 +369,9 @@ def _ranged_get(s3: Any, obj: ObjectRef, start: int, end: int) -> bytes:
 class S3Input(RangedInput):
     """The job's object version in S3, read in ranged GETs pinned to it. ``head``: what a whole-object GET returns but the body."""
 
-    def __init__(self, s3: Any, obj: ObjectRef, max_bytes: int, first_block: int = FIRST_BLOCK, **options: int):
-        """The first GET (``first_block`` bytes, or ``WHOLE``) gives the head; the size is checked before its body is read."""
+    def __init__(self, s3: Any, obj: ObjectRef, max_bytes: int, first_block: int = FIRST_BLOCK, spill: Path | None = None, **options: int):
+        """The first GET (``first_block`` bytes, or ``WHOLE``) gives the head; the size is checked before its body is read.
+        ``spill``: where the windows dropped from memory are kept (``RangedInput``)."""
         self.s3, self.obj = s3, obj
         with _read_errors(obj):
             try:
@@ -347,7 +392,7 @@ class S3Input(RangedInput):
         self.response.pop("ContentRange", None)
         # A function of the client and the object, not a bound method: the input must not refer to itself (a cycle
         # keeps its cached windows until a full garbage collection, long after its step).
-        super().__init__(functools.partial(_ranged_get, s3, obj), size, obj.key, **options)
+        super().__init__(functools.partial(_ranged_get, s3, obj), size, obj.key, spill=spill, **options)
         self.calls, self.bytes_read = 1, len(first)
         self.add(0, first)
 
