@@ -358,3 +358,14 @@ def test_a_truncated_file_fails_through_the_reader_with_the_files_own_error(cut:
         frames(ranged, 140, 190)
     assert str(through_reader.value) == str(from_file.value)
     assert ("no decoder could open it" if cut == "index" else "truncated matroska video") in str(from_file.value)
+
+
+def test_a_spill_file_that_cannot_be_written_drops_windows_as_without_one(tmp_path: Path) -> None:
+    """A full or unwritable disk costs re-reads, not the step: the reads still return the file's bytes."""
+    ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=tmp_path / "no-such-folder" / "input.ranges")
+    handle = ranged.open()
+    for _ in range(2):
+        handle.seek(0)
+        while (position := handle.tell()) < 250 * KIB:
+            assert handle.read(5000) == DATA[position : position + 5000]
+    assert ranged.bytes_read > 250 * KIB  # read twice: nothing could be kept

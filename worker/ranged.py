@@ -28,6 +28,7 @@ import bisect
 import contextlib
 import functools
 import io
+import logging
 import os
 import shutil
 import threading
@@ -43,6 +44,8 @@ from pipeline_core.jobs import ObjectRef
 from worker.errors import PermanentError, TransientError
 from worker.storage import _describe_read_error as describe_read_error
 from worker.storage import _pin as pin
+
+log = logging.getLogger("worker")
 
 FIRST_BLOCK = 256 * 1024  # the first GET: a container's header, or the whole of most images
 MIN_BLOCK = 256 * 1024  # read after a seek (an index, a keyframe)
@@ -157,10 +160,17 @@ class RangedInput:
         """Keep a window dropped from memory in the spill file, if there is one (under the lock)."""
         if self._spill_path is None:
             return
-        if self._spill is None:
-            self._spill = os.open(self._spill_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.pwrite(self._spill, data, start)
-        end = start + len(data)
+        try:
+            if self._spill is None:
+                self._spill = os.open(self._spill_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            written = os.pwrite(self._spill, data, start)
+        except OSError as error:  # a full or read-only disk: keep what is spilled, drop windows from here on as without one
+            log.warning("input spill stopped: windows dropped from memory are read again", extra={"error": str(error)})
+            self._spill_path = None
+            return
+        if not written:
+            return
+        end = start + written
         index = bisect.bisect_left(self._spilled, (start, start))
         if index and self._spilled[index - 1][1] >= start:
             index -= 1
