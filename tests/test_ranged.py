@@ -362,7 +362,7 @@ def test_a_truncated_file_fails_through_the_reader_with_the_files_own_error(cut:
 
 def test_a_spill_file_that_cannot_be_written_drops_windows_as_without_one(tmp_path: Path) -> None:
     """A full or unwritable disk costs re-reads, not the step: the reads still return the file's bytes."""
-    ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=tmp_path / "no-such-folder" / "input.ranges")
+    ranged, _ = source(DATA, cache_bytes=40 * KIB, spill=tmp_path / "no-such-folder" / "input.ranges")
     handle = ranged.open()
     for _ in range(2):
         handle.seek(0)
