@@ -57,7 +57,8 @@ class Run:
     workers_used: int
     file_bytes: int
     calls: dict[str, int] = field(default_factory=dict)  # AWS calls by API (S3.GET, ReceiveMessage, UpdateItem...) for this one file
-    bytes_read: int = 0  # bytes S3 sent for GETs: the input's, and the merge's reads of segment results
+    bytes_read: int = 0  # bytes S3 sent for the input's GETs: planning and every segment's ranged reads
+    results_read: int = 0  # bytes S3 sent for other GETs: the merge's reads of the segments' results and files
 
     @property
     def read_ratio(self) -> float:
@@ -124,14 +125,15 @@ def run_once(
         for worker in workers:
             wait_for(functools.partial(worker.events, "worker started"), 60, what="workers to start")
         stack.put(key, video.read_bytes())
-        calls, sent = Counter(proxy.calls), Counter(proxy.bytes_out)
+        calls, sent = Counter(proxy.calls), Counter(proxy.s3_read)
         started = time.monotonic()
         stack.send(stack.s3_event(key))
         job: dict[str, Any] = wait_for(
             lambda: stack.job(key).get("status") in ("succeeded", "failed") and stack.job(key), 1800, interval=0.1, what="the job"
         )
         wall = time.monotonic() - started
-        calls, sent = Counter(proxy.calls) - calls, Counter(proxy.bytes_out) - sent
+        calls, sent = Counter(proxy.calls) - calls, Counter(proxy.s3_read) - sent
+        input_path = f"/{stack.bucket}/{key}"
         if job["status"] != "succeeded":
             raise RuntimeError(f"the job failed: {job['steps'][STEP].get('error')}")
         step = job["steps"][STEP]
@@ -146,7 +148,8 @@ def run_once(
             len(used),
             video.stat().st_size,
             dict(sorted(calls.items())),
-            sent["S3.GET"],
+            sent[input_path],
+            sum(sent.values()) - sent[input_path],
         )
     finally:
         for worker in workers:
@@ -198,7 +201,7 @@ def main() -> int:
     )
     print(
         f"{'tasks':>5} {'segments':>8} {'workers':>7} {'wall s':>8} {'merge s':>8} {'merge %':>8} {'speed-up':>8} "
-        f"{'S3 GETs':>7} {'read/file':>9} {'AWS calls':>9}"
+        f"{'S3 GETs':>7} {'read/file':>9} {'merge MB':>8} {'AWS calls':>9}"
     )
     server = Emulator()
     endpoint = server.start()
@@ -210,7 +213,7 @@ def main() -> int:
         print(
             f"{label:>5} {run.segments or '(off)':>8} {run.workers_used:>7} {run.wall:>8.2f} "
             f"{run.merge:>8.2f} {100 * run.merge / run.wall:>7.1f}% {speed_up:>8} "
-            f"{run.calls.get('S3.GET', 0):>7} {run.read_ratio:>8.2f}x {sum(run.calls.values()):>9}",
+            f"{run.calls.get('S3.GET', 0):>7} {run.read_ratio:>8.2f}x {run.results_read / 1e6:>8.1f} {sum(run.calls.values()):>9}",
             flush=True,
         )
 
@@ -263,8 +266,12 @@ def main() -> int:
             else f"MISSED: {worst.segments} segments each read the header, the index and up to one read-ahead past their range"
         )
         print(
-            f"bytes read from S3 by a split run, planning, segments and merge together: at most {worst.read_ratio:.2f}x the file "
+            f"input bytes read from S3 by a split run, planning and every segment together: at most {worst.read_ratio:.2f}x the file "
             f"({worst.tasks} task{'s' if worst.tasks > 1 else ''}; target <= {BYTES_TARGET}x): {verdict}"
+        )
+        print(
+            f"the merge read {worst.results_read / 1e6:.1f} MB of the segments' own results and files"
+            + (" (their annotated videos, to join)" if args.annotate else "")
         )
     if runs:
         priced = runs.get(4) or runs[max(runs)]

@@ -13,8 +13,9 @@ list with the rule's code, beside the others' ``Successful``.
 ``latency`` adds AWS's per-call latency, by service: a seeded lognormal draw around a median per call
 (``Latency``), so that a benchmark on loopback waits on calls as a worker on AWS does.
 
-It also counts what passes through: ``calls`` (requests by operation, faults included) and ``bytes_out``
-(response body bytes by operation), which the benchmarks turn into AWS calls and S3 bytes per file.
+It also counts what passes through: ``calls`` (requests by operation, faults included), ``bytes_out``
+(response body bytes by operation) and ``s3_read`` (S3 GETs' body bytes by path, ``/bucket/key``), which the
+benchmarks turn into AWS calls and S3 bytes per file.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class FaultProxy:
         self.calls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.bytes_out: Counter[str] = Counter()  # response body bytes sent back, by operation (S3.GET: bytes read from S3)
+        self.s3_read: Counter[str] = Counter()  # S3 GETs' body bytes by request path ("/bucket/key"): which object was read
         self._lock = threading.Lock()
         self._random = random.Random(seed)  # fault injection, not security
         self.latency: dict[str, Latency] = {}  # by service (``service_of``): added before each call is answered
@@ -186,6 +188,8 @@ class FaultProxy:
                 if self.command != "HEAD":
                     with proxy._lock:  # counted before it is sent: a client that has the answer sees it counted
                         proxy.bytes_out[operation] += len(payload)
+                        if operation == "S3.GET":
+                            proxy.s3_read[urlsplit(self.path).path] += len(payload)
                     self.wfile.write(payload)
 
             def _forward(self, body: bytes | None, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
