@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.costs import Rates, cost_table
-from tests.support.aws import CREDENTIALS, StepStack, free_port
+from tests.support.aws import CREDENTIALS, REGION, StepStack, free_port
 from tests.support.faultproxy import FaultProxy, Latency
 from tests.support.media import png
 from tests.support.workers import REPO, WorkerProcess, wait_for
@@ -197,6 +197,26 @@ def through_worker(
     }
 
 
+def proxy_overhead_ms(endpoint: str, proxy: FaultProxy, calls: int = 40) -> tuple[float, float]:
+    """Median ms of a small PutItem sent straight to the emulator and through the proxy (its latency off): what the
+    proxy itself adds to each call, which should be a fraction of a millisecond, not the calls' cost."""
+    import statistics
+
+    import boto3
+
+    stack = StepStack.create(endpoint)
+    medians = []
+    for url in (endpoint, proxy.url):
+        table = boto3.resource("dynamodb", endpoint_url=url, region_name=REGION).Table(stack.table_name)
+        took = []
+        for index in range(calls):
+            started = time.perf_counter()
+            table.put_item(Item={"job_id": f"overhead-{index}", "through": url})
+            took.append(time.perf_counter() - started)
+        medians.append(1000 * statistics.median(took[calls // 4 :]))
+    return medians[0], medians[1]
+
+
 def processor_alone(count: int, options: Mapping[str, Any], threads: int) -> float:
     processor = SleepBatchProcessor(options)
     started = time.perf_counter()
@@ -312,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {"batch_seconds": args.batch_seconds, "batch_size": args.batch_size, "batch_wait_ms": 10}
     base = {"PYTHONPATH": str(REPO), "PROCESSOR": sleepy}
     try:
+        direct, proxied = proxy_overhead_ms(endpoint, proxy)
+        print(f"a PutItem straight to the emulator: {direct:.1f} ms; through the fault proxy, no added latency: {proxied:.1f} ms\n")
         if not args.real_only:
             images = small_images(args.images)
             runs: dict[str, list[tuple[str, dict[str, Latency]]]] = {
