@@ -140,6 +140,29 @@ def test_with_a_spill_file_a_second_pass_over_a_range_larger_than_the_memory_cac
     assert not spill.exists()
 
 
+def test_a_second_pass_in_a_decoders_small_reads_reads_from_the_spill_file_what_it_asks_for_not_a_block_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV reads a file object in pieces of a few KiB to a few tens (23 KiB for a 2 Mbit/s MP4): a spilled read
+    that took ``max_block`` (8 MiB in a worker) from the spill file for each piece and kept only the piece read
+    ~176 x the range from disk on the annotation's pass (880 MB for a 5 MB video), and allocated 8 MiB per read."""
+    import os
+
+    ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=tmp_path / "input.ranges")
+    handle = ranged.open()
+    while (position := handle.tell()) < 300 * KIB:  # the frame reader's pass: windows of up to 32 KiB
+        assert handle.read(5000) == DATA[position : position + 5000]
+    fetched = len(fake.fetches)
+    from_disk: list[int] = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, length, at: from_disk.append(length) or real(fd, length, at))
+    handle.seek(0)
+    while (position := handle.tell()) < 200 * KIB:  # spilled: memory holds the last 40 KiB or so
+        assert handle.read(3000) == DATA[position : position + 3000]
+    assert len(fake.fetches) == fetched and from_disk, "the second pass did not come from the spill file"
+    assert sum(from_disk) <= 2 * 200 * KIB, f"{sum(from_disk)} bytes read from the spill file for 200 KiB"
+
+
 def test_without_a_spill_file_the_windows_memory_dropped_are_fetched_again() -> None:
     ranged, fake = source(DATA, cache_bytes=40 * KIB)
     handle = ranged.open()
