@@ -392,3 +392,30 @@ def test_a_spill_file_that_cannot_be_written_drops_windows_as_without_one(tmp_pa
         while (position := handle.tell()) < 250 * KIB:
             assert handle.read(5000) == DATA[position : position + 5000]
     assert ranged.bytes_read > 250 * KIB  # read twice: nothing could be kept
+
+
+def test_a_spill_file_that_filled_the_disk_part_way_is_still_removed_when_the_input_closes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills after a few windows are spilled: the reads go on (from memory, the spill and S3), and closing the
+    input removes the spill file as it does a complete one: a full disk is not left fuller by a step that ended."""
+    import errno
+    import os
+
+    spill = tmp_path / "input.ranges"
+    ranged, _ = source(DATA, cache_bytes=40 * KIB, spill=spill)
+    writes, real = [0], os.pwrite
+
+    def pwrite(fd: int, data: bytes, at: int) -> int:
+        writes[0] += 1
+        if writes[0] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, at)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    handle = ranged.open()
+    for _ in range(2):
+        handle.seek(0)
+        while (position := handle.tell()) < 250 * KIB:
+            assert handle.read(5000) == DATA[position : position + 5000]
+    assert writes[0] > 2 and spill.exists()
+    ranged.close()
+    assert not spill.exists(), "the spill file outlived its input"
