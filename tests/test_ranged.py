@@ -394,7 +394,9 @@ def test_a_spill_file_that_cannot_be_written_drops_windows_as_without_one(tmp_pa
     assert ranged.bytes_read > 250 * KIB  # read twice: nothing could be kept
 
 
-def test_a_spill_file_that_filled_the_disk_part_way_is_still_removed_when_the_input_closes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_spill_file_that_filled_the_disk_part_way_is_still_removed_when_the_input_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The disk fills after a few windows are spilled: the reads go on (from memory, the spill and S3), and closing the
     input removes the spill file as it does a complete one: a full disk is not left fuller by a step that ended."""
     import errno

@@ -94,6 +94,7 @@ class RangedInput:
         self._closed = False
         self._spill_path = spill  # the windows dropped from memory, written at their offsets (a sparse file)
         self._spill: int | None = None  # its descriptor, once a window is written
+        self._spilling = spill is not None  # False once a write failed (a full disk): what is spilled stays readable
         self._spilled: list[tuple[int, int]] = []  # the [start, end) ranges it holds: sorted, disjoint, not touching
 
     @property
@@ -138,7 +139,8 @@ class RangedInput:
                 os.close(self._spill)
                 self._spill = None
                 if self._spill_path is not None:
-                    self._spill_path.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        self._spill_path.unlink(missing_ok=True)
 
     def add(self, start: int, data: bytes) -> None:
         """Keep ``data`` (the bytes from ``start``) in the cache (not once closed)."""
@@ -158,7 +160,7 @@ class RangedInput:
 
     def _write_spill(self, start: int, data: bytes) -> None:
         """Keep a window dropped from memory in the spill file, if there is one (under the lock)."""
-        if self._spill_path is None:
+        if self._spill_path is None or not self._spilling:
             return
         try:
             if self._spill is None:
@@ -166,7 +168,7 @@ class RangedInput:
             written = os.pwrite(self._spill, data, start)
         except OSError as error:  # a full or read-only disk: keep what is spilled, drop windows from here on as without one
             log.warning("input spill stopped: windows dropped from memory are read again", extra={"error": str(error)})
-            self._spill_path = None
+            self._spilling = False
             return
         if not written:
             return
