@@ -186,7 +186,12 @@ def test_any_sequence_of_seeks_and_reads_returns_the_files_bytes_through_memory_
         assert handle.read(size) == DATA[position : position + size]
     spilled = ranged._spilled
     assert spilled == sorted(spilled) and all(a[1] < b[0] for a, b in itertools.pairwise(spilled))
-    assert ranged.contiguous_prefix() <= len(DATA)
+    on_disk = (tmp_path / "input.ranges").read_bytes()
+    assert spilled and all(on_disk[start:end] == DATA[start:end] for start, end in spilled), "the spill holds other bytes"
+    prefix = ranged.contiguous_prefix()
+    assert prefix <= len(DATA)
+    ranged.copy_to(tmp_path / "whole")  # the held prefix (from memory and the spill), then the rest
+    assert (tmp_path / "whole").read_bytes() == DATA
 
 
 def test_a_failed_fetch_raises_and_is_kept_for_whoever_reads_through_a_decoder() -> None:
