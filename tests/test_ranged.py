@@ -140,6 +140,29 @@ def test_with_a_spill_file_a_second_pass_over_a_range_larger_than_the_memory_cac
     assert not spill.exists()
 
 
+def test_a_second_pass_in_a_decoders_small_reads_reads_from_the_spill_file_what_it_asks_for_not_a_block_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV reads a file object in pieces of a few KiB to a few tens (23 KiB for a 2 Mbit/s MP4): a spilled read
+    that took ``max_block`` (8 MiB in a worker) from the spill file for each piece and kept only the piece read
+    ~176 x the range from disk on the annotation's pass (880 MB for a 5 MB video), and allocated 8 MiB per read."""
+    import os
+
+    ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=tmp_path / "input.ranges")
+    handle = ranged.open()
+    while (position := handle.tell()) < 300 * KIB:  # the frame reader's pass: windows of up to 32 KiB
+        assert handle.read(5000) == DATA[position : position + 5000]
+    fetched = len(fake.fetches)
+    from_disk: list[int] = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, length, at: from_disk.append(length) or real(fd, length, at))
+    handle.seek(0)
+    while (position := handle.tell()) < 200 * KIB:  # spilled: memory holds the last 40 KiB or so
+        assert handle.read(3000) == DATA[position : position + 3000]
+    assert len(fake.fetches) == fetched and from_disk, "the second pass did not come from the spill file"
+    assert sum(from_disk) <= 2 * 200 * KIB, f"{sum(from_disk)} bytes read from the spill file for 200 KiB"
+
+
 def test_without_a_spill_file_the_windows_memory_dropped_are_fetched_again() -> None:
     ranged, fake = source(DATA, cache_bytes=40 * KIB)
     handle = ranged.open()
@@ -163,7 +186,12 @@ def test_any_sequence_of_seeks_and_reads_returns_the_files_bytes_through_memory_
         assert handle.read(size) == DATA[position : position + size]
     spilled = ranged._spilled
     assert spilled == sorted(spilled) and all(a[1] < b[0] for a, b in itertools.pairwise(spilled))
-    assert ranged.contiguous_prefix() <= len(DATA)
+    on_disk = (tmp_path / "input.ranges").read_bytes()
+    assert spilled and all(on_disk[start:end] == DATA[start:end] for start, end in spilled), "the spill holds other bytes"
+    prefix = ranged.contiguous_prefix()
+    assert prefix <= len(DATA)
+    ranged.copy_to(tmp_path / "whole")  # the held prefix (from memory and the spill), then the rest
+    assert (tmp_path / "whole").read_bytes() == DATA
 
 
 def test_a_failed_fetch_raises_and_is_kept_for_whoever_reads_through_a_decoder() -> None:
@@ -369,3 +397,32 @@ def test_a_spill_file_that_cannot_be_written_drops_windows_as_without_one(tmp_pa
         while (position := handle.tell()) < 250 * KIB:
             assert handle.read(5000) == DATA[position : position + 5000]
     assert ranged.bytes_read > 250 * KIB  # read twice: nothing could be kept
+
+
+def test_a_spill_file_that_filled_the_disk_part_way_is_still_removed_when_the_input_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills after a few windows are spilled: the reads go on (from memory, the spill and S3), and closing the
+    input removes the spill file as it does a complete one: a full disk is not left fuller by a step that ended."""
+    import errno
+    import os
+
+    spill = tmp_path / "input.ranges"
+    ranged, _ = source(DATA, cache_bytes=40 * KIB, spill=spill)
+    writes, real = [0], os.pwrite
+
+    def pwrite(fd: int, data: bytes, at: int) -> int:
+        writes[0] += 1
+        if writes[0] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, at)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    handle = ranged.open()
+    for _ in range(2):
+        handle.seek(0)
+        while (position := handle.tell()) < 250 * KIB:
+            assert handle.read(5000) == DATA[position : position + 5000]
+    assert writes[0] > 2 and spill.exists()
+    ranged.close()
+    assert not spill.exists(), "the spill file outlived its input"

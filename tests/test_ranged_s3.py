@@ -204,3 +204,80 @@ def test_a_segment_that_fails_mid_read_holds_none_of_its_inputs_bytes_once_its_s
     finally:
         if enabled:
             gc.enable()
+
+
+def decoded(path: Path) -> list[NDArray[np.uint8]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_segments_annotation_reads_its_range_again_from_the_spill_file_not_s3_and_annotates_the_same_frames(
+    suffix: str, proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A segment's frames, then its annotated video (a second decode of the same range), through S3 (the emulator, the
+    proxy counting what it sends) with a memory cache smaller than the range: the second pass reads the spill file,
+    and the annotated video is the one annotated from the downloaded file."""
+    from worker.annotate import annotate_video
+
+    video = clip(tmp_path / f"clip{suffix}", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = client(proxy.url)
+    obj = upload(s3, bucket, f"in/clip{suffix}", video.read_bytes())
+    spill = tmp_path / "input.ranges"
+    options = {"min_block": 16 * 1024, "max_block": 64 * 1024, "cache_bytes": 128 * 1024}
+    source = S3Input(s3, obj, max_bytes=10**9, first_block=first_read(obj.key, 0, True), spill=spill, **options)
+    try:
+        assert [index for index, _ in frames(source)] == list(range(*RANGE))
+        first_pass = proxy.bytes_out["S3.GET"]
+        assert spill.exists(), "a range larger than the memory cache spilled nothing"
+        on_disk = spill.stat().st_blocks * 512  # a sparse file: the windows spilled take disk, not the bytes before them
+        assert on_disk <= source.bytes_read + 64 * 1024 < spill.stat().st_size, (on_disk, source.bytes_read, spill.stat().st_size)
+        annotate_video(source, [], float(FPS), {}, tmp_path / "ranged.mp4", start=RANGE[0], end=RANGE[1])
+        again = proxy.bytes_out["S3.GET"] - first_pass
+        assert again <= 0.1 * first_pass, f"the second pass read {again} bytes from S3 again (the first {first_pass})"
+        source.raise_failure()
+    finally:
+        source.close()
+    assert not spill.exists()
+    annotate_video(video, [], float(FPS), {}, tmp_path / "whole.mp4", start=RANGE[0], end=RANGE[1])
+    ranged, whole = decoded(tmp_path / "ranged.mp4"), decoded(tmp_path / "whole.mp4")
+    assert len(ranged) == RANGE[1] - RANGE[0] == len(whole)
+    assert all(np.array_equal(a, b) for a, b in zip(ranged, whole, strict=True)), "the annotated frames differ"
+
+
+def test_an_input_closed_while_a_decoder_still_reads_it_ends_that_read_without_an_error_or_a_crash(
+    moto_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """A step that ends (timed out, failed) closes its input while a decoder thread may still be reading through it:
+    a read of the spill file then must neither raise (OpenCV crashes on an exception from a file object's read) nor
+    read a closed or reused descriptor."""
+    import threading
+
+    video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
+    s3 = client(moto_endpoint)
+    obj = upload(s3, bucket, "in/clip.mp4", video.read_bytes())
+    options = {"min_block": 16 * 1024, "max_block": 64 * 1024, "cache_bytes": 128 * 1024}
+    source = S3Input(s3, obj, max_bytes=10**9, first_block=first_read(obj.key, 0, True), spill=tmp_path / "input.ranges", **options)
+    assert len(frames(source, (0, 300))) == 300
+    handle = source.open(for_decoder=True)
+    data, errors = video.read_bytes(), []
+
+    def read() -> None:
+        try:
+            while (position := handle.tell()) < len(data):
+                piece = handle.read(20_000)
+                if not piece:
+                    return
+                if piece != data[position : position + len(piece)]:
+                    errors.append(f"wrong bytes at {position}")
+                    return
+        except BaseException as error:  # noqa: BLE001 - what OpenCV would have crashed on
+            errors.append(repr(error))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    source.close()
+    thread.join(60)
+    assert not thread.is_alive() and errors == [] and source.failure is None

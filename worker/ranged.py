@@ -94,6 +94,7 @@ class RangedInput:
         self._closed = False
         self._spill_path = spill  # the windows dropped from memory, written at their offsets (a sparse file)
         self._spill: int | None = None  # its descriptor, once a window is written
+        self._spilling = spill is not None  # False once a write failed (a full disk): what is spilled stays readable
         self._spilled: list[tuple[int, int]] = []  # the [start, end) ranges it holds: sorted, disjoint, not touching
 
     @property
@@ -138,7 +139,8 @@ class RangedInput:
                 os.close(self._spill)
                 self._spill = None
                 if self._spill_path is not None:
-                    self._spill_path.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        self._spill_path.unlink(missing_ok=True)
 
     def add(self, start: int, data: bytes) -> None:
         """Keep ``data`` (the bytes from ``start``) in the cache (not once closed)."""
@@ -158,7 +160,7 @@ class RangedInput:
 
     def _write_spill(self, start: int, data: bytes) -> None:
         """Keep a window dropped from memory in the spill file, if there is one (under the lock)."""
-        if self._spill_path is None:
+        if self._spill_path is None or not self._spilling:
             return
         try:
             if self._spill is None:
@@ -166,7 +168,7 @@ class RangedInput:
             written = os.pwrite(self._spill, data, start)
         except OSError as error:  # a full or read-only disk: keep what is spilled, drop windows from here on as without one
             log.warning("input spill stopped: windows dropped from memory are read again", extra={"error": str(error)})
-            self._spill_path = None
+            self._spilling = False
             return
         if not written:
             return
@@ -180,23 +182,26 @@ class RangedInput:
             merged_to += 1
         self._spilled[index:merged_to] = [(start, end)]
 
-    def _read_spill(self, position: int) -> bytes | None:
-        """Up to ``max_block`` bytes from ``position`` out of the spill file, if it holds ``position`` (under the lock)."""
+    def _read_spill(self, position: int, length: int) -> bytes | None:
+        """Up to ``length`` bytes (at most ``max_block``) from ``position`` out of the spill file, if it holds ``position``
+        (under the lock). Only what the reader asked for: a decoder reads a few KiB at a time, and what is read from
+        here is not kept in memory, so a block read ahead would be read again from disk for each of its pieces."""
         if self._spill is None:
             return None
         index = bisect.bisect_right(self._spilled, (position, float("inf"))) - 1
         if index < 0 or not self._spilled[index][0] <= position < self._spilled[index][1]:
             return None
-        return os.pread(self._spill, min(self._spilled[index][1] - position, self.max_block), position)
+        return os.pread(self._spill, min(self._spilled[index][1] - position, self.max_block, max(1, length)), position)
 
-    def cached(self, position: int) -> tuple[bytes, int] | None:
-        """(window, offset of ``position`` in it) for a cached window holding ``position``: in memory, or spilled."""
+    def cached(self, position: int, length: int = MAX_BLOCK) -> tuple[bytes, int] | None:
+        """(window, offset of ``position`` in it) for a cached window holding ``position``: in memory, or spilled (then
+        up to ``length`` bytes from ``position``)."""
         with self._lock:
             for start, data in self._windows.items():
                 if start <= position < start + len(data):
                     self._windows.move_to_end(start)
                     return data, position - start
-            spilled = self._read_spill(position)
+            spilled = self._read_spill(position, length)
         return (spilled, 0) if spilled else None
 
     def fetch(self, start: int, end: int) -> bytes:
@@ -315,7 +320,7 @@ class RangedFile(io.BufferedIOBase):
         end = self.source.size if size is None or size < 0 else min(self.source.size, self._position + size)
         parts: list[bytes] = []
         while self._position < end:
-            found = self.source.cached(self._position)
+            found = self.source.cached(self._position, end - self._position)
             if found is None:
                 data, offset = self._fetch(end), 0
             else:
