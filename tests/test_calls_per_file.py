@@ -69,7 +69,9 @@ def test_an_image_costs_one_claim_one_read_one_write_per_output_one_mark_done_an
 LAMBDA_FILES = 20
 
 
-def test_the_deployed_lambdas_add_per_file_what_the_cost_table_prices(moto_endpoint: str, proxy: FaultProxy, spawn, monkeypatch) -> None:
+def test_the_deployed_lambdas_add_per_file_what_the_cost_table_prices(
+    moto_endpoint: str, proxy: FaultProxy, spawn, monkeypatch, request
+) -> None:
     """The benchmarks count a worker fed S3 events straight; the deployed module puts intake and the router in between.
 
     Here the real handlers run in this process and a real worker in its own, all through the proxy, on a one-step
@@ -83,6 +85,7 @@ def test_the_deployed_lambdas_add_per_file_what_the_cost_table_prices(moto_endpo
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     monkeypatch.setenv("PIPELINE_CONFIG", json.dumps(config))
     aws.reset()
+    request.addfinalizer(aws.reset)  # the handlers' clients point at this test's proxy: none outlives it
     s3 = pipeline.client("s3")
     keys = [f"uploads/deployed/{index:03d}.png" for index in range(LAMBDA_FILES)]
     for index, key in enumerate(keys):
