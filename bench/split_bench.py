@@ -138,14 +138,18 @@ def run_once(
             raise RuntimeError(f"the job failed: {job['steps'][STEP].get('error')}")
         step = job["steps"][STEP]
         merge = float(step["finished_at"]) - float(step["merge_started_at"]) if "merge_started_at" in step else 0.0
-        used = {event["worker_id"] for worker in workers for event in worker.events("segment done") + worker.events("step done")}
+
+        def used() -> set[str]:  # the tasks that did work (the step's end is written before its worker logs it)
+            return {event["worker_id"] for worker in workers for event in worker.events("segment done") + worker.events("step done")}
+
+        wait_for(used, 30, what="the last worker's log line")
         return Run(
             tasks,
             segment_seconds,
             wall,
             merge,
             int(step.get("segment_count") or 0),
-            len(used),
+            len(used()),
             video.stat().st_size,
             dict(sorted(calls.items())),
             sent[input_path],
