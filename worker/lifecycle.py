@@ -226,7 +226,8 @@ class StepRunner:
         if self.splitter.reads_ranges:  # plan from the header, and a segment reads only its range (worker.ranged)
             with watch.time("download"):
                 first = first_read(item.obj.key, item.obj.size, claim.segment is not None)
-                source = S3Input(self.s3, item.obj, self.config.max_file_bytes, first, spill=workdir / "input.ranges")
+                # The spill file is named apart from the download's "input.<suffix>", which a key's suffix could match.
+                source = S3Input(self.s3, item.obj, self.config.max_file_bytes, first, spill=workdir / "spill.ranges")
                 opened.append(source)
             head = source.response
             if claim.segment is None:
