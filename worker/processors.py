@@ -101,6 +101,20 @@ def sniff_media(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+MEDIA_HEAD = 16  # the first bytes that name a file's kind and format
+
+
+def identify_media(size: int, head: bytes) -> tuple[str, str]:
+    """(kind, format) of a file of ``size`` bytes from its first ``MEDIA_HEAD`` bytes, or a PermanentError that says
+    what is wrong with it."""
+    if size == 0:
+        raise PermanentError("empty file (0 bytes)")
+    media = sniff_media(head)
+    if media is None:
+        raise PermanentError(f"not a supported image or video (first bytes {head[:8].hex()})")
+    return media
+
+
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: above any camera photo; refuses decompression bombs before decoding
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -163,14 +177,9 @@ def require_media(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str
 
     Images larger than ``max_pixels`` are refused from their header, before anything decodes them.
     """
-    size = path.stat().st_size
-    if size == 0:
-        raise PermanentError("empty file (0 bytes)")
     with path.open("rb") as handle:
-        head = handle.read(16)
-    media = sniff_media(head)
-    if media is None:
-        raise PermanentError(f"not a supported image or video (first bytes {head[:8].hex()})")
+        head = handle.read(MEDIA_HEAD)
+    media = identify_media(path.stat().st_size, head)
     kind, fmt = media
     if kind == "image":
         dimensions = image_dimensions(path, fmt)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from worker.errors import PermanentError
-from worker.processors import DEFAULT_MAX_PIXELS, check_pixels, require_media, sniff_media
+from worker.processors import DEFAULT_MAX_PIXELS, MEDIA_HEAD, check_pixels, identify_media, require_media
 from worker.ranged import RangedInput
 
 Source = Path | RangedInput  # a local file, or an input read in ranges
@@ -67,13 +67,7 @@ def media_kind(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[st
     """(kind, format) of a file or a ranged input (from its first bytes); PermanentError when it is not media."""
     if isinstance(source, Path):
         return require_media(source, max_pixels)
-    if source.size == 0:
-        raise PermanentError("empty file (0 bytes)")
-    head = source.head(16)
-    media = sniff_media(head)
-    if media is None:
-        raise PermanentError(f"not a supported image or video (first bytes {head[:8].hex()})")
-    return media
+    return identify_media(source.size, source.head(MEDIA_HEAD))
 
 
 def open_capture(source: Source) -> cv2.VideoCapture:
