@@ -350,6 +350,9 @@ class RangedFile(io.BufferedIOBase):
         return data
 
 
+Source = Path | RangedInput  # what a processor reads: a downloaded file, or an input read in ranges
+
+
 # --- from S3 -------------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from pipeline_core.protocol import Phase, StepRecord, segment_records, unclaimed
 from pipeline_core.segments import Segment, SegmentPlan, segments_of
 from worker.errors import TransientError
 from worker.processors import Processor, SegmentPart, can_split
-from worker.ranged import RangedInput
+from worker.ranged import Source
 
 log = logging.getLogger("worker")
 
@@ -52,7 +52,7 @@ class Splitter:
         # Plan from the header and read each segment's range only (worker.ranged), not the whole file per segment.
         self.reads_ranges = self.enabled and getattr(processor, "reads_ranges", False) is True
 
-    def plan(self, source: Path | RangedInput) -> SegmentPlan | None:
+    def plan(self, source: Source) -> SegmentPlan | None:
         """The split of the input (downloaded, or read in ranges), or None when it runs in one piece."""
         if not self.enabled:
             return None

@@ -23,9 +23,7 @@ import numpy as np
 
 from worker.errors import PermanentError
 from worker.processors import DEFAULT_MAX_PIXELS, MEDIA_HEAD, check_pixels, identify_media, require_media
-from worker.ranged import RangedInput
-
-Source = Path | RangedInput  # a local file, or an input read in ranges
+from worker.ranged import RangedInput, Source
 
 TRUNCATION_TOLERANCE = 0.9  # fewer decodable frames than this share of the header's count: truncated
 
