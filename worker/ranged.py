@@ -42,8 +42,7 @@ from botocore.exceptions import ClientError
 
 from pipeline_core.jobs import ObjectRef
 from worker.errors import PermanentError, TransientError
-from worker.storage import _describe_read_error as describe_read_error
-from worker.storage import _pin as pin
+from worker.storage import describe_read_error, pin
 
 log = logging.getLogger("worker")
 

@@ -32,11 +32,11 @@ _CONTENT_TYPES = {".json": "application/json", ".jpg": "image/jpeg", ".jpeg": "i
 PICTURE_NAME_ALLOWANCE = 40  # bytes kept free after the prefix for the names of the files a processor writes
 
 
-def _pin(obj: ObjectRef) -> dict[str, str]:
+def pin(obj: ObjectRef) -> dict[str, str]:
     return {"VersionId": obj.version} if obj.versioned else {"IfMatch": f'"{obj.version}"'}
 
 
-def _describe_read_error(error: ClientError, obj: ObjectRef) -> PermanentError | None:
+def describe_read_error(error: ClientError, obj: ObjectRef) -> PermanentError | None:
     code = str(error.response.get("Error", {}).get("Code", ""))
     where = f"s3://{obj.bucket}/{obj.key}"
     if code in _MISSING:
@@ -55,7 +55,7 @@ def fetch_input(s3: Any, obj: ObjectRef, path: Path, max_bytes: int) -> dict[str
     One GET: its response carries the head (size, ETag, version), so the size is checked before the body is read.
     """
     try:
-        response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **_pin(obj))
+        response = s3.get_object(Bucket=obj.bucket, Key=obj.key, **pin(obj))
         body = response.pop("Body")
         with contextlib.closing(body):
             if response["ContentLength"] > max_bytes:
@@ -63,7 +63,7 @@ def fetch_input(s3: Any, obj: ObjectRef, path: Path, max_bytes: int) -> dict[str
             with path.open("wb") as handle:
                 shutil.copyfileobj(body, handle, length=1 << 20)
     except ClientError as error:
-        permanent = _describe_read_error(error, obj)
+        permanent = describe_read_error(error, obj)
         if permanent is not None:
             raise permanent from None
         raise
