@@ -12,8 +12,9 @@ off (``SEGMENT_SECONDS=0``, one task) shows what one pass costs.
 
 Targets: 4 tasks >= 3x faster than 1 task; the merge <= 5 % of the 4-task wall time; the bytes of the input
 read from S3 by a split run (the split's planning read and every segment's) <= 1.3x the file. The merge's
-reads of the segments' own results and files are printed apart (``merge MB``). Figures are printed as measured, with MISSED and the reason where a
-target is not met. ``--json`` writes each run's figures (calls by API included) for bench/costs.py.
+reads of the segments' own results and files are printed apart (``merge MB``). Figures are printed as
+measured, with MISSED and the reason where a target is not met. ``--json`` writes each run's figures (calls
+by API included) for bench/costs.py.
 """
 
 from __future__ import annotations
