@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
 
-    from pipeline_core.segments import Segment
+    from pipeline_core.segment_plan import Segment
     from tools import sample_media
     from worker.annotate import ANNOTATED_VIDEO, annotate_output, annotate_video, concat_videos, label_colours, labels_of
-    from worker.processors import StepContext, load_processor
+    from worker.processing import StepContext
+    from worker.registry import load_processor
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

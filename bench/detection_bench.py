@@ -111,7 +111,7 @@ def _engine(video: str, options: dict[str, Any]) -> tuple[float, int, float, flo
 def _engine_document(path: str, options: dict[str, Any]) -> tuple[float, dict[str, Any], float]:
     """Wall seconds, result document and CPU seconds of one file through the engine (detectors built before the clock)."""
     from worker.detection.engine import DetectionProcessor
-    from worker.processors import StepContext
+    from worker.processing import StepContext
 
     processor = DetectionProcessor({"detectors": DETECTORS, **options})  # options may name other detectors
     with tempfile.TemporaryDirectory() as tmp:

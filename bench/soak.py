@@ -241,7 +241,7 @@ def make_video(folder: Path, key: str, spec: tuple[float, float, tuple[int, int]
     """Write a short video and compute its single pass in this process (the processor the video workers run)."""
     from tools.sample_media import long_video
     from worker.detection.engine import DetectionProcessor
-    from worker.processors import StepContext
+    from worker.processing import StepContext
 
     seconds, fps, size = spec
     path = long_video(folder / Path(key).name, seconds, fps, size)
@@ -368,7 +368,7 @@ class RetryDrill:
             self.figures.retried += 1
             for action in route("MODIFY", before, after):
                 if isinstance(action, Enqueue):
-                    self.stack.send(WorkMessage.for_item(after, action.step).to_body())
+                    self.stack.send(WorkMessage.for_job(after.obj, action.step).to_body())
 
     @staticmethod
     def done_segments(job: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

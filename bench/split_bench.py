@@ -35,7 +35,7 @@ import cv2
 
 from bench.costs import Rates, cost_table, per_video_hour
 from local_runtime.emulator import Emulator
-from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS
+from pipeline_core.segment_plan import DEFAULT_SEGMENT_SECONDS
 from tests.support.aws import CREDENTIALS, StepStack
 from tests.support.faultproxy import FaultProxy
 from tests.support.workers import WorkerProcess, wait_for

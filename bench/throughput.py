@@ -47,7 +47,8 @@ from tests.support.workers import REPO, WorkerProcess, wait_for
 from worker.batching import Batcher
 from worker.config import DEFAULT_CONCURRENCY
 from worker.detection.engine import DEFAULT_DETECTORS
-from worker.processors import StepContext, StepOutput, require_media
+from worker.mediatype import require_media
+from worker.processing import StepContext, StepOutput
 
 STEP = "bench"
 

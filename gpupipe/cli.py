@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from pipeline_core.jobs import TERMINAL_JOB_STATUSES, split_s3_uri
-from pipeline_core.jobstore import JobStore, from_dynamo, is_job_item
-from pipeline_core.segments import progress
+from pipeline_core.jobs import TERMINAL_JOB_STATUSES, JobStatus, StepState, split_s3_uri
+from pipeline_core.jobstore import JobStore
+from pipeline_core.records import JobRecord, StepRecord
 
 
 class CliError(Exception):
@@ -56,17 +56,13 @@ def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
     return outputs
 
 
-def scan_jobs(outputs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every job item (the table also holds split steps' segment items: their counts are on the job item)."""
-    table = boto3.resource("dynamodb").Table(outputs["jobs_table_name"])
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = table.scan(**kwargs)
-        items += [from_dynamo(item) for item in page["Items"] if is_job_item(item)]
-        if "LastEvaluatedKey" not in page:
-            return sorted(items, key=lambda item: item.get("created_at", 0))
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def job_store(outputs: dict[str, Any]) -> JobStore:
+    return JobStore(boto3.resource("dynamodb").Table(outputs["jobs_table_name"]))
+
+
+def scan_jobs(outputs: dict[str, Any]) -> list[JobRecord]:
+    """Every job, oldest first (the table also holds split steps' segment items: their counts are on the job item)."""
+    return job_store(outputs).every_job()
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -91,17 +87,17 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
-def step_state(name: str, step: dict[str, Any]) -> str:
+def step_state(step: StepRecord) -> str:
     """``detect:running`` or, for a video split into segments, ``detect:running(segments 3/8)``."""
-    split = progress(step)
-    return f"{name}:{step['state']}" + (f"(segments {split[0]}/{split[1]})" if split else "")
+    split = step.progress
+    return f"{step.name}:{step.state.value}" + (f"(segments {split[0]}/{split[1]})" if split else "")
 
 
 def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     deadline = time.monotonic() + args.timeout
     while True:
         jobs = scan_jobs(outputs)
-        counts = Counter(job["status"] for job in jobs)
+        counts = Counter(job.status.value for job in jobs)
         finished = sum(counts[s] for s in TERMINAL_JOB_STATUSES)
         line = f"{progress_bar(finished, len(jobs))}  " + "  ".join(
             f"{name} {counts[name]}" for name in ("pending", "running", "succeeded", "failed")
@@ -119,11 +115,11 @@ def status(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     print()
     print(f"{'job':<34}{'status':<11}{'steps':<28}key")
     for job in jobs:
-        steps = " ".join(step_state(name, job["steps"][name]) for name in job["step_names"])
-        print(f"{job['job_id']:<34}{job['status']:<11}{steps:<28}{job['key']}")
-        for name in job["step_names"]:
-            if job["steps"][name].get("error") and job["status"] == "failed":
-                print(f"{'':<34}{'':<11}{name}: {job['steps'][name]['error']}")
+        steps = " ".join(step_state(step) for step in job.steps.values())
+        print(f"{job.job_id:<34}{job.status.value:<11}{steps:<28}{job.key}")
+        for name, step in job.steps.items():
+            if step.error and job.status == JobStatus.FAILED:
+                print(f"{'':<34}{'':<11}{name}: {step.error}")
     if counts["failed"]:
         print(f"\n{counts['failed']} failed: fix the cause, then `gpupipe retry --failed` (or `gpupipe retry JOB_OR_KEY`)")
     return 0 if counts["failed"] == 0 else 1
@@ -135,15 +131,13 @@ def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
     job = jobs[-1]
     s3 = boto3.client("s3")
-    bucket = outputs["bucket_name"]
-    out = args.out / job["job_id"]
-    for step in job["step_names"]:
-        result_file = job["steps"][step].get("result_file")
-        if not result_file:
-            print(f"{step}: no results yet ({job['steps'][step]['state']})")
+    out = args.out / job.job_id
+    for step, record in job.steps.items():
+        if not record.result_file:
+            print(f"{step}: no results yet ({record.state.value})")
             continue
         # The job item names the committed attempt's result; the files it lists lie beside it.
-        bucket, key = split_s3_uri(result_file)
+        bucket, key = split_s3_uri(record.result_file)
         prefix = key.rsplit("/", 1)[0] + "/"
         objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
         for obj in objects:
@@ -154,7 +148,7 @@ def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     return 0
 
 
-def describe_result(job: dict[str, Any], step: str, folder: Path) -> str:
+def describe_result(job: JobRecord, step: str, folder: Path) -> str:
     """One line per step: what was found, and where the pictures are."""
     result = json.loads((folder / "result.json").read_text())
     summary = result.get("output", {}).get("summary")
@@ -162,11 +156,11 @@ def describe_result(job: dict[str, Any], step: str, folder: Path) -> str:
     pictures = "  ".join(str(folder / name) for name in result.get("files", []))
     media = result.get("output", {}).get("media", {})
     kind = f"{media.get('kind', '?')} {media.get('width', '?')}x{media.get('height', '?')}" if media else ""
-    return f"{Path(job['key']).name:<16} {step:<8} {job['status']:<10} {kind:<16} {found or '-'}\n{'':<16} pictures: {pictures or '-'}"
+    return f"{Path(job.key).name:<16} {step:<8} {job.status.value:<10} {kind:<16} {found or '-'}\n{'':<16} pictures: {pictures or '-'}"
 
 
-def matching_jobs(jobs: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
-    return [job for job in jobs if wanted in (job["job_id"], job["key"], Path(job["key"]).name)]
+def matching_jobs(jobs: list[JobRecord], wanted: str) -> list[JobRecord]:
+    return [job for job in jobs if wanted in (job.job_id, job.key, Path(job.key).name)]
 
 
 def report(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
@@ -179,9 +173,9 @@ def report(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         unknown = [name for name in args.jobs if not matching_jobs(jobs, name)]
         if unknown:
             raise CliError(f"no job with id or key {', '.join(map(repr, unknown))}; `gpupipe status` lists them")
-        jobs = list({job["job_id"]: job for job in wanted}.values())
+        jobs = list({job.job_id: job for job in wanted}.values())
     if args.failed:
-        jobs = [job for job in jobs if job.get("status") == "failed"]
+        jobs = [job for job in jobs if job.status == JobStatus.FAILED]
         lines = pages.failed_lines(jobs)
         print("\n".join(lines) if lines else "no failed jobs")
     if not 1 <= args.expires <= 604800:
@@ -208,20 +202,19 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         if not jobs:
             raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
     if args.step:
-        known = {name for job in jobs for name in job["step_names"]}
+        known = {name for job in jobs for name in job.step_names}
         if jobs and args.step not in known:
             raise CliError(f"no step named {args.step!r}; the steps are {sorted(known)}")
-    store = JobStore(boto3.resource("dynamodb").Table(outputs["jobs_table_name"]))
+    store = job_store(outputs)
     retried = 0
     for job in jobs:
-        failed = [name for name in job["step_names"] if job["steps"][name]["state"] == "failed" and args.step in (None, name)]
+        failed = [step for name, step in job.steps.items() if step.state == StepState.FAILED and args.step in (None, name)]
         for step in failed:
-            error = job["steps"][step].get("error", "")
-            if store.retry_failed_step(job["job_id"], step, time.time()):
+            if store.retries.retry_step(job.job_id, step.name, time.time()):
                 retried += 1
-                print(f"retried {job['job_id']} {job['key']} step {step} (was: {error})")
+                print(f"retried {job.job_id} {job.key} step {step.name} (was: {step.error or ''})")
             else:
-                print(f"not retried {job['job_id']} {job['key']} step {step}: no longer failed")
+                print(f"not retried {job.job_id} {job.key} step {step.name}: no longer failed")
     if not retried:
         print("nothing to retry: no failed step matched" if jobs else "nothing to retry: no jobs")
         return 1

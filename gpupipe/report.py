@@ -30,7 +30,8 @@ from typing import Any
 
 import jinja2
 
-from pipeline_core.jobs import split_s3_uri
+from pipeline_core.jobs import JobStatus, StepState, split_s3_uri
+from pipeline_core.records import JobRecord, StepRecord
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE = "index.html"
@@ -79,9 +80,9 @@ def when(epoch: Any) -> str | None:
     return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def retry_command(job: Mapping[str, Any]) -> str | None:
+def retry_command(job: JobRecord) -> str | None:
     """``gpupipe retry JOB_ID`` for a failed job (the id: keys can hold anything), else None."""
-    return f"gpupipe retry {shlex.quote(str(job['job_id']))}" if job.get("status") == "failed" else None
+    return f"gpupipe retry {shlex.quote(job.job_id)}" if job.status == JobStatus.FAILED else None
 
 
 def series(document: Mapping[str, Any], labels: Sequence[str]) -> dict[str, Any] | None:
@@ -117,15 +118,15 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def step_view(name: str, step: Mapping[str, Any], result: Mapping[str, Any] | None, url: Callable[[str], str | None]) -> StepView:
+def step_view(step: StepRecord, result: Mapping[str, Any] | None, url: Callable[[str], str | None]) -> StepView:
     """One step of one job; ``url(file name)`` says where a file of its result is, for the page (None: absent)."""
     view = StepView(
-        name=name,
-        state=str(step.get("state", "?")),
-        error=step.get("error"),
-        attempts=int(step["attempts"]) if step.get("attempts") is not None else None,
-        worker=step.get("worker_id"),
-        segments=int(step.get("segment_count") or 0),
+        name=step.name,
+        state=step.state.value,
+        error=step.error,
+        attempts=step.attempts,
+        worker=step.worker_id,
+        segments=step.segment_count,
     )
     if not result:
         return view
@@ -153,25 +154,24 @@ def step_view(name: str, step: Mapping[str, Any], result: Mapping[str, Any] | No
 
 
 def build_view(
-    jobs: Sequence[Mapping[str, Any]], results: Mapping[tuple[str, str], Mapping[str, Any]], url: Callable[[str, str, str], str | None]
+    jobs: Sequence[JobRecord], results: Mapping[tuple[str, str], Mapping[str, Any]], url: Callable[[str, str, str], str | None]
 ) -> list[JobView]:
     """Jobs as the page shows them; ``results[(job id, step)]`` is the step's result.json, ``url(job id, step, file)`` a file's URL."""
     views = []
     for job in jobs:
-        job_id = str(job["job_id"])
-        names = list(job.get("step_names") or job.get("steps", {}))
-        steps = [step_view(name, job["steps"][name], results.get((job_id, name)), _step_url(url, job_id, name)) for name in names]
-        created, updated = job.get("created_at"), job.get("updated_at")
-        finished = updated if job.get("status") in ("succeeded", "failed") else None
+        job_id = job.job_id
+        steps = [step_view(step, results.get((job_id, name)), _step_url(url, job_id, name)) for name, step in job.steps.items()]
+        created = job.created_at
+        finished = job.updated_at if job.ended else None
         views.append(
             JobView(
                 job_id=job_id,
-                key=str(job.get("key", "")),
-                name=Path(str(job.get("key", ""))).name,
-                status=str(job.get("status", "?")),
+                key=job.key,
+                name=Path(job.key).name,
+                status=job.status.value,
                 created=when(created) or "?",
                 finished=when(finished),
-                seconds=round(float(finished) - float(created), 1) if finished is not None and created is not None else None,
+                seconds=round(finished - created, 1) if finished is not None else None,
                 steps=steps,
                 retry=retry_command(job),
             )
@@ -189,17 +189,16 @@ def render(views: Sequence[JobView], title: str, generated: float) -> str:
     return environment.get_template("report.html.j2").render(jobs=views, title=title, generated=when(generated), counts=counts)
 
 
-def failed_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+def failed_lines(jobs: Sequence[JobRecord]) -> list[str]:
     """``gpupipe report --failed`` on the terminal: each failed job, its failed steps' reasons, and the retry command."""
     lines = []
     for job in jobs:
-        if job.get("status") != "failed":
+        if job.status != JobStatus.FAILED:
             continue
-        lines.append(f"{job['job_id']}  {job.get('key', '')}")
-        for name in job.get("step_names") or job.get("steps", {}):
-            step = job["steps"][name]
-            if step.get("state") == "failed" or step.get("error"):
-                lines.append(f"    {name}: {step.get('error') or 'failed'}")
+        lines.append(f"{job.job_id}  {job.key}")
+        for name, step in job.steps.items():
+            if step.state == StepState.FAILED or step.error:
+                lines.append(f"    {name}: {step.error or 'failed'}")
         lines.append(f"    retry: {retry_command(job)}")
     return lines
 
@@ -215,7 +214,7 @@ def data_uri(path: Path) -> str | None:
 
 
 def collect(
-    s3: Any, jobs: Sequence[Mapping[str, Any]], out: Path, presign_seconds: int | None = None
+    s3: Any, jobs: Sequence[JobRecord], out: Path, presign_seconds: int | None = None
 ) -> tuple[dict[tuple[str, str], Any], Callable[[str, str, str], str | None]]:
     """Each finished step's result.json and files; and where the page finds each file.
 
@@ -225,22 +224,21 @@ def collect(
     results: dict[tuple[str, str], Any] = {}
     locations: dict[tuple[str, str, str], tuple[str, str, Path]] = {}
     for job in jobs:
-        for name in job.get("step_names") or job.get("steps", {}):
-            result_file = job["steps"][name].get("result_file")
-            if not result_file:
+        for name, step in job.steps.items():
+            if not step.result_file:
                 continue
-            bucket, key = split_s3_uri(result_file)
-            folder = out / "media" / str(job["job_id"]) / name
+            bucket, key = split_s3_uri(step.result_file)
+            folder = out / "media" / job.job_id / name
             folder.mkdir(parents=True, exist_ok=True)
             result = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            results[(str(job["job_id"]), name)] = result
+            results[(job.job_id, name)] = result
             prefix = key.rsplit("/", 1)[0] + "/"
             for file in result.get("files", []):
                 target = folder / file
                 if presign_seconds is None or not file.endswith(".mp4"):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     s3.download_file(bucket, prefix + file, str(target))
-                locations[(str(job["job_id"]), name, file)] = (bucket, prefix + file, target)
+                locations[(job.job_id, name, file)] = (bucket, prefix + file, target)
 
     def url(job_id: str, step: str, file: str) -> str | None:
         found = locations.get((job_id, step, file))
@@ -256,7 +254,7 @@ def collect(
     return results, url
 
 
-def write_report(s3: Any, jobs: Sequence[Mapping[str, Any]], out: Path, title: str, presign_seconds: int | None = None) -> Path:
+def write_report(s3: Any, jobs: Sequence[JobRecord], out: Path, title: str, presign_seconds: int | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     results, url = collect(s3, jobs, out, presign_seconds)
     page = out / PAGE

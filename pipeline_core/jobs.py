@@ -1,4 +1,5 @@
-"""Job and step states, ids, queue messages and result locations (the transitions: ``pipeline_core.protocol``).
+"""Job and step states, ids, queue messages and result locations (the transitions: ``pipeline_core.protocol``; the
+items: ``pipeline_core.records``).
 
 Everything here is pure: no AWS calls. ``jobstore`` does the DynamoDB I/O.
 """
@@ -38,18 +39,6 @@ class JobStatus(StrEnum):
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
-def job_status_for(step_names: Sequence[str], states: Mapping[str, StepState]) -> JobStatus:
-    """The job status implied by its steps' states (steps run in order)."""
-    values = [states[name] for name in step_names]
-    if StepState.FAILED in values:
-        return JobStatus.FAILED
-    if all(value == StepState.DONE for value in values):
-        return JobStatus.SUCCEEDED
-    if all(value == StepState.PENDING for value in values):
-        return JobStatus.PENDING
-    return JobStatus.RUNNING
-
-
 def next_step(step_names: Sequence[str], done_step: str) -> str | None:
     """The step after ``done_step``, or None when it was the last."""
     index = list(step_names).index(done_step)
@@ -75,28 +64,6 @@ def job_id_for(bucket: str, key: str, version: str) -> str:
     """A stable id, so a duplicate event for the same object version maps to the same job."""
     digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
     return digest[:32]
-
-
-def new_job_item(obj: ObjectRef, step_names: Sequence[str], now: float, ttl_days: int = DEFAULT_TTL_DAYS) -> dict[str, Any]:
-    """The DynamoDB item for a new job: every step pending, in order."""
-    if not step_names:
-        raise ValueError("a job needs at least one step")
-    if len(set(step_names)) != len(step_names):
-        raise ValueError(f"step names must be unique: {list(step_names)}")
-    return {
-        "job_id": obj.job_id,
-        "bucket": obj.bucket,
-        "key": obj.key,
-        "version": obj.version,
-        "versioned": obj.versioned,
-        "size": obj.size,
-        "step_names": list(step_names),
-        "steps": {name: {"state": StepState.PENDING.value, "attempts": 0, "failures": 0} for name in step_names},
-        "status": JobStatus.PENDING.value,
-        "created_at": now,
-        "updated_at": now,
-        "expires_at": int(now + ttl_days * 86400),
-    }
 
 
 def result_prefix(results_prefix: str, key: str, job_id: str, step: str, attempt: int, segment: int | None = None) -> str:
@@ -153,11 +120,6 @@ class WorkMessage:
     @classmethod
     def for_job(cls, obj: ObjectRef, step: str) -> WorkMessage:
         return cls(job_id=obj.job_id, step=step, bucket=obj.bucket, key=obj.key, version=obj.version, versioned=obj.versioned)
-
-    @classmethod
-    def for_item(cls, job: Mapping[str, Any], step: str) -> WorkMessage:
-        """The message that sends a job item to ``step``."""
-        return cls(job["job_id"], step, job["bucket"], job["key"], job["version"], bool(job.get("versioned", False)))
 
     @property
     def object_ref(self) -> ObjectRef:

@@ -23,10 +23,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from pipeline_core import aws
-from pipeline_core.jobstore import from_dynamo, is_conditional_failure, to_dynamo
+from pipeline_core.dynamo.expressions import ROOT, Value
+from pipeline_core.dynamo.table import ConditionFailed, Table
 from pipeline_core.pipeline import StepConfig
 from scaler.decision import Decision, Observation, State, decide
 
@@ -46,7 +46,7 @@ def state_table() -> Any:
 
 def load_state(step: str) -> tuple[State, int]:
     """The step's last state and the version it was written at (0: never written)."""
-    item = from_dynamo(state_table().get_item(Key={"step": step}, ConsistentRead=True).get("Item") or {})
+    item = Table(state_table()).get({"step": step}) or {}
     state = State(idle_since=item.get("idle_since"), below_since=item.get("below_since"), peak=int(item.get("peak", 0)))
     return state, int(item.get("version", 0))
 
@@ -56,18 +56,11 @@ def save_state(step: str, decision: Decision, version: int, now: float) -> bool:
     item = {"step": step, "version": version + 1, "desired": decision.desired, "reason": decision.reason, "updated_at": now}
     item |= {name: value for name, value in vars(decision.state).items() if value is not None}
     # Version 0: no item yet, or one the scaler wrote before it versioned its state.
-    condition: dict[str, Any] = {
-        "ConditionExpression": "attribute_not_exists(#version)",
-        "ExpressionAttributeNames": {"#version": "version"},
-    }
-    if version:
-        condition |= {"ConditionExpression": "#version = :read", "ExpressionAttributeValues": {":read": version}}
+    written = ROOT / "version"
     try:
-        state_table().put_item(Item=to_dynamo(item), **condition)
-    except ClientError as error:
-        if is_conditional_failure(error):
-            return False
-        raise
+        Table(state_table()).put(item, written.eq(Value("read", version)) if version else written.missing())
+    except ConditionFailed:
+        return False
     return True
 
 

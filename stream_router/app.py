@@ -24,8 +24,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core import aws
+from pipeline_core.dynamo.table import from_dynamo
 from pipeline_core.jobs import JobStatus, WorkMessage
-from pipeline_core.jobstore import JobStore, from_dynamo
+from pipeline_core.jobstore import JobStore
+from pipeline_core.records import JobRecord, parse_job, step_summary
 from pipeline_core.s3events import created_objects, is_test_event
 from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
@@ -80,9 +82,9 @@ def intake_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
 def route_record(record: DynamoDBRecord) -> None:
     """Apply what one job-item change sets off. Raising marks only this record failed."""
     change = record.dynamodb
-    old = from_dynamo(change.old_image) if change and change.old_image else None
-    new = from_dynamo(change.new_image) if change and change.new_image else None
-    if new is None:  # a removal sets nothing off
+    old = parse_job(from_dynamo(change.old_image)) if change and change.old_image else None
+    new = parse_job(from_dynamo(change.new_image)) if change and change.new_image else None
+    if new is None:  # a removal, or a segment's item: sets nothing off
         return
     for action in route(str(record.event_name.name if record.event_name else ""), old, new):
         if isinstance(action, Enqueue):
@@ -91,11 +93,11 @@ def route_record(record: DynamoDBRecord) -> None:
             finish(new, action)
 
 
-def enqueue(job: dict[str, Any], step: str) -> None:
+def enqueue(job: JobRecord, step: str) -> None:
     config = aws.pipeline()
-    message = WorkMessage.for_item(job, step)
+    message = WorkMessage.for_job(job.obj, step)
     aws.client("sqs").send_message(QueueUrl=config.step(step).queue_url, MessageBody=message.to_body())
-    logger.info("job sent to step", extra={"job_id": job["job_id"], "key": job["key"], "step": step})
+    logger.info("job sent to step", extra={"job_id": job.job_id, "key": job.key, "step": step})
     metrics.add_metric(name="StepsEnqueued", unit=MetricUnit.Count, value=1)
     steps_to_wake[step] = steps_to_wake.get(step, 0) + 1
 
@@ -120,17 +122,17 @@ def wake_scaler() -> None:
             metrics.add_metric(name="ScalerWakeFailures", unit=MetricUnit.Count, value=1)
 
 
-def finish(job: dict[str, Any], action: Finish) -> None:
+def finish(job: JobRecord, action: Finish) -> None:
     """Record the final status (the worker usually has already), then count and notify once per end.
 
     The end is named by the finishing image's ``updated_at``: a replayed stream record finds
     it claimed and announces nothing; a job retried and finished again is announced again.
     """
     store = job_store()
-    store.set_status(job["job_id"], action.status, time.time())
-    fields = {"job_id": job["job_id"], "key": job["key"], "status": action.status.value, "reason": action.reason}
-    ended_at = float(job.get("updated_at", 0))
-    if not store.claim_announcement(job["job_id"], ended_at):
+    store.set_status(job.job_id, action.status, time.time())
+    fields = {"job_id": job.job_id, "key": job.key, "status": action.status.value, "reason": action.reason}
+    ended_at = job.updated_at
+    if not store.claim_announcement(job.job_id, ended_at):
         logger.info("job end already announced: replayed record", extra=fields)
         return
     logger.info("job finished", extra=fields)
@@ -140,10 +142,10 @@ def finish(job: dict[str, Any], action: Finish) -> None:
             aws.client("sns").publish(
                 TopicArn=topic,
                 Subject=f"gpu-pipeline job {action.status.value}",
-                Message=json.dumps({**fields, "bucket": job["bucket"], "steps": job.get("steps", {})}, default=str),
+                Message=json.dumps({**fields, "bucket": job.bucket, "steps": {name: step_summary(s) for name, s in job.steps.items()}}),
             )
         except Exception:
-            store.release_announcement(job["job_id"], ended_at)  # the record's retry announces it
+            store.release_announcement(job.job_id, ended_at)  # the record's retry announces it
             raise
     metrics.add_metric(name="JobsSucceeded" if action.status == JobStatus.SUCCEEDED else "JobsFailed", unit=MetricUnit.Count, value=1)
 

@@ -12,7 +12,7 @@ record's ``ApproximateReceiveCount``.
 
 A step that is done or failed already (the worker gave up and failed it itself), or that
 another message holds, is left alone; so is a split step that other messages carry without its
-own (``protocol.on_step_dead_letter``: its segments' messages, or the message that merges). A running
+own (``decisions.on_step_dead_letter``: its segments' messages, or the message that merges). A running
 split step some of whose segments have no message of their own (its splitter was killed between SQS's
 answer and its records, or before it sent) gets those segments' messages sent here, as its step message
 would have sent them, rather than failing a job whose segments would finish. A step
@@ -42,16 +42,8 @@ from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, StepState, WorkMessage, origin_id
 from pipeline_core.jobstore import JobStore
 from pipeline_core.pipeline import StepConfig
-from pipeline_core.protocol import (
-    OnDeadLetter,
-    SegmentRecord,
-    StepRecord,
-    on_segment_dead_letter,
-    on_step_dead_letter,
-    segment_records,
-    unclaimed,
-)
-from pipeline_core.segments import segments_of
+from pipeline_core.protocol.decisions import OnDeadLetter, on_segment_dead_letter, on_step_dead_letter, unclaimed
+from pipeline_core.records import SegmentRecord, StepRecord, segment_records
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -102,18 +94,19 @@ def fail_segment(
 ) -> None:
     """A split step's segment message was dead-lettered: fail the segment, its step and its job, the segment named.
 
-    When the segment is done and its message carried the merge (``protocol.on_segment_dead_letter``), the step
+    When the segment is done and its message carried the merge (``decisions.on_segment_dead_letter``), the step
     fails as "merge: ...". The store's conditions make each write only while the rule still holds.
     """
     job = store.get_job(job_id)
-    record = StepRecord.parse(job, step)
-    segment = next((s for s in segments_of((job or {}).get("steps", {}).get(step) or {}) if s.index == index), None)
-    if record is None or segment is None:
+    record = job.step(step) if job is not None else None
+    plan = record.plan if record is not None else None
+    segment = plan.segments[index] if plan is not None and 0 <= index < plan.count else None
+    if job is None or record is None or segment is None:
         logger.error("dead-lettered segment message names no segment of its job: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
     now = time.time()
-    sub = SegmentRecord.parse(index, store.get_segment(job_id, step, index))
+    sub = store.get_segment(job_id, step, index) or SegmentRecord(index)
     decision = on_segment_dead_letter(record, sub, message_id)
     if decision == OnDeadLetter.REDRIVE_MERGE:
         if redrive(store, record, job_id, step, message_id, reason, send):
@@ -121,11 +114,11 @@ def fail_segment(
             metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=1)
             return
         decision = OnDeadLetter.FAIL_MERGE
-    if decision == OnDeadLetter.FAIL_SEGMENT and store.fail_dead_lettered_segment(job_id, step, segment, reason, now, message_id):
+    if decision == OnDeadLetter.FAIL_SEGMENT and store.dead_letters.fail_segment(job, step, segment, reason, now, message_id):
         logger.warning("step failed: a segment's message was dead-lettered", extra={**fields, "reason": f"{segment.label}: {reason}"})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
-    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, f"merge: {reason}", now, message_id):
+    if decision == OnDeadLetter.FAIL_MERGE and store.dead_letters.fail_merge(job_id, step, f"merge: {reason}", now, message_id):
         logger.warning("step failed: the message holding its merge was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
@@ -151,10 +144,10 @@ def sqs_sender(queue_url: str, obj: ObjectRef, step: str) -> Sender:
 
 
 def redrive(store: JobStore, record: StepRecord, job_id: str, step: str, message_id: str, reason: str, send: Sender | None) -> bool:
-    """A dead-lettered merge with budget left: a fresh step message carries it on (``protocol.OnDeadLetter.REDRIVE_MERGE``)."""
+    """A dead-lettered merge with budget left: a fresh step message carries it on (``decisions.OnDeadLetter.REDRIVE_MERGE``)."""
     if send is None:
         return False
-    return store.redrive_merge(job_id, step, f"merge: {reason}", time.time(), message_id, send(None), record.failures)
+    return store.dead_letters.redrive_merge(job_id, step, f"merge: {reason}", time.time(), message_id, send(None), record.failures)
 
 
 def fail_step(
@@ -169,7 +162,7 @@ def fail_step(
     send: Sender | None = None,
 ) -> None:
     job = store.get_job(job_id)
-    record = StepRecord.parse(job, step)
+    record = job.step(step) if job is not None else None
     segments = (
         segment_records(record.segment_count, store.get_segments(job_id, step, record.segment_count)) if record and record.split else []
     )
@@ -178,7 +171,7 @@ def fail_step(
     if decision == OnDeadLetter.SEND_UNSENT and record is not None and send is not None:
         unsent = unclaimed(record, segments)
         for index in unsent:  # a message whose record is refused (a claim or a retry came first) is a fenced duplicate
-            store.record_segment_message(job_id, step, index, send(index), record.retried_at, job)
+            store.splits.record_segment_message(job_id, step, index, send(index), record.retried_at, job)
         logger.warning(
             "dead-lettered message of a split step: its unsent segments' messages sent instead", extra={**fields, "sent": unsent}
         )
@@ -196,11 +189,11 @@ def fail_step(
         logger.info("dead-lettered message of a split step that other messages carry: deleted", extra=fields)
         metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
         return
-    if decision == OnDeadLetter.FAIL_MERGE and store.fail_dead_lettered_merge(job_id, step, reason, now, message_id):
+    if decision == OnDeadLetter.FAIL_MERGE and store.dead_letters.fail_merge(job_id, step, reason, now, message_id):
         logger.warning("step failed: the message carrying its merge was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
-    if decision == OnDeadLetter.FAIL_STEP and store.fail_dead_lettered(job_id, step, reason, now, message_id):
+    if decision == OnDeadLetter.FAIL_STEP and store.dead_letters.fail_step(job_id, step, reason, now, message_id):
         logger.warning("step failed: its message was dead-lettered", extra={**fields, "reason": reason})
         metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
         return
@@ -208,24 +201,23 @@ def fail_step(
     if job is None and from_s3:
         # A raw S3 notification on a step queue: the worker creates such jobs as it claims them.
         store.create_job(obj, [step], now)
-        if store.fail_dead_lettered(job_id, step, reason, now, message_id):
+        if store.dead_letters.fail_step(job_id, step, reason, now, message_id):
             logger.warning("job created and failed: its S3 notification was dead-lettered", extra={**fields, "reason": reason})
             metrics.add_metric(name="StepsDeadLettered", unit=MetricUnit.Count, value=1)
             return
         job = store.get_job(job_id)
+    found = job.step(step) if job is not None else None
     if job is None:
         logger.error("dead-lettered message names no job: deleted", extra=fields)
-    elif step not in job.get("steps", {}):
+    elif found is None:
         logger.error("dead-lettered message names a step its job does not have: deleted", extra=fields)
+    elif found.state in (StepState.DONE, StepState.FAILED):
+        logger.info("dead-lettered message for a finished step: deleted", extra={**fields, "state": found.state.value})
     else:
-        state = job["steps"][step].get("state")
-        if state in (StepState.DONE, StepState.FAILED):
-            logger.info("dead-lettered message for a finished step: deleted", extra={**fields, "state": state})
-        else:
-            logger.info(
-                "dead-lettered message for a step another message holds: left to it",
-                extra={**fields, "state": state, "holder": job["steps"][step].get("message_id")},
-            )
+        logger.info(
+            "dead-lettered message for a step another message holds: left to it",
+            extra={**fields, "state": found.state.value, "holder": found.message_id},
+        )
     metrics.add_metric(name="DeadLettersDropped", unit=MetricUnit.Count, value=1)
 
 

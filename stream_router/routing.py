@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pipeline_core.jobs import JobStatus, StepState, next_step
+from pipeline_core.records import JobRecord
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,12 @@ def intake_refusal(key: str, input_prefix: str, allowed_suffixes: Sequence[str])
     return None
 
 
-def _states(image: Mapping[str, Any] | None) -> dict[str, str]:
-    steps = (image or {}).get("steps") or {}
-    return {name: str(status.get("state")) for name, status in steps.items()}
+def _states(job: JobRecord | None) -> dict[str, StepState]:
+    return {name: step.state for name, step in job.steps.items()} if job is not None else {}
 
 
-def route(event_name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[Action]:
-    """What a change to a job item sets off.
+def route(event_name: str, old: JobRecord | None, new: JobRecord | None) -> list[Action]:
+    """What a change to a job item sets off (``old`` and ``new``: its images, None for a segment's item or none).
 
     A new job sends its first step; a step that became done sends the next, or
     finishes the job after the last; a step that became failed fails the job; a
@@ -52,9 +51,9 @@ def route(event_name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
     and writes that changed no step's state set off nothing, so unrelated updates
     (a lease extension, a retry note, a release to pending) never send twice.
     """
-    if event_name == "REMOVE" or not new or "step_names" not in new:
+    if event_name == "REMOVE" or new is None:
         return []
-    step_names: list[str] = list(new["step_names"])
+    step_names = new.step_names
     new_states = _states(new)
     if event_name == "INSERT":
         first = step_names[0]
@@ -66,8 +65,7 @@ def route(event_name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
         if before == after:
             continue
         if after == StepState.FAILED:
-            error = (new["steps"][name] or {}).get("error", "")
-            return [Finish(JobStatus.FAILED, f"step {name} failed: {error}")]
+            return [Finish(JobStatus.FAILED, f"step {name} failed: {new.steps[name].error or ''}")]
         if before == StepState.FAILED and after == StepState.PENDING:
             actions.append(Enqueue(name))
         if after == StepState.DONE:

@@ -10,11 +10,12 @@ import av
 import numpy as np
 import pytest
 
-from pipeline_core.segments import Segment
+from pipeline_core.segment_plan import Segment
 from tools.sample_media import image, long_video
 from worker.annotate import ANNOTATED_IMAGE, ANNOTATED_VIDEO, annotate_video, concat_videos, label_colours, wrap
 from worker.config import ConfigError, WorkerConfig
-from worker.processors import SegmentPart, StepContext, StepOutput, can_split, load_processor
+from worker.processing import SegmentPart, StepContext, StepOutput, can_split
+from worker.registry import load_processor
 
 pytestmark = pytest.mark.unit
 

@@ -12,6 +12,7 @@ from gpupipe.cli import main
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from tests.support.aws import free_port
+from tests.support.items import raw_job
 from tests.support.pipeline import PipelineStack
 
 pytestmark = pytest.mark.integration
@@ -65,16 +66,18 @@ def test_missing_outputs_are_explained(tmp_path: Path, capsys: pytest.CaptureFix
 def test_status_shows_the_segments_done_of_a_split_video(
     stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline_core.segments import SegmentPlan, VideoTimeline
+    from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
     store = JobStore(stack.table)
     obj = ObjectRef(stack.bucket, "uploads/long.mp4", "etag")
     store.create_job(obj, ["detect"], 1.0)
-    claim = store.claim(obj.job_id, "detect", "w", "m", 1.0, 60)
-    store.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60), 2.0)
+    claim = store.claims.claim(obj.job_id, "detect", "w", "m", 1.0, 60)
+    store.splits.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60), 2.0)
     for index in range(3):
-        store.mark_segment_done(store.claim(obj.job_id, "detect", "w", f"m{index}", 3.0, 60, segment=index), 4.0, "s3://b/k", {})
+        store.splits.mark_segment_done(
+            store.claims.claim(obj.job_id, "detect", "w", f"m{index}", 3.0, 60, segment=index), 4.0, "s3://b/k", {}
+        )
     path = tmp_path / "stack.json"
     names = {"bucket_name": stack.bucket, "input_prefix": "uploads/", "results_prefix": "results/", "jobs_table_name": stack.table_name}
     path.write_text(json.dumps(names))
@@ -104,9 +107,9 @@ def test_retry_puts_failed_steps_back_and_says_which(
     first, second, fine = (ObjectRef(stack.bucket, f"uploads/{name}", "v1") for name in ("a.jpg", "b.jpg", "c.jpg"))
     for obj in (first, second, fine):
         store.create_job(obj, ["people", "faces"], now=1.0)
-    store.fail_dead_lettered(first.job_id, "people", "moved to the dead-letter queue after 5 receives", 2.0, message_id="m1")
-    store.mark_done(store.claim(second.job_id, "people", "w", "m2", 1.0, 60), 2.0, "s3://r", {})
-    store.mark_failed(store.claim(second.job_id, "faces", "w", "m3", 3.0, 60), 4.0, "PermanentError: corrupt")
+    store.dead_letters.fail_step(first.job_id, "people", "moved to the dead-letter queue after 5 receives", 2.0, message_id="m1")
+    store.claims.mark_done(store.claims.claim(second.job_id, "people", "w", "m2", 1.0, 60), 2.0, "s3://r", {})
+    store.claims.mark_failed(store.claims.claim(second.job_id, "faces", "w", "m3", 3.0, 60), 4.0, "PermanentError: corrupt")
     cli = ["--outputs", str(outputs), "retry"]
 
     assert main([*cli, "--failed", "--step", "faces"]) == 0
@@ -115,7 +118,7 @@ def test_retry_puts_failed_steps_back_and_says_which(
     assert "a.jpg" not in out
     assert main([*cli, "a.jpg"]) == 0
     assert "step people (was: moved to the dead-letter queue after 5 receives)" in capsys.readouterr().out
-    jobs = {obj.key: store.get_job(obj.job_id) for obj in (first, second, fine)}
+    jobs = {obj.key: raw_job(store, obj.job_id) for obj in (first, second, fine)}
     assert [jobs[key]["status"] for key in ("uploads/a.jpg", "uploads/b.jpg", "uploads/c.jpg")] == ["running", "running", "pending"]
     assert jobs["uploads/b.jpg"]["steps"]["faces"]["state"] == "pending" and jobs["uploads/b.jpg"]["steps"]["people"]["state"] == "done"
     assert main([*cli, "--failed"]) == 1

@@ -16,11 +16,12 @@ from pipeline_core import aws
 from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ObjectRef, WorkMessage
 from pipeline_core.jobstore import JobStore
-from pipeline_core.segments import SegmentPlan, VideoTimeline
+from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 from stream_router import app as router_app
 from stream_router import deadletter
 from tests.support.aws import s3_notification
 from tests.support.interleave import AfterFirstCount
+from tests.support.items import raw_job, raw_segments
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import MAX_RECEIVE_COUNT, PipelineStack
 
@@ -87,11 +88,11 @@ def test_a_message_dead_lettered_while_its_step_runs_fails_the_job_and_is_announ
     message = new_job(pipeline, "uploads/killed.jpg")
     job_id = json.loads(message["Body"])["job_id"]
     # A worker claimed it and was SIGKILLed: the step stays running under an expired lease.
-    store(pipeline).claim(job_id, "people", "w1", message["MessageId"], now=1.0, lease_seconds=10)
+    store(pipeline).claims.claim(job_id, "people", "w1", message["MessageId"], now=1.0, lease_seconds=10)
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [m["MessageId"] for m in dead] == [message["MessageId"]]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = store(pipeline).get_job(job_id)
+    job = raw_job(store(pipeline), job_id)
     assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", REASON)
     assert emf(capsys, "StepsDeadLettered") == 1
     router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
@@ -106,7 +107,7 @@ def test_a_message_dead_lettered_before_any_claim_fails_its_pending_step(pipelin
     job_id = json.loads(message["Body"])["job_id"]
     dead = receive_until_dead_lettered(pipeline, "people")
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = store(pipeline).get_job(job_id)
+    job = raw_job(store(pipeline), job_id)
     assert (job["status"], job["steps"]["people"]["error"], job["steps"]["faces"]["state"]) == ("failed", REASON, "pending")
 
 
@@ -115,15 +116,15 @@ def test_a_finished_step_or_one_held_by_another_message_is_left_alone(pipeline: 
     held = new_job(pipeline, "uploads/held.jpg")
     jobs = store(pipeline)
     done_id, held_id = json.loads(finished["Body"])["job_id"], json.loads(held["Body"])["job_id"]
-    jobs.mark_done(jobs.claim(done_id, "people", "w1", finished["MessageId"], 1.0, 1e12), 2.0, "s3://r", {})
-    jobs.claim(held_id, "people", "w2", "a-duplicate-message", 1.0, 1e12)
+    jobs.claims.mark_done(jobs.claims.claim(done_id, "people", "w1", finished["MessageId"], 1.0, 1e12), 2.0, "s3://r", {})
+    jobs.claims.claim(held_id, "people", "w2", "a-duplicate-message", 1.0, 1e12)
     capsys.readouterr()
     dead = receive_until_dead_lettered(pipeline, "people")
     assert len(dead) == 2
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    assert store(pipeline).get_job(done_id)["steps"]["people"]["state"] == "done"
-    assert store(pipeline).get_job(held_id)["steps"]["people"]["state"] == "running"
-    assert store(pipeline).get_job(held_id)["status"] == "running"
+    assert raw_job(store(pipeline), done_id)["steps"]["people"]["state"] == "done"
+    assert raw_job(store(pipeline), held_id)["steps"]["people"]["state"] == "running"
+    assert raw_job(store(pipeline), held_id)["status"] == "running"
     assert emf(capsys, "DeadLettersDropped") == 2
 
 
@@ -134,7 +135,7 @@ def test_a_dead_lettered_s3_notification_without_a_job_creates_and_fails_it(pipe
     dlq_arn = pipeline.step_config("people")["dlq_arn"]
     assert deadletter.handler(sqs_event(notification, queue_arn=dlq_arn), LambdaContext()) == {"batchItemFailures": []}
     etag = notification["Records"][0]["s3"]["object"]["eTag"]
-    job = store(pipeline).get_job(ObjectRef(pipeline.bucket, "uploads/raw.png", etag).job_id)
+    job = raw_job(store(pipeline), ObjectRef(pipeline.bucket, "uploads/raw.png", etag).job_id)
     assert (job["step_names"], job["status"], job["steps"]["people"]["error"]) == (["people"], "failed", REASON)
 
 
@@ -153,7 +154,7 @@ def test_unreadable_messages_are_logged_counted_and_deleted_and_an_unknown_queue
     # A job_id that is not the id of the object the message names is as unreadable as a missing one.
     assert errors == ["unreadable dead-lettered message deleted"] * 5
     assert emf(capsys, "DeadLettersUnreadable") == 5
-    assert store(pipeline).get_job("0" * 32) is None
+    assert raw_job(store(pipeline), "0" * 32) is None
     # A queue the definition does not name: the whole batch fails and stays on its queue, to be seen.
     with pytest.raises(BatchProcessingError, match="All records failed"):
         deadletter.handler(sqs_event(no_such_job, queue_arn=dlq_arn + "-elsewhere"), LambdaContext())
@@ -173,21 +174,21 @@ def test_the_lambda_event_fixture_fails_the_job_it_names(pipeline: PipelineStack
     aws.reset()
     assert deadletter.handler(event, LambdaContext()) == {"batchItemFailures": []}
     # Without maxReceiveCount in the definition, the record's own receive count is reported.
-    assert store(pipeline).get_job(job_id)["steps"]["people"]["error"] == "moved to the dead-letter queue after 6 receives"
+    assert raw_job(store(pipeline), job_id)["steps"]["people"]["error"] == "moved to the dead-letter queue after 6 receives"
 
 
 def test_a_dead_lettered_segment_message_fails_its_segment_step_and_job_naming_the_segment(pipeline: PipelineStack, capsys) -> None:
     from pipeline_core.jobs import WorkMessage
-    from pipeline_core.segments import SegmentPlan, VideoTimeline
+    from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 
     message = new_job(pipeline, "uploads/long.mp4")
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     sqs, jobs = pipeline.client("sqs"), store(pipeline)
     # A worker claimed the whole step, split the 8-minute video into eight 60-s segments and settled the step's message.
-    claim = jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
-    jobs.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60), 2.0)
+    claim = jobs.claims.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
+    jobs.splits.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60), 2.0)
     sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
-    jobs.mark_segment_done(jobs.claim(body.job_id, "people", "w1", "m-seg-0", 3.0, 60, segment=0), 4.0, "s3://r/0", {})
+    jobs.splits.mark_segment_done(jobs.claims.claim(body.job_id, "people", "w1", "m-seg-0", 3.0, 60, segment=0), 4.0, "s3://r/0", {})
     for index in (0, 2):
         sqs.send_message(QueueUrl=pipeline.queue_url("people"), MessageBody=body.for_segment(index).to_body())
     # Segment 2's message is received and its holder dies, each time, until SQS dead-letters it; so is a duplicate of done segment 0's.
@@ -196,25 +197,25 @@ def test_a_dead_lettered_segment_message_fails_its_segment_step_and_job_naming_t
         for m in sqs.receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
         if '"segment": 2' in m["Body"]
     ]
-    jobs.claim(body.job_id, "people", "w2", seg2["MessageId"], 5.0, 1e-3, segment=2)
+    jobs.claims.claim(body.job_id, "people", "w2", seg2["MessageId"], 5.0, 1e-3, segment=2)
     dead = receive_until_dead_lettered(pipeline, "people")
     assert sorted(json.loads(m["Body"])["segment"] for m in dead) == [0, 2]
     capsys.readouterr()
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
 
-    job = jobs.get_job(body.job_id)
+    job = raw_job(jobs, body.job_id)
     step = job["steps"]["people"]
     assert job["status"] == "failed" and step["state"] == "failed"
     assert step["error"] == f"segment 3/8 [120 s, 180 s): {REASON}"
-    segments = jobs.get_segments(body.job_id, "people", 8)
+    segments = raw_segments(jobs, body.job_id, "people", 8)
     assert (segments[2]["state"], segments[2]["error"]) == ("failed", REASON)
     assert segments[0]["state"] == "done" and step["segments_done"] == 1  # the done segment is left alone
     assert [i for i in range(3, 8) if i in segments] == []  # never sent nor claimed: no item, pending
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert [sum(sum(doc.get(name, [])) for doc in docs) for name in ("StepsDeadLettered", "DeadLettersDropped")] == [1, 1]
     # A second delivery of the same dead letter changes nothing.
-    assert not jobs.fail_dead_lettered_segment(
-        body.job_id, "people", SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60).segments[2], "x", 9.0, seg2["MessageId"]
+    assert not jobs.dead_letters.fail_segment(
+        jobs.get_job(body.job_id), "people", SegmentPlan(VideoTimeline(30, 30 * 480, 30), 60).segments[2], "x", 9.0, seg2["MessageId"]
     )
 
 
@@ -224,10 +225,10 @@ def split_and_dead_letter_the_step_message(pipeline: PipelineStack, key: str, cl
     message = new_job(pipeline, key)
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     jobs = store(pipeline)
-    claim = jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
-    jobs.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60), 2.0)
+    claim = jobs.claims.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60)
+    jobs.splits.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60), 2.0)
     for index in claimed:
-        jobs.claim(body.job_id, "people", f"w-seg-{index}", f"m-seg-{index}", 3.0, 600, segment=index)
+        jobs.claims.claim(body.job_id, "people", f"w-seg-{index}", f"m-seg-{index}", 3.0, 600, segment=index)
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
@@ -236,9 +237,9 @@ def split_and_dead_letter_the_step_message(pipeline: PipelineStack, key: str, cl
 
 def test_a_dead_lettered_step_message_of_a_split_step_whose_segments_all_have_messages_is_dropped(pipeline: PipelineStack, capsys) -> None:
     job_id, jobs = split_and_dead_letter_the_step_message(pipeline, "uploads/split-progressing.mp4", claimed=(0, 1, 2))
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert job["status"] == "running" and job["steps"]["people"]["state"] == "running"  # the segments go on, then merge
-    assert [s["state"] for s in jobs.get_segments(job_id, "people", 3).values()] == ["running"] * 3
+    assert [s["state"] for s in raw_segments(jobs, job_id, "people", 3).values()] == ["running"] * 3
     assert emf(capsys, "DeadLettersDropped") == 1
 
 
@@ -249,10 +250,10 @@ def test_a_dead_lettered_step_message_of_a_split_step_with_segments_never_sent_s
     the step message's last receive, made the consumer fail a job whose segments had messages. Segments 1 and 2 may
     never have been sent and the step's message was what would send them: the consumer sends them, and records them."""
     job_id, jobs = split_and_dead_letter_the_step_message(pipeline, "uploads/split-unsent.mp4", claimed=(0,))
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
     queued = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10)["Messages"]
-    recorded = {i: s.get("message_id") for i, s in jobs.get_segments(job_id, "people", 3).items() if i != 0}
+    recorded = {i: s.get("message_id") for i, s in raw_segments(jobs, job_id, "people", 3).items() if i != 0}
     assert recorded == {json.loads(m["Body"])["segment"]: m["MessageId"] for m in queued} and sorted(recorded) == [1, 2]
 
 
@@ -264,12 +265,12 @@ def every_segment_done(pipeline: PipelineStack, key: str, settle_step_message: b
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     jobs = store(pipeline)
     plan = SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60)
-    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0)
+    jobs.splits.record_split(jobs.claims.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0)
     if settle_step_message:
         pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
     for index in range(plan.count):
-        done = jobs.mark_segment_done(
-            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
+        done = jobs.splits.mark_segment_done(
+            jobs.claims.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
         )
     assert done == (3, 3)
     return body.job_id, jobs
@@ -279,9 +280,11 @@ def retried_after_a_failed_merge(pipeline: PipelineStack, key: str) -> tuple[str
     """Every segment done, the merge failed for good, and `gpupipe retry` put the step back: the router sent the
     step's message again, the only one left that can merge."""
     job_id, jobs = every_segment_done(pipeline, key, settle_step_message=True)
-    jobs.mark_failed(jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600), 6.0, "merge: PermanentError: out of disk")
+    jobs.claims.mark_failed(
+        jobs.claims.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600), 6.0, "merge: PermanentError: out of disk"
+    )
     router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())
-    assert jobs.retry_failed_step(job_id, "people", 7.0)
+    assert jobs.retries.retry_step(job_id, "people", 7.0)
     router_app.stream_handler(pipeline.new_stream_event(), LambdaContext())  # failed -> pending: the step's message again
     return job_id, jobs
 
@@ -293,7 +296,7 @@ def test_a_retried_split_steps_message_dead_lettered_before_it_merged_fails_the_
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     # Every segment is done: no segment message is left to merge, so the step must fail rather than wait forever.
     assert pipeline.drain("people") == []
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"], job["steps"]["people"]["error"]) == ("failed", "failed", REASON)
 
 
@@ -301,36 +304,36 @@ def test_a_retried_split_steps_message_dead_lettered_after_its_merge_was_release
     job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-merge-released.mp4")
     [message] = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), VisibilityTimeout=0)["Messages"]
     # Its worker resumed the split step and claimed the merge, which hit a transient error: released (no holder).
-    assert jobs.resume_split(job_id, "people", 8.0, message["MessageId"])
-    jobs.release_after_error(jobs.claim_merge(job_id, "people", "w-m1", message["MessageId"], 9.0, 600), 10.0, "Throttled")
+    assert jobs.splits.resume_split(job_id, "people", 8.0, message["MessageId"])
+    jobs.claims.release_after_error(jobs.claims.claim_merge(job_id, "people", "w-m1", message["MessageId"], 9.0, 600), 10.0, "Throttled")
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [m["MessageId"] for m in dead] == [message["MessageId"]]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     assert pipeline.drain("people") == []
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
 
 
 def test_a_dead_lettered_step_message_of_a_split_step_whose_segment_messages_wait_unclaimed_is_dropped(pipeline: PipelineStack) -> None:
     """A backlog: the splitter sent every segment message, no worker has claimed one yet, and the step's message
     (its worker killed before deleting it, each time) is dead-lettered. The segments' messages carry the job."""
-    from worker.segments import Splitter
+    from worker.splitter import Splitter
 
     message = new_job(pipeline, "uploads/queued-segments.mp4")
     [item] = parse_body(message["Body"], "people").items
     jobs = store(pipeline)
     plan = SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60)
-    jobs.record_split(jobs.claim(item.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0)
+    jobs.splits.record_split(jobs.claims.claim(item.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0)
     dead = receive_until_dead_lettered(pipeline, "people")
     # What the splitter sends after record_split (here after the step's message left the queue, so that only it is dead-lettered).
     Splitter(pipeline.client("sqs"), None, jobs, pipeline.queue_url("people"), 60, None).send(item, [0, 1, 2], None)  # type: ignore[arg-type]
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = jobs.get_job(item.job_id)
+    job = raw_job(jobs, item.job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
     # Each segment's recorded message is the one on the queue, the message that will claim it.
     queued = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10)["Messages"]
-    recorded = {index: segment.get("message_id") for index, segment in jobs.get_segments(item.job_id, "people", 3).items()}
+    recorded = {index: segment.get("message_id") for index, segment in raw_segments(jobs, item.job_id, "people", 3).items()}
     assert recorded == {json.loads(m["Body"])["segment"]: m["MessageId"] for m in queued} and len(recorded) == 3
 
 
@@ -340,12 +343,12 @@ def test_a_retried_split_steps_message_dead_lettered_after_it_resumed_the_step_b
     """The message's first receive resumed the step (running, no holder); every receive then died before claim_merge."""
     job_id, jobs = retried_after_a_failed_merge(pipeline, "uploads/retried-resumed.mp4")
     [message] = pipeline.client("sqs").receive_message(QueueUrl=pipeline.queue_url("people"), VisibilityTimeout=0)["Messages"]
-    assert jobs.resume_split(job_id, "people", 8.0, message["MessageId"])
+    assert jobs.splits.resume_split(job_id, "people", 8.0, message["MessageId"])
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [m["MessageId"] for m in dead] == [message["MessageId"]]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     assert pipeline.drain("people") == []  # no message is left that could merge
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed"), job["steps"]["people"]
 
 
@@ -355,19 +358,19 @@ def test_a_dead_lettered_step_message_leaves_a_split_step_whose_last_segment_mes
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
-    assert jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600).merging
+    assert jobs.claims.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 600).merging
 
 
 def test_a_dead_lettered_step_message_leaves_a_merge_whose_killed_holder_its_segment_message_takes_over(pipeline: PipelineStack) -> None:
     job_id, jobs = every_segment_done(pipeline, "uploads/merge-killed.mp4")
-    jobs.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 10)  # its worker killed: the lease ran out long ago
+    jobs.claims.claim_merge(job_id, "people", "w-merge", "m-seg-2", 5.0, 10)  # its worker killed: the lease ran out long ago
     dead = receive_until_dead_lettered(pipeline, "people")
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"].get("error")
-    assert jobs.claim_merge(job_id, "people", "w-merge-2", "m-seg-2", 100.0, 600).failures == 1  # m-seg-2 takes it over
+    assert jobs.claims.claim_merge(job_id, "people", "w-merge-2", "m-seg-2", 100.0, 600).failures == 1  # m-seg-2 takes it over
 
 
 def test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails_the_job_naming_the_merge(pipeline: PipelineStack) -> None:
@@ -383,7 +386,7 @@ def test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails
         "Attributes": {"ApproximateReceiveCount": str(MAX_RECEIVE_COUNT)},
     }
     assert consume(pipeline, "people", [segment_message]) == {"batchItemFailures": []}
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("failed", "failed")
     assert job["steps"]["people"]["error"].startswith("merge: "), job["steps"]["people"]["error"]
 
@@ -400,7 +403,7 @@ def _two_segments_finish_together(pipeline: PipelineStack, key: str, delete_step
     jobs = store(pipeline)
     plan = SegmentPlan(VideoTimeline(30, 30 * 120, 30), 60)
     assert plan.count == 2
-    jobs.record_split(jobs.claim(body.job_id, "people", "w-split", step_message["MessageId"], 1.0, 60), plan, 2.0)
+    jobs.splits.record_split(jobs.claims.claim(body.job_id, "people", "w-split", step_message["MessageId"], 1.0, 60), plan, 2.0)
     if delete_step_message:
         sqs.delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=step_message["ReceiptHandle"])  # settled by the split
     sent = {
@@ -408,24 +411,24 @@ def _two_segments_finish_together(pipeline: PipelineStack, key: str, delete_step
         for index in range(2)
     }
     for index, message_id in sent.items():
-        assert jobs.record_segment_message(body.job_id, "people", index, message_id, retried_at=None)
+        assert jobs.splits.record_segment_message(body.job_id, "people", index, message_id, retried_at=None)
     received = {}
     for message in sqs.receive_message(QueueUrl=pipeline.queue_url("people"), MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]:
         segment = json.loads(message["Body"]).get("segment")
         if segment is not None:
             received[segment] = message
     assert sorted(received) == [0, 1]
-    claims = {i: jobs.claim(body.job_id, "people", f"w{i}", received[i]["MessageId"], 3.0, 600, segment=i) for i in range(2)}
+    claims = {i: jobs.claims.claim(body.job_id, "people", f"w{i}", received[i]["MessageId"], 3.0, 600, segment=i) for i in range(2)}
 
     results: dict[int, tuple[int, int]] = {}
 
     def other_finishes() -> None:
-        results[1] = jobs.mark_segment_done(claims[1], 4.0, "s3://r/1", {})
+        results[1] = jobs.splits.mark_segment_done(claims[1], 4.0, "s3://r/1", {})
 
     # Segment 1's count lands while segment 0's transaction is answered: 0 reads the set complete; 1 read it before
     # 0's count (the one interleaving where only one worker reads it complete; with both reading it, both try the merge).
     other_finishes()
-    results[0] = JobStore(AfterFirstCount(jobs.table, lambda: None)).mark_segment_done(claims[0], 4.0, "s3://r/0", {})
+    results[0] = JobStore(AfterFirstCount(jobs.table.resource, lambda: None)).splits.mark_segment_done(claims[0], 4.0, "s3://r/0", {})
     [completer] = [i for i, result in results.items() if result == (2, 2)]  # it merges
     assert results[1 - completer] == (1, 2)
     # The other worker's segment is done and not the last: it deletes its message.
@@ -441,12 +444,12 @@ def test_concurrent_completions_the_completing_message_dead_lettered_before_it_m
     fail ("merge: ..."), as it does when the two segments finish one after the other
     (test_the_message_that_completed_the_set_dead_lettered_before_it_merged_fails_the_job_naming_the_merge)."""
     job_id, jobs, completing = _two_segments_finish_together(pipeline, "uploads/together-dlq.mp4", delete_step_message=True)
-    step = jobs.get_job(job_id)["steps"]["people"]
+    step = raw_job(jobs, job_id)["steps"]["people"]
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [m["MessageId"] for m in dead] == [completing["MessageId"]]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     assert pipeline.drain("people") == []  # no message is left that could merge
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert job["status"] == "failed", (
         f"job never ends: status {job['status']}, step {job['steps']['people']['state']}, segments_done "
         f"{job['steps']['people']['segments_done']}/{job['steps']['people']['segment_count']}, no merge holder, no message queued; "
@@ -469,11 +472,11 @@ def test_concurrent_completions_the_step_message_dead_lettered_leaves_the_job_to
     dead = receive_until_dead_lettered(pipeline, "people")
     assert [json.loads(m["Body"]).get("segment") for m in dead] == [None]
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
-    job = jobs.get_job(job_id)
+    job = raw_job(jobs, job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), (
         f"a job whose merge was about to run was failed: {job['steps']['people'].get('error')}"
     )
-    assert jobs.claim_merge(job_id, "people", "w0", completing["MessageId"], 5.0, 600).merging
+    assert jobs.claims.claim_merge(job_id, "people", "w0", completing["MessageId"], 5.0, 600).merging
 
 
 def test_a_merge_never_claimed_whose_message_segment_takeovers_spent_is_redriven_not_failed(pipeline: PipelineStack) -> None:
@@ -484,17 +487,17 @@ def test_a_merge_never_claimed_whose_message_segment_takeovers_spent_is_redriven
     body = WorkMessage.from_dict(json.loads(message["Body"]))
     jobs = store(pipeline)
     plan = SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60)
-    jobs.record_split(jobs.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0, max_attempts=5)
+    jobs.splits.record_split(jobs.claims.claim(body.job_id, "people", "w0", message["MessageId"], 1.0, 60), plan, 2.0, max_attempts=5)
     pipeline.client("sqs").delete_message(QueueUrl=pipeline.queue_url("people"), ReceiptHandle=message["ReceiptHandle"])
     for index in range(2):
-        jobs.mark_segment_done(
-            jobs.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
+        jobs.splits.mark_segment_done(
+            jobs.claims.claim(body.job_id, "people", f"w{index}", f"m-seg-{index}", 3.0, 600, segment=index), 4.0, f"s3://r/{index}", {}
         )
     now = 10.0
     for attempt in range(MAX_RECEIVE_COUNT):  # each receive but the last killed mid-segment and taken over
-        claim = jobs.claim(body.job_id, "people", f"w2-{attempt}", "m-seg-2", now, 5, segment=2)
+        claim = jobs.claims.claim(body.job_id, "people", f"w2-{attempt}", "m-seg-2", now, 5, segment=2)
         now += 10
-    assert jobs.mark_segment_done(claim, now, "s3://r/2", {}) == (3, 3)  # ... the last died before claim_merge
+    assert jobs.splits.mark_segment_done(claim, now, "s3://r/2", {}) == (3, 3)  # ... the last died before claim_merge
     dead = {
         "MessageId": "m-seg-2",
         "ReceiptHandle": "r",
@@ -502,7 +505,7 @@ def test_a_merge_never_claimed_whose_message_segment_takeovers_spent_is_redriven
         "Attributes": {"ApproximateReceiveCount": str(MAX_RECEIVE_COUNT)},
     }
     assert consume(pipeline, "people", [dead]) == {"batchItemFailures": []}
-    job = jobs.get_job(body.job_id)
+    job = raw_job(jobs, body.job_id)
     assert (job["status"], job["steps"]["people"]["state"]) == ("running", "running"), job["steps"]["people"]
     assert job["steps"]["people"]["failures"] == 1
     [fresh] = pipeline.drain("people")

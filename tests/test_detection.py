@@ -20,7 +20,7 @@ from worker.detection.detectors import device_label
 from worker.detection.engine import DetectionProcessor
 from worker.detection.model import build_detector
 from worker.errors import PermanentError
-from worker.processors import StepContext
+from worker.processing import StepContext
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from pipeline_core.dynamo.table import from_dynamo
 from pipeline_core.jobs import split_s3_uri
-from pipeline_core.jobstore import from_dynamo, is_job_item
+from pipeline_core.records import is_job_item
 from tests.support import iam_contract, iam_recorder
 from tests.support.aws import s3_notification
 from tests.support.workers import REPO, wait_for

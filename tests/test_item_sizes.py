@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from pipeline_core.dynamo.table import to_dynamo
 from pipeline_core.jobs import ObjectRef
-from pipeline_core.jobstore import JobStore, to_dynamo
-from pipeline_core.segments import MAX_SEGMENTS, SegmentPlan, VideoTimeline, segment_item_id
+from pipeline_core.jobstore import JobStore
+from pipeline_core.records import segment_item_id
+from pipeline_core.segment_plan import MAX_SEGMENTS, SegmentPlan, VideoTimeline
 from tests.support.aws import StepStack
+from tests.support.items import raw_job, raw_segment
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +66,13 @@ def _largest_job(stack: StepStack, steps: int) -> tuple[JobStore, ObjectRef, dic
     plan = SegmentPlan(VideoTimeline(29.97, 30 * 3600 * 24 * 30, 7, None), 60)
     assert plan.count == MAX_SEGMENTS
     for name in names:
-        store.record_split(store.claim(obj.job_id, name, "w" * 64, "m" * 100, 1000.0, 60), plan, 1001.0)
+        store.splits.record_split(store.claims.claim(obj.job_id, name, "w" * 64, "m" * 100, 1000.0, 60), plan, 1001.0)
         for index in (0, MAX_SEGMENTS - 1):  # a segment's writes land on its own item and the step's counter
-            claim = store.claim(obj.job_id, name, "w" * 64, "m" * 100, 1002.0, 60, segment=index)
-            store.mark_segment_done(
+            claim = store.claims.claim(obj.job_id, name, "w" * 64, "m" * 100, 1002.0, 60, segment=index)
+            store.splits.mark_segment_done(
                 claim, 1003.0, "s3://" + "b" * 63 + "/" + "r" * 1024, {"download": 1.5, "process": 60.25, "total": 62.0}
             )
-    return store, obj, store.get_job(obj.job_id) or {}
+    return store, obj, raw_job(store, obj.job_id) or {}
 
 
 def test_the_largest_plans_job_item_and_sns_message_are_bounded_and_do_not_grow_with_the_segment_count(
@@ -82,7 +85,7 @@ def test_the_largest_plans_job_item_and_sns_message_are_bounded_and_do_not_grow_
         {"job_id": job["job_id"], "key": job["key"], "status": "succeeded", "reason": "", "bucket": job["bucket"], "steps": job["steps"]},
         default=str,
     )
-    segment = store.get_segment(obj.job_id, job["step_names"][0], MAX_SEGMENTS - 1) or {}
+    segment = raw_segment(store, obj.job_id, job["step_names"][0], MAX_SEGMENTS - 1) or {}
     segment_size = item_size(to_dynamo(segment))
     with capsys.disabled():
         print(
@@ -102,12 +105,16 @@ def test_the_job_items_size_is_the_same_for_two_segments_and_for_max_segments(st
     for minutes in (2, MAX_SEGMENTS):
         obj = ObjectRef(stack.bucket, f"uploads/{minutes}.mp4", "v1")
         store.create_job(obj, ["people"], 1000.0)
-        store.record_split(
-            store.claim(obj.job_id, "people", "w", "m", 1000.0, 60), SegmentPlan(VideoTimeline(30, 30 * 60 * minutes, 30), 60), 1001.0
+        store.splits.record_split(
+            store.claims.claim(obj.job_id, "people", "w", "m", 1000.0, 60),
+            SegmentPlan(VideoTimeline(30, 30 * 60 * minutes, 30), 60),
+            1001.0,
         )
         for index in range(2):
-            store.mark_segment_done(store.claim(obj.job_id, "people", "w", "m", 1002.0, 60, segment=index), 1003.0, "s3://b/r", {})
-        job = store.get_job(obj.job_id) or {}
+            store.splits.mark_segment_done(
+                store.claims.claim(obj.job_id, "people", "w", "m", 1002.0, 60, segment=index), 1003.0, "s3://b/r", {}
+            )
+        job = raw_job(store, obj.job_id) or {}
         job["key"] = "uploads/x.mp4"
         sizes.append(
             item_size(to_dynamo({k: v for k, v in job.items() if k != "job_id"})) - value_size(job["steps"]["people"]["segment_count"])

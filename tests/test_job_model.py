@@ -8,16 +8,13 @@ from pathlib import Path
 import pytest
 
 from pipeline_core.jobs import (
-    JobStatus,
     ObjectRef,
-    StepState,
     WorkMessage,
     job_id_for,
-    job_status_for,
-    new_job_item,
     next_step,
     result_key,
 )
+from pipeline_core.records import new_job_item
 from pipeline_core.s3events import created_objects, is_s3_event, is_test_event
 
 pytestmark = pytest.mark.unit
@@ -27,14 +24,6 @@ EVENTS = Path(__file__).parent / "fixtures" / "events"
 
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
-
-
-def test_job_status_follows_its_steps() -> None:
-    steps = ["people", "faces"]
-    assert job_status_for(steps, {"people": StepState.PENDING, "faces": StepState.PENDING}) == JobStatus.PENDING
-    assert job_status_for(steps, {"people": StepState.DONE, "faces": StepState.PENDING}) == JobStatus.RUNNING
-    assert job_status_for(steps, {"people": StepState.DONE, "faces": StepState.DONE}) == JobStatus.SUCCEEDED
-    assert job_status_for(steps, {"people": StepState.FAILED, "faces": StepState.PENDING}) == JobStatus.FAILED
 
 
 def test_next_step_walks_the_list_in_order() -> None:

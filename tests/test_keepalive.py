@@ -10,7 +10,9 @@ from botocore.stub import Stubber
 from local_runtime.agent import AgentServer
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
+from pipeline_core.jobstore.claims import Claims
 from tests.support.aws import StepStack
+from tests.support.items import raw_job
 from worker.keepalive import SQS_MAX_VISIBILITY, Held, Keepalive, TaskProtection
 
 pytestmark = pytest.mark.integration
@@ -62,7 +64,7 @@ def test_a_beat_asks_sqs_for_the_capped_visibility_of_every_held_message(stack: 
 def test_a_refused_visibility_change_still_extends_the_lease_and_marks_a_gone_message(stack: StepStack) -> None:
     sqs, store = stack.aws["sqs"], JobStore(stack.table)
     store.create_job(OBJ, ["people"], now=100.0)
-    claim = store.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
+    claim = store.claims.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
     clock = Clock(200.0)
     keepalive = Keepalive(sqs, stack.queue_url, store, 300, 100, TaskProtection(None), clock=clock)
     held = keepalive.hold("m1", "r1", received_at=100.0)
@@ -72,20 +74,20 @@ def test_a_refused_visibility_change_still_extends_the_lease_and_marks_a_gone_me
         stub.add_response("change_message_visibility_batch", {"Successful": [], "Failed": [failed]})
         keepalive.beat()
     assert held.gone
-    assert store.get_job(OBJ.job_id)["steps"]["people"]["lease_expires_at"] == 500.0
+    assert raw_job(store, OBJ.job_id)["steps"]["people"]["lease_expires_at"] == 500.0
 
 
 def test_a_beat_marks_a_taken_over_claim_lost(stack: StepStack) -> None:
     store = JobStore(stack.table)
     store.create_job(OBJ, ["people"], now=100.0)
-    stale = store.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=30)
-    store.claim(OBJ.job_id, "people", "w2", "m1", now=200.0, lease_seconds=30)  # the lease had expired
+    stale = store.claims.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=30)
+    store.claims.claim(OBJ.job_id, "people", "w2", "m1", now=200.0, lease_seconds=30)  # the lease had expired
     keepalive = Keepalive(stack.aws["sqs"], stack.queue_url, store, 300, 100, TaskProtection(None), clock=Clock(210.0))
     held = keepalive.hold("m1", "stale-receipt", received_at=100.0)
     held.take(stale)
     keepalive.beat()
     assert held.lost.is_set()
-    assert store.get_job(OBJ.job_id)["steps"]["people"]["worker_id"] == "w2"
+    assert raw_job(store, OBJ.job_id)["steps"]["people"]["worker_id"] == "w2"
 
 
 def test_protection_is_renewed_by_the_beats_while_a_long_step_runs(stack: StepStack, agent: AgentServer) -> None:
@@ -110,16 +112,17 @@ def test_a_refused_extension_of_a_finished_claim_does_not_mark_the_next_claim_lo
     # the claim the beat took: the new one must not be marked lost, or its writes are all refused.
     held_now: list[Held] = []
 
-    class SwitchingStore(JobStore):
+    class SwitchingClaims(Claims):
         def extend_lease(self, claim, until):  # type: ignore[no-untyped-def]
             self.mark_done(claim, 150.0, "s3://bucket/first/result.json", {})  # the worker commits the first claim...
             held_now[0].take(second)  # ...and takes the next, before this extension is answered
             super().extend_lease(claim, until)
 
-    store = SwitchingStore(stack.table)
+    store = JobStore(stack.table)
+    store.claims = SwitchingClaims(store.table)
     store.create_job(OBJ, ["people", "faces"], now=100.0)
-    first = store.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
-    second = JobStore(stack.table).claim(OBJ.job_id, "faces", "w1", "m1", now=100.0, lease_seconds=300)
+    first = store.claims.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
+    second = JobStore(stack.table).claims.claim(OBJ.job_id, "faces", "w1", "m1", now=100.0, lease_seconds=300)
     keepalive = Keepalive(stack.aws["sqs"], stack.queue_url, store, 300, 100, TaskProtection(None), clock=Clock(200.0))
     held = keepalive.hold("m1", "r1", received_at=100.0)
     held_now.append(held)

@@ -18,6 +18,7 @@ from pipeline_core.jobstore import JobStore
 from scaler import app as scaler_app
 from stream_router import app as router_app
 from tests.support.aws import s3_notification
+from tests.support.items import raw_job
 from tests.support.lambdas import LambdaContext, sqs_event
 from tests.support.pipeline import PipelineStack
 
@@ -75,7 +76,7 @@ def test_intake_creates_one_job_per_object_and_none_for_a_duplicate_event(pipeli
     assert router_app.intake_handler(sqs_event(event), LambdaContext()) == {"batchItemFailures": []}
     assert job_keys(pipeline) == ["uploads/holiday photos/a+b.jpg", "uploads/日本/clip.mp4"]
     etag = event["Records"][0]["s3"]["object"]["eTag"]
-    job = jobs(pipeline).get_job(ObjectRef(pipeline.bucket, "uploads/holiday photos/a+b.jpg", etag.strip('"')).job_id)
+    job = raw_job(jobs(pipeline), ObjectRef(pipeline.bucket, "uploads/holiday photos/a+b.jpg", etag.strip('"')).job_id)
     assert job["step_names"] == ["people", "faces"]
     assert {name: step["state"] for name, step in job["steps"].items()} == {"people": "pending", "faces": "pending"}
     assert job["expires_at"] > job["created_at"]
@@ -97,17 +98,17 @@ def test_a_job_walks_its_steps_and_succeeds(pipeline: PipelineStack) -> None:
     [message] = pipeline.drain("people")
     assert (message["step"], message["key"]) == ("people", "uploads/a.jpg")
     store = jobs(pipeline)
-    claim = store.claim(message["job_id"], "people", "w1", "m1", now=1.0, lease_seconds=1e12)
-    store.extend_lease(claim, until=2e12)  # a heartbeat: must send nothing
-    store.mark_done(claim, now=2.0, result_file="s3://r/people", timings={})
+    claim = store.claims.claim(message["job_id"], "people", "w1", "m1", now=1.0, lease_seconds=1e12)
+    store.claims.extend_lease(claim, until=2e12)  # a heartbeat: must send nothing
+    store.claims.mark_done(claim, now=2.0, result_file="s3://r/people", timings={})
     assert route_new_records(pipeline) == {"batchItemFailures": []}
     assert pipeline.drain("people") == []
     [message] = pipeline.drain("faces")
     assert message["step"] == "faces"
-    store.mark_done(store.claim(message["job_id"], "faces", "w1", "m2", 3.0, 1e12), 4.0, "s3://r/faces", {})
+    store.claims.mark_done(store.claims.claim(message["job_id"], "faces", "w1", "m2", 3.0, 1e12), 4.0, "s3://r/faces", {})
     route_new_records(pipeline)
     assert pipeline.drain("people") == pipeline.drain("faces") == []
-    assert store.get_job(message["job_id"])["status"] == "succeeded"
+    assert raw_job(store, message["job_id"])["status"] == "succeeded"
 
 
 class LambdaInvokes:
@@ -161,10 +162,10 @@ def test_a_failed_step_fails_the_job_and_sends_nothing_more(pipeline: PipelineSt
     route_new_records(pipeline)
     [message] = pipeline.drain("people")
     store = jobs(pipeline)
-    store.mark_failed(store.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
+    store.claims.mark_failed(store.claims.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
     assert route_new_records(pipeline) == {"batchItemFailures": []}
     assert pipeline.drain("faces") == []
-    assert store.get_job(message["job_id"])["status"] == "failed"
+    assert raw_job(store, message["job_id"])["status"] == "failed"
 
 
 def test_a_poison_record_fails_alone_and_removals_are_ignored(pipeline: PipelineStack) -> None:
@@ -380,7 +381,7 @@ def test_finished_jobs_are_announced_on_the_topic(pipeline: PipelineStack, monke
     route_new_records(pipeline)
     [message] = pipeline.drain("people")
     store = jobs(pipeline)
-    store.mark_failed(store.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
+    store.claims.mark_failed(store.claims.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
     route_new_records(pipeline)
     [note] = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
     assert (note["job_id"], note["status"], note["key"]) == (message["job_id"], "failed", "uploads/told.jpg")
@@ -410,17 +411,17 @@ def test_a_replayed_stream_record_announces_nothing_and_a_retried_job_is_announc
     route_new_records(pipeline)
     [message] = pipeline.drain("people")
     store = jobs(pipeline)
-    store.mark_failed(store.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
+    store.claims.mark_failed(store.claims.claim(message["job_id"], "people", "w1", "m1", 1.0, 1e12), 2.0, "PermanentError: corrupt")
     failed = pipeline.new_stream_event()
     assert router_app.stream_handler(failed, LambdaContext()) == {"batchItemFailures": []}
     assert router_app.stream_handler(failed, LambdaContext()) == {"batchItemFailures": []}  # the event source retries the batch
     assert [note["status"] for note in announcements()] == ["failed"]
     # Retried (the router sends the step again) and failed again: a new end, announced again.
-    assert store.retry_failed_step(message["job_id"], "people", 3.0)
+    assert store.retries.retry_step(message["job_id"], "people", 3.0)
     route_new_records(pipeline)
     [again] = pipeline.drain("people")
     assert again["job_id"] == message["job_id"]
-    store.mark_failed(store.claim(message["job_id"], "people", "w2", "m2", 4.0, 1e12), 5.0, "PermanentError: still corrupt")
+    store.claims.mark_failed(store.claims.claim(message["job_id"], "people", "w2", "m2", 4.0, 1e12), 5.0, "PermanentError: still corrupt")
     second = pipeline.new_stream_event()
     router_app.stream_handler(second, LambdaContext())
     router_app.stream_handler({"Records": failed["Records"] + second["Records"]}, LambdaContext())  # both ends replayed

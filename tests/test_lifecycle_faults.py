@@ -20,6 +20,7 @@ from pipeline_core.jobstore import JobStore
 from tests.support import deadletters
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
+from tests.support.items import raw_job
 from tests.support.media import png, png_bomb
 from tests.support.workers import wait_for
 
@@ -117,7 +118,7 @@ def test_each_job_reads_its_own_object_version_and_writes_where_no_other_version
     for version, body in ((v1, v1_bytes), (v2, v2_bytes)):
         job_id = ObjectRef(stack.bucket, "uploads/same name.png", version, versioned=True).job_id
         jobs[version] = wait_for(
-            lambda j=job_id: (store.get_job(j) or {}).get("status") == "succeeded" and store.get_job(j), 30, what="job"
+            lambda j=job_id: (raw_job(store, j) or {}).get("status") == "succeeded" and raw_job(store, j), 30, what="job"
         )
         result = stack.committed_result(jobs[version], STEP)
         assert result["input"]["version_id"] == version
@@ -133,7 +134,9 @@ def test_an_overwritten_object_fails_its_old_job_permanently_when_the_bucket_is_
     spawn(stack.worker_env(STEP))
     old_job = ObjectRef(stack.bucket, "uploads/replaced.png", old_event["Records"][0]["s3"]["object"]["eTag"]).job_id
     store = JobStore(stack.table)
-    item = wait_for(lambda: (store.get_job(old_job) or {}).get("status") == "failed" and store.get_job(old_job), 30, what="old job failed")
+    item = wait_for(
+        lambda: (raw_job(store, old_job) or {}).get("status") == "failed" and raw_job(store, old_job), 30, what="old job failed"
+    )
     assert "was overwritten after this job was made" in item["steps"][STEP]["error"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_core.pipeline import DEFAULT_SCALING, ScalingPolicy
-from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
+from pipeline_core.segment_plan import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
 pytestmark = pytest.mark.unit
 

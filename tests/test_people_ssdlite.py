@@ -22,7 +22,7 @@ from tools import sample_media
 from worker.detection.engine import DEFAULT_DETECTORS, DetectionProcessor
 from worker.detection.model import Detector, build_detector
 from worker.detection.packaged import LOCK, ModelIntegrityError, PackagedModel, read_lock
-from worker.processors import StepContext
+from worker.processing import StepContext
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "people-ssdlite"

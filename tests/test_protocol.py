@@ -3,49 +3,46 @@ from it, and the decisions the worker, the dead-letter consumer and gpupipe carr
 
 from __future__ import annotations
 
-import inspect
-import re
+import ast
 from pathlib import Path
 
 import pytest
 
-from pipeline_core import jobstore
-from pipeline_core.jobs import StepState
+from pipeline_core.jobs import JobStatus, StepState
 from pipeline_core.jobstore import JobStore
-from pipeline_core.protocol import (
-    GUARDS,
-    JOB_TRANSITIONS,
-    TRANSITIONS,
-    Event,
+from pipeline_core.jobstore.claims import Claims
+from pipeline_core.jobstore.deadletters import DeadLetters
+from pipeline_core.jobstore.retry import Retries
+from pipeline_core.jobstore.segments import Splits
+from pipeline_core.protocol.decisions import (
     OnDeadLetter,
     OnRefused,
     OnRetry,
-    Phase,
-    SegmentPhase,
-    SegmentRecord,
-    StepRecord,
-    Unclaimable,
-    can_move,
-    classify_unclaimable,
+    Refusal,
+    classify_refusal,
     needs_step_message,
-    next_phase,
     on_refused,
     on_retry,
     on_segment_dead_letter,
     on_step_dead_letter,
-    segment_records,
     segment_reset_on_retry,
     unclaimed,
 )
+from pipeline_core.protocol.guards import GUARDS
+from pipeline_core.protocol.phases import Event, Phase, SegmentPhase
+from pipeline_core.protocol.table import JOB_TRANSITIONS, SEGMENT_TRANSITIONS, TRANSITIONS, can_move, next_phase
+from pipeline_core.records import SegmentRecord, StepRecord, parse_job, segment_records
 from tools import lifecycle_doc
 
 pytestmark = pytest.mark.unit
 
 
 def step(state: str = "running", status: str = "running", **fields: object) -> StepRecord:
-    record = StepRecord.parse({"status": status, "steps": {"s": {"state": state, **fields}}}, "s")
-    assert record is not None
-    return record
+    return StepRecord.parse("s", {"state": state, **fields}, JobStatus(status))
+
+
+def segs(items: dict[int, dict[str, object]], count: int = 3) -> list[SegmentRecord]:
+    return segment_records(count, {index: SegmentRecord.parse(index, item) for index, item in items.items()})
 
 
 SPLIT = {"segment_count": 3, "segments_done": 1, "message_id": "m-step"}
@@ -58,23 +55,38 @@ def test_the_docs_picture_and_tables_are_the_ones_the_table_generates() -> None:
     assert "```mermaid" in text and "split --> waiting_to_merge" in text
 
 
-def test_every_transition_cites_known_guards_and_a_jobstore_method_and_every_guard_is_used() -> None:
-    cited = {g for t in (*TRANSITIONS, *JOB_TRANSITIONS) for g in t.guards}
-    assert cited <= set(GUARDS)
-    for t in (*TRANSITIONS, *JOB_TRANSITIONS):
-        assert callable(getattr(JobStore, t.code, None)), t
-    used = set(re.findall(r"guard\(['\"](\w+)['\"]", inspect.getsource(jobstore)))
-    assert used <= set(GUARDS) and set(GUARDS) <= used | cited, set(GUARDS) - used - cited
-    assert set(GUARDS) - used == set(), f"guards no condition is built from: {set(GUARDS) - used}"
+ROOMS = {"claims": Claims, "splits": Splits, "dead_letters": DeadLetters, "retries": Retries}
 
 
-def test_every_condition_the_job_store_writes_is_built_from_named_guards() -> None:
-    """No condition spelled inline: each ConditionExpression is guard(...) or an expression of guards (the claim's
-    ways, the merge's lease), never a string literal of its own."""
-    source = inspect.getsource(jobstore)
-    literal = re.findall(r"ConditionExpression[\"']?\s*[=:]\s*(f?[\"'][^\n]*)", source)
-    inline = [text for text in literal if "guard(" not in text and "_waits_on_message(" not in text]
-    assert inline == [], inline
+def method(code: str) -> object:
+    """The ``JobStore`` method a row names: ``create_job`` on the store, ``claims.claim`` on one of its rooms."""
+    room, _, name = code.rpartition(".")
+    return getattr(ROOMS[room] if room else JobStore, name, None)
+
+
+def test_every_transition_cites_known_guards_and_a_jobstore_method_and_every_guard_is_cited() -> None:
+    rows = (*TRANSITIONS, *SEGMENT_TRANSITIONS, *JOB_TRANSITIONS)
+    cited = {g for t in rows for g in t.guards}
+    assert cited == set(GUARDS), (cited - set(GUARDS), set(GUARDS) - cited)
+    for t in rows:
+        assert callable(method(t.code)), t
+
+
+CONDITION_MAKERS = {"eq", "ne", "lt", "ge", "exists", "missing", "is_in", "Compare", "Exists", "In", "Guard"}
+
+
+def test_the_job_store_builds_conditions_only_from_named_guards() -> None:
+    """No condition spelled in the store: a comparison, an existence test or a named Guard is made only in
+    ``protocol.guards``; the store composes guards with ``&``, ``|`` and ``~``."""
+    store = Path(Claims.__module__.replace(".", "/")).parent
+    made = [
+        f"{path.name}:{node.lineno} {name}"
+        for path in sorted(store.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and (name := node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")) in CONDITION_MAKERS
+    ]
+    assert made == [], made
 
 
 def test_every_phase_is_reachable_and_from_every_phase_the_step_can_end() -> None:
@@ -124,7 +136,7 @@ def test_a_record_is_parsed_once_into_its_phase() -> None:
     assert step("running", **ALL_DONE, worker_id="w", lease_expires_at=10).phase == Phase.MERGING
     assert step("pending", **SPLIT).phase == Phase.SPLIT_PENDING
     assert step("done").phase == Phase.SUCCEEDED and step("failed").phase == Phase.FAILED
-    assert StepRecord.parse(None, "s") is None and StepRecord.parse({"steps": {}}, "s") is None
+    assert parse_job(None) is None and parse_job({"job_id": "x#s#00001", "state": "done"}) is None
     assert SegmentRecord.parse(0, None).phase == SegmentPhase.UNSENT
     assert SegmentRecord.parse(0, {"state": "pending", "message_id": "m"}).phase == SegmentPhase.QUEUED
     assert SegmentRecord.parse(0, {"state": "running"}).phase == SegmentPhase.RUNNING
@@ -132,56 +144,55 @@ def test_a_record_is_parsed_once_into_its_phase() -> None:
 
 def test_why_a_claim_was_refused() -> None:
     running = step("running", message_id="m1", worker_id="w")
-    assert classify_unclaimable(None, "m1", has_job=False) == Unclaimable.NO_JOB
-    assert classify_unclaimable(None, "m1") == Unclaimable.NO_STEP
-    assert classify_unclaimable(running, "m1") == Unclaimable.HELD_BY_THIS_MESSAGE
-    assert classify_unclaimable(running, "m2") == Unclaimable.HELD_BY_OTHER_MESSAGE
-    assert classify_unclaimable(step("done", status="succeeded"), "m1") == Unclaimable.FINISHED
-    assert classify_unclaimable(step(**SPLIT), "m-step") == Unclaimable.SPLIT
-    assert classify_unclaimable(step(**SPLIT), "m", SegmentRecord.parse(5, None)) == Unclaimable.NO_STEP
-    assert classify_unclaimable(step("pending", **SPLIT), "m", SegmentRecord.parse(0, None)) == Unclaimable.NOT_RUNNING
-    assert classify_unclaimable(step(**SPLIT), "m", SegmentRecord.parse(0, {"state": "done"})) == Unclaimable.FINISHED
-    assert classify_unclaimable(step(**SPLIT), "m", SegmentRecord.parse(0, {"state": "running", "message_id": "m"})) == (
-        Unclaimable.HELD_BY_THIS_MESSAGE
+    assert classify_refusal(None, "m1", has_job=False) == Refusal.NO_JOB
+    assert classify_refusal(None, "m1") == Refusal.NO_STEP
+    assert classify_refusal(running, "m1") == Refusal.HELD_BY_THIS_MESSAGE
+    assert classify_refusal(running, "m2") == Refusal.HELD_BY_OTHER_MESSAGE
+    assert classify_refusal(step("done", status="succeeded"), "m1") == Refusal.FINISHED
+    assert classify_refusal(step(**SPLIT), "m-step") == Refusal.SPLIT
+    assert classify_refusal(step(**SPLIT), "m", SegmentRecord.parse(5, None)) == Refusal.NO_STEP
+    assert classify_refusal(step("pending", **SPLIT), "m", SegmentRecord.parse(0, None)) == Refusal.NOT_RUNNING
+    assert classify_refusal(step(**SPLIT), "m", SegmentRecord.parse(0, {"state": "done"})) == Refusal.FINISHED
+    assert classify_refusal(step(**SPLIT), "m", SegmentRecord.parse(0, {"state": "running", "message_id": "m"})) == (
+        Refusal.HELD_BY_THIS_MESSAGE
     )
-    assert classify_unclaimable(step(**SPLIT), "m", merging=True) == Unclaimable.SEGMENTS_LEFT
+    assert classify_refusal(step(**SPLIT), "m", merging=True) == Refusal.SEGMENTS_LEFT
 
 
 def test_what_the_worker_does_with_a_refused_claim() -> None:
-    assert on_refused(Unclaimable.SPLIT, step(**SPLIT), False, False) == OnRefused.RESUME
-    assert on_refused(Unclaimable.SPLIT, step("pending", **ALL_DONE), False, False) == OnRefused.RESUME_AND_MERGE
+    assert on_refused(Refusal.SPLIT, step(**SPLIT), False, False) == OnRefused.RESUME
+    assert on_refused(Refusal.SPLIT, step("pending", **ALL_DONE), False, False) == OnRefused.RESUME_AND_MERGE
     # a done segment's message comes back and the merge never committed: it merges (an expired merge is taken over)
-    assert on_refused(Unclaimable.FINISHED, step(**ALL_DONE), True, False) == OnRefused.MERGE
-    # after a retry of a failed merge, the step's own message whose merge was killed takes it over (review: postponed forever)
+    assert on_refused(Refusal.FINISHED, step(**ALL_DONE), True, False) == OnRefused.MERGE
+    # after a retry of a failed merge, the step's own message whose merge was killed takes it over (rather than postponed forever)
     merging = step(**(ALL_DONE | {"message_id": "m-retry"}), worker_id="w", lease_expires_at=5)
-    assert on_refused(Unclaimable.HELD_BY_THIS_MESSAGE, merging, False, False) == OnRefused.MERGE
-    assert on_refused(Unclaimable.HELD_BY_THIS_MESSAGE, merging, False, True) == OnRefused.POSTPONE  # its lease still runs
-    assert on_refused(Unclaimable.FINISHED, step("failed", status="failed"), False, False) == OnRefused.REPORT_FAILED
-    assert on_refused(Unclaimable.FINISHED, step(**SPLIT), True, False) == OnRefused.DROP
-    assert on_refused(Unclaimable.HELD_BY_OTHER_MESSAGE, step(worker_id="w", message_id="x"), False, False) == OnRefused.DROP
+    assert on_refused(Refusal.HELD_BY_THIS_MESSAGE, merging, False, False) == OnRefused.MERGE
+    assert on_refused(Refusal.HELD_BY_THIS_MESSAGE, merging, False, True) == OnRefused.POSTPONE  # its lease still runs
+    assert on_refused(Refusal.FINISHED, step("failed", status="failed"), False, False) == OnRefused.REPORT_FAILED
+    assert on_refused(Refusal.FINISHED, step(**SPLIT), True, False) == OnRefused.DROP
+    assert on_refused(Refusal.HELD_BY_OTHER_MESSAGE, step(worker_id="w", message_id="x"), False, False) == OnRefused.DROP
 
 
 def test_which_segments_only_the_step_message_sends() -> None:
     record = step(**SPLIT)
-    segments = segment_records(3, {0: {"state": "done"}, 1: {"state": "pending", "message_id": "m1"}})
+    segments = segs({0: {"state": "done"}, 1: {"state": "pending", "message_id": "m1"}})
     assert unclaimed(record, segments) == [2]
     assert needs_step_message(record, segments, "m-step")
-    segments = segment_records(3, {0: {"state": "done"}, 1: {"state": "pending", "message_id": "m1"}, 2: {"state": "running"}})
+    segments = segs({0: {"state": "done"}, 1: {"state": "pending", "message_id": "m1"}, 2: {"state": "running"}})
     assert not needs_step_message(record, segments, "m-step")
 
 
 def test_dead_letters_of_a_step_message() -> None:
     assert on_step_dead_letter(step("pending"), [], "m") == OnDeadLetter.FAIL_STEP  # the store's condition decides
     assert on_step_dead_letter(step("done", status="succeeded"), [], "m") == OnDeadLetter.DROP
-    carried = segment_records(3, {i: {"state": "pending", "message_id": f"m{i}"} for i in range(3)})
+    carried = segment_records(3, {i: SegmentRecord.parse(i, {"state": "pending", "message_id": f"m{i}"}) for i in range(3)})
     assert on_step_dead_letter(step(**SPLIT), carried, "m-step") == OnDeadLetter.DROP  # the segments carry it
     # some never sent (or their ids never recorded: the splitter killed between SQS's answer and its records): the
-    # consumer sends them (issue 21: such a job was failed although its segments had messages)
+    # consumer sends them, rather than failing a job whose segments have messages
     assert on_step_dead_letter(step(**SPLIT), segment_records(3, {}), "m-step") == OnDeadLetter.SEND_UNSENT
     # every segment done, about to merge through the message that completed the set: the splitter's is not needed
-    # (review: a job about to merge was failed)
     assert on_step_dead_letter(step(**ALL_DONE), [], "m-step") == OnDeadLetter.DROP
-    # after a retry, the resuming message carries the merge (review: never ended when it was dropped)
+    # after a retry, the resuming message carries the merge: dropping it would leave the job unended
     assert on_step_dead_letter(step(**ALL_DONE, carrier="m-retry"), [], "m-retry") == OnDeadLetter.FAIL_MERGE
     assert on_step_dead_letter(step("pending", **ALL_DONE), [], "m-retry") == OnDeadLetter.FAIL_STEP
 

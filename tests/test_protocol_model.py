@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 
+from pipeline_core.records import JobRecord
 from tests.support.protocol_machine import ProtocolMachine
 from tests.support.protocol_model import MAX_RECEIVES, VISIBILITY, Model, dynamodb_table
 
@@ -20,7 +21,7 @@ TestProtocol.settings = settings(
 )
 
 
-def ended(model: Model) -> dict:
+def ended(model: Model) -> JobRecord:
     job = model.quiesce()
     model.check()
     return job
@@ -53,7 +54,7 @@ def test_a_split_video_is_merged_once_by_the_worker_whose_count_completed_the_se
         model.check()
     assert model.workers[2].task is not None and model.workers[2].task.claim.merging  # the last count claimed the merge
     model.work(2)
-    assert ended(model)["status"] == "succeeded" and model.merges == 1
+    assert ended(model).status == "succeeded" and model.merges == 1
 
 
 def test_review_two_segments_finishing_together_both_try_the_merge_and_one_merges(table) -> None:
@@ -64,7 +65,7 @@ def test_review_two_segments_finishing_together_both_try_the_merge_and_one_merge
     segment(model, 1, 1, finish=False)
     model.work(0)
     model.work(1)
-    assert ended(model)["status"] == "succeeded" and model.merges == 1
+    assert ended(model).status == "succeeded" and model.merges == 1
 
 
 def test_review_the_step_message_dead_lettered_while_the_last_segment_is_about_to_merge_leaves_the_job_to_it(table) -> None:
@@ -79,12 +80,12 @@ def test_review_the_step_message_dead_lettered_while_the_last_segment_is_about_t
     model.work(2, outcome=3)  # counted, then killed before claim_merge: its message comes back
     model.dlq.append(step_message)
     model.dead_letter()
-    assert model.job()["status"] == "running", model.job()["steps"]["detect"].get("error")
+    assert model.job().status == "running", model.step().error
     model.tick(VISIBILITY + 1)
     segment(model, 0, 1, finish=False)  # segment 1's message: its segment is done, every segment done: it merges
     assert model.workers[0].task.claim.merging
     model.work(0)
-    assert ended(model)["status"] == "succeeded" and model.merges == 1
+    assert ended(model).status == "succeeded" and model.merges == 1
 
 
 def test_review_a_retried_merge_whose_step_message_is_dead_lettered_before_it_merged_fails_the_job(table) -> None:
@@ -94,13 +95,13 @@ def test_review_a_retried_merge_whose_step_message_is_dead_lettered_before_it_me
     segment(model, 0, 0)
     segment(model, 1, 1)
     model.work(1, outcome=2)  # the merge fails for good
-    assert model.job()["status"] == "failed"
+    assert model.job().status == "failed"
     model.retry()
     message = model.visible()[-1]
     message.receives = MAX_RECEIVES
     model.receive(0, model.pick(None))  # moved to the DLQ on this receive
     model.dead_letter()
-    assert ended(model)["status"] == "failed"
+    assert ended(model).status == "failed"
 
 
 def test_review_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_next_receive(table) -> None:
@@ -115,7 +116,7 @@ def test_review_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_mes
     assert model.workers[0].task.claim.merging
     model.crash(0)
     model.tick(VISIBILITY + 1)
-    assert ended(model)["status"] == "succeeded" and model.merges == 1
+    assert ended(model).status == "succeeded" and model.merges == 1
 
 
 def test_review_gpupipe_retry_leaves_a_segment_a_live_worker_holds_and_no_second_worker_runs_it(table) -> None:
@@ -129,7 +130,7 @@ def test_review_gpupipe_retry_leaves_a_segment_a_live_worker_holds_and_no_second
     model.receive(2, model.pick(None))  # resumes: sends segment 1 again, not segment 0
     assert sorted(m.segment for m in model.visible()) == [1]
     model.work(0)
-    assert ended(model)["status"] == "succeeded"
+    assert ended(model).status == "succeeded"
     assert sum(kind == "segment" and seg == 0 for kind, seg, _ in model.commits) == 1
 
 
@@ -143,7 +144,7 @@ def test_review_a_paused_worker_that_lost_its_claim_commits_nothing(table) -> No
     model.resume(0)
     model.work(0)  # its mark_done is refused: it wrote only its own attempt's location
     model.check()
-    assert ended(model)["status"] == "succeeded" and [c for c in model.commits if c[0] == "done"] == [("done", None, 2)]
+    assert ended(model).status == "succeeded" and [c for c in model.commits if c[0] == "done"] == [("done", None, 2)]
 
 
 def test_issue_the_last_segments_holder_paused_past_its_lease_twice_then_the_merge_does_not_fail_with_its_budget_unspent(
@@ -171,7 +172,7 @@ def test_issue_the_last_segments_holder_paused_past_its_lease_twice_then_the_mer
     assert [m.segment for m in model.dlq] == [1]
     model.dead_letter()
     job = ended(model)
-    assert job["status"] == "succeeded", job["steps"]["detect"].get("error")
+    assert job.status == "succeeded", job.steps["detect"].error
     assert model.merges == 1
 
 
@@ -192,4 +193,4 @@ def test_issue_a_splitter_killed_after_sqs_accepted_the_segment_messages_on_its_
     assert model.dlq
     model.dead_letter()
     job = ended(model)
-    assert job["status"] == "succeeded", job["steps"]["detect"].get("error")
+    assert job.status == "succeeded", job.steps["detect"].error

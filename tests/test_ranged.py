@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 from tools.sample_media import clip
 from worker.detection.media import FrameReader, Sampling, probe
 from worker.errors import PermanentError, TransientError
-from worker.ranged import FIRST_BLOCK, WHOLE, WHOLE_BELOW, RangedInput, first_read, total_size
+from worker.ranged import FIRST_BLOCK, RangedInput
+from worker.s3input import WHOLE, WHOLE_BELOW, first_read, total_size
 
 pytestmark = pytest.mark.unit
 
@@ -285,7 +286,7 @@ def test_a_segments_annotation_whose_read_fails_mid_decode_raises_the_read_error
     reset, a version overwritten) must fail the segment with that error, as the frame reader does, rather than
     end the annotated video early (a merged annotated video silently shorter than the input) or drop it."""
     from worker.annotate import annotate_output
-    from worker.processors import StepContext, StepOutput
+    from worker.processing import StepContext, StepOutput
 
     data = video.read_bytes()
     fake = Fake(data, fail=(len(data) // 2, len(data) * 9 // 10), error=TransientError("connection reset"))

@@ -19,7 +19,7 @@ from tests.support.faultproxy import FaultProxy
 from tools.sample_media import clip, image
 from worker.detection.media import FrameReader, Sampling, media_kind, probe
 from worker.errors import PermanentError
-from worker.ranged import S3Input, first_read
+from worker.s3input import S3Input, first_read
 
 pytestmark = pytest.mark.integration
 
@@ -175,11 +175,11 @@ def test_a_segment_that_fails_mid_read_holds_none_of_its_inputs_bytes_once_its_s
 
     from pipeline_core.bodies import WorkItem
     from pipeline_core.jobstore import Claim
-    from pipeline_core.segments import Segment
+    from pipeline_core.segment_plan import Segment
     from worker.config import WorkerConfig
     from worker.lifecycle import StepRunner
     from worker.logs import Stopwatch
-    from worker.processors import load_processor
+    from worker.registry import load_processor
 
     video = clip(tmp_path / "clip.mp4", seconds=SECONDS, fps=FPS, size=(320, 240), bit_rate=2_000_000)
     s3 = boto3.client("s3", endpoint_url=proxy.url, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))

@@ -11,27 +11,31 @@ from markupsafe import escape
 
 from gpupipe.cli import build_parser
 from gpupipe.report import build_view, failed_lines, render, series
+from pipeline_core.records import JobRecord
 
 pytestmark = pytest.mark.unit
 
 HOSTILE = 'uploads/<script>window.pwned = 1</script>"onerror=x.mp4'
 
 
-def job(job_id: str, key: str, status: str, error: str | None = None) -> dict[str, Any]:
+def job(job_id: str, key: str, status: str, error: str | None = None) -> JobRecord:
     step: dict[str, Any] = {"state": "done" if status == "succeeded" else "failed", "attempts": 1}
     if error:
         step["error"] = error
     else:
         step["result_file"] = f"s3://b/results/{job_id}/detect/result.json"
-    return {
+    item = {
         "job_id": job_id,
+        "bucket": "b",
         "key": key,
+        "version": "v1",
         "status": status,
         "step_names": ["detect"],
         "steps": {"detect": step},
         "created_at": 100.0,
         "updated_at": 112.5,
     }
+    return JobRecord.parse(item)
 
 
 def result(duration: float = 10.0) -> dict[str, Any]:
@@ -54,7 +58,7 @@ def result(duration: float = 10.0) -> dict[str, Any]:
     }
 
 
-def page(jobs: list[dict[str, Any]], results: dict[tuple[str, str], Any]) -> str:
+def page(jobs: list[JobRecord], results: dict[tuple[str, str], Any]) -> str:
     return render(build_view(jobs, results, lambda job_id, step, file: f"media/{job_id}/{step}/{file}"), "report", 0.0)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from gpupipe.cli import main
-from pipeline_core.segments import plan_segments
+from pipeline_core.segment_plan import plan_segments
 from tests.support import reports
 from tests.support.aws import StepStack
 from tools.sample_media import image, long_video, video
-from worker.processors import load_processor
+from worker.registry import load_processor
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,18 @@ import copy
 
 import pytest
 
-from pipeline_core.jobs import JobStatus, ObjectRef, new_job_item
-from stream_router.routing import Enqueue, Finish, intake_refusal, route
+from pipeline_core.jobs import JobStatus, ObjectRef
+from pipeline_core.records import new_job_item, parse_job
+from stream_router.routing import Action, Enqueue, Finish, intake_refusal, route
 
 pytestmark = pytest.mark.unit
 
 JOB = new_job_item(ObjectRef("b", "uploads/a.jpg", "v1"), ["people", "faces"], now=1.0)
+
+
+def routed(event: str, old: dict | None, new: dict | None) -> list[Action]:
+    """``route`` on the stream record's images, parsed as the router parses them."""
+    return route(event, parse_job(old) if old else None, parse_job(new) if new else None)
 
 
 def changed(job: dict, step: str, state: str, **fields: str) -> dict:
@@ -21,24 +27,24 @@ def changed(job: dict, step: str, state: str, **fields: str) -> dict:
 
 
 def test_a_new_job_goes_to_its_first_step() -> None:
-    assert route("INSERT", None, JOB) == [Enqueue("people")]
+    assert routed("INSERT", None, JOB) == [Enqueue("people")]
 
 
 def test_a_done_step_sends_the_job_to_the_next() -> None:
     running = changed(JOB, "people", "running")
-    assert route("MODIFY", running, changed(JOB, "people", "done")) == [Enqueue("faces")]
+    assert routed("MODIFY", running, changed(JOB, "people", "done")) == [Enqueue("faces")]
 
 
 def test_the_last_step_done_finishes_the_job() -> None:
     before = changed(changed(JOB, "people", "done"), "faces", "running")
     after = changed(before, "faces", "done")
-    assert route("MODIFY", before, after) == [Finish(JobStatus.SUCCEEDED)]
+    assert routed("MODIFY", before, after) == [Finish(JobStatus.SUCCEEDED)]
 
 
 def test_a_failed_step_fails_the_job_and_stops() -> None:
     before = changed(JOB, "people", "running")
     after = changed(JOB, "people", "failed", error="PermanentError: corrupt video")
-    assert route("MODIFY", before, after) == [Finish(JobStatus.FAILED, "step people failed: PermanentError: corrupt video")]
+    assert routed("MODIFY", before, after) == [Finish(JobStatus.FAILED, "step people failed: PermanentError: corrupt video")]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +57,7 @@ def test_a_failed_step_fails_the_job_and_stops() -> None:
     ],
 )
 def test_writes_that_change_no_step_to_done_or_failed_send_nothing(old: dict, new: dict) -> None:
-    assert route("MODIFY", old, new) == []
+    assert routed("MODIFY", old, new) == []
 
 
 def test_a_retried_step_is_sent_again_and_does_not_finish_the_job() -> None:
@@ -60,14 +66,14 @@ def test_a_retried_step_is_sent_again_and_does_not_finish_the_job() -> None:
     failed["status"] = "failed"
     retried = changed(JOB, "people", "pending")
     retried["status"] = "running"
-    assert route("MODIFY", failed, retried) == [Enqueue("people")]
+    assert routed("MODIFY", failed, retried) == [Enqueue("people")]
     later_failed = changed(changed(JOB, "people", "done"), "faces", "failed", error="x")
-    assert route("MODIFY", later_failed, changed(changed(JOB, "people", "done"), "faces", "pending")) == [Enqueue("faces")]
+    assert routed("MODIFY", later_failed, changed(changed(JOB, "people", "done"), "faces", "pending")) == [Enqueue("faces")]
 
 
 def test_removals_and_foreign_items_are_ignored() -> None:
-    assert route("REMOVE", JOB, None) == []
-    assert route("INSERT", None, {"job_id": "not-a-job"}) == []
+    assert routed("REMOVE", JOB, None) == []
+    assert routed("INSERT", None, {"job_id": "not-a-job"}) == []
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline_core.jobs import WorkMessage
-from pipeline_core.segments import MAX_SEGMENTS, VideoTimeline, plan_segments, sampled_frames
+from pipeline_core.segment_plan import MAX_SEGMENTS, VideoTimeline, plan_segments, sampled_frames
 from tools.sample_media import long_video
 from worker.detection.engine import DetectionProcessor
-from worker.processors import SegmentPart, StepContext
+from worker.processing import SegmentPart, StepContext
 
 pytestmark = pytest.mark.unit
 

@@ -15,11 +15,13 @@ import pytest
 from pipeline_core.bodies import parse_body
 from pipeline_core.jobs import ORIGIN_ATTRIBUTE, WorkMessage
 from pipeline_core.jobstore import JobStore
-from pipeline_core.protocol import StepRecord, segment_records, unclaimed
-from pipeline_core.segments import SegmentPlan, VideoTimeline
+from pipeline_core.protocol.decisions import unclaimed
+from pipeline_core.records import segment_records
+from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 from tests.support import deadletters
 from tests.support.aws import StepStack
 from tests.support.faultproxy import FaultProxy
+from tests.support.items import raw_job, raw_segment, raw_segments
 from tests.support.workers import wait_for
 from tests.test_segments_workers import (
     KEY,
@@ -35,9 +37,9 @@ from tests.test_segments_workers import (
 from tools.sample_media import long_video
 from worker.config import WorkerConfig
 from worker.keepalive import TaskProtection
-from worker.processors import load_processor
+from worker.registry import load_processor
 from worker.runtime import Worker
-from worker.segments import Splitter
+from worker.splitter import Splitter
 
 pytestmark = pytest.mark.workers
 
@@ -92,7 +94,7 @@ def test_a_merge_that_always_fails_transiently_fails_the_job_after_max_attempts(
     stack = StepStack.create(moto_endpoint, visibility_timeout=6, max_attempts=3)
     upload(stack, video)
     # mark_done (the merge's commit) is refused, not retried by botocore: a transient failure each time.
-    proxy.add("UpdateItem", body_contains=":job_status", error=(400, "ValidationException", "simulated"))
+    proxy.add("UpdateItem", body_contains="#result_file", error=(400, "ValidationException", "simulated"))
     workers = [spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), f"w{n}") for n in range(2)]
     job = finished(stack, 120)
     step = job["steps"][STEP]
@@ -248,26 +250,30 @@ class _Recording:
 def test_retry_of_a_long_video_failed_early_sends_expressions_dynamodb_accepts(stack: StepStack, segments: int) -> None:
     from pipeline_core.jobs import ObjectRef
     from pipeline_core.jobstore import JobStore
-    from pipeline_core.segments import SegmentPlan, VideoTimeline
+    from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 
     obj = ObjectRef(stack.bucket, "uploads/long.mp4", "etag", 1)
     store = JobStore(stack.table)
     store.create_job(obj, [STEP], 1000.0)
     plan = SegmentPlan(VideoTimeline(fps=25.0, frame_count=segments * 60 * 25, sample_step=25), 60.0)
     assert plan.count == segments
-    store.record_split(store.claim(obj.job_id, STEP, "w", "m", 1000.0, 60), plan, 1001.0)
+    store.splits.record_split(store.claims.claim(obj.job_id, STEP, "w", "m", 1000.0, 60), plan, 1001.0)
     # Segment 0 hit a corrupt frame at once: the step failed while every other segment was still pending.
-    store.mark_segment_done(store.claim(obj.job_id, STEP, "w1", "m1", 1002.0, 60, segment=1), 1003.0, "s3://b/one/result.json", {})
-    store.mark_failed(store.claim(obj.job_id, STEP, "w0", "m0", 1002.0, 60, segment=0), 1004.0, "PermanentError: corrupt frame data")
-    done_before = store.get_segment(obj.job_id, STEP, 1)
+    store.splits.mark_segment_done(
+        store.claims.claim(obj.job_id, STEP, "w1", "m1", 1002.0, 60, segment=1), 1003.0, "s3://b/one/result.json", {}
+    )
+    store.claims.mark_failed(
+        store.claims.claim(obj.job_id, STEP, "w0", "m0", 1002.0, 60, segment=0), 1004.0, "PermanentError: corrupt frame data"
+    )
+    done_before = raw_segment(store, obj.job_id, STEP, 1)
     table = _Recording(stack.table)
-    retried = JobStore(table).retry_failed_step(obj.job_id, STEP, time.time())
+    retried = JobStore(table).retries.retry_step(obj.job_id, STEP, time.time())
     for request in table.requests:
         sizes = {name: len(request[name].encode()) for name in ("UpdateExpression", "ConditionExpression")}
         assert all(size <= DYNAMODB_MAX_EXPRESSION_BYTES for size in sizes.values()), sizes
     assert retried is True, retried
-    after = store.get_job(obj.job_id)["steps"][STEP]
-    items = store.get_segments(obj.job_id, STEP, segments)
+    after = raw_job(store, obj.job_id)["steps"][STEP]
+    items = raw_segments(store, obj.job_id, STEP, segments)
     assert after["state"] == "pending" and after["segments_done"] == 1
     assert items[1] == done_before, "a done segment is kept as it was"
     assert (items[0]["state"], items[0]["attempts"], items[0]["failures"], "error" in items[0]) == ("pending", 1, 0, False)
@@ -282,7 +288,7 @@ def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_n
 ) -> None:
     stack = StepStack.create(moto_endpoint, visibility_timeout=4, max_attempts=2)
     upload(stack, video)
-    proxy.add("UpdateItem", body_contains=":job_status", error=(400, "ValidationException", "simulated"))  # the merge's commit
+    proxy.add("UpdateItem", body_contains="#result_file", error=(400, "ValidationException", "simulated"))  # the merge's commit
     first = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "first")
     job = finished(stack, 90)
     assert job["status"] == "failed" and job["steps"][STEP]["error"].startswith("merge: "), job["steps"][STEP].get("error")
@@ -291,9 +297,9 @@ def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_n
     proxy.clear()
 
     # gpupipe retry: every segment is done, so the step's message (sent again by the router) is the only one that merges.
-    assert JobStore(stack.table).retry_failed_step(stack.object_ref(KEY).job_id, STEP, time.time())
+    assert JobStore(stack.table).retries.retry_step(stack.object_ref(KEY).job_id, STEP, time.time())
     stack.send(WorkMessage.for_job(stack.object_ref(KEY), STEP).to_body())
-    proxy.add("UpdateItem", body_contains=":job_status", delay=120.0)  # the merge's commit hangs, and its worker is killed
+    proxy.add("UpdateItem", body_contains="#result_file", delay=120.0)  # the merge's commit hangs, and its worker is killed
     merger = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "merger")
     wait_for(lambda: merger.events("merge claimed"), 60, what="the retried merge to start")
     merger.signal(signal.SIGKILL)
@@ -364,8 +370,8 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
     step_body = WorkMessage.for_job(obj, INTERLEAVED_STEP).to_body()
     [item] = parse_body(step_body, INTERLEAVED_STEP).items
     # The step's message S was claimed by the splitter, which recorded the plan (three segments).
-    claim = store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", "m-step", time.time(), 300)
-    store.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60), time.time())
+    claim = store.claims.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", "m-step", time.time(), 300)
+    store.splits.record_split(claim, SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60), time.time())
 
     def meanwhile(response: dict[str, Any]) -> None:
         assert len(response["Successful"]) == 3
@@ -373,21 +379,22 @@ def test_a_segment_message_id_recorded_after_a_retry_is_refused_so_the_resumed_s
         assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in messages) == [0, 1, 2]
         for message in sorted(messages, key=lambda m: parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment):
             worker.handle(message, worker.hold(message, time.time()))  # segment 0 fails the step; 1 and 2 are then "finished": deleted
-        assert store.get_job(obj.job_id)["status"] == "failed"
+        assert raw_job(store, obj.job_id)["status"] == "failed"
         assert stack.counts() == (0, 0)
-        assert store.retry_failed_step(obj.job_id, INTERLEAVED_STEP, time.time())  # `gpupipe retry`: segments back to pending, no message
+        assert store.retries.retry_step(obj.job_id, INTERLEAVED_STEP, time.time())  # `gpupipe retry`: segments back to pending, no message
 
     Splitter(_Interleaving(stack.aws["sqs"], meanwhile), None, store, stack.queue_url, 60, None).send(item, [0, 1, 2], None)  # type: ignore[arg-type]
 
-    # The router sends the retried step's message; a worker takes it: Unclaimable.SPLIT -> Splitter.resume.
+    # The router sends the retried step's message; a worker takes it: Refusal.SPLIT -> Splitter.resume.
     stack.send(step_body)
     [message] = _receive(stack)
     worker.handle(message, worker.hold(message, time.time()))
-    step = store.get_job(obj.job_id)["steps"][INTERLEAVED_STEP]
-    items = store.get_segments(obj.job_id, INTERLEAVED_STEP, 3)
+    step = raw_job(store, obj.job_id)["steps"][INTERLEAVED_STEP]
+    items = raw_segments(store, obj.job_id, INTERLEAVED_STEP, 3)
     step["segments"] = {str(index): items.get(index, {"state": "pending"}) for index in range(3)}
     queued = _receive(stack)
-    left = unclaimed(StepRecord.parse({"steps": {"s": step}}, "s"), segment_records(3, items))
+    record = store.get_job(obj.job_id).steps[INTERLEAVED_STEP]
+    left = unclaimed(record, segment_records(3, store.get_segments(obj.job_id, INTERLEAVED_STEP, 3)))
     pending = [index for index in range(3) if step["segments"][str(index)]["state"] == "pending"]
     assert sorted(parse_body(m["Body"], INTERLEAVED_STEP).items[0].segment for m in queued) == pending, (
         f"job never ends: step {step['state']}, segments {pending} pending, each recording a message id that was deleted "
@@ -403,15 +410,15 @@ def test_segments_sent_by_a_duplicate_step_message_carry_the_job_when_the_splitt
     assert store.create_job(obj, [INTERLEAVED_STEP], time.time())
     body = WorkMessage.for_job(obj, INTERLEAVED_STEP).to_body()
     # S's worker claimed the step, recorded the plan and was killed before it sent a segment message; so on every receive.
-    store.record_split(
-        store.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", stack.send(body), time.time(), 300),
+    store.splits.record_split(
+        store.claims.claim(obj.job_id, INTERLEAVED_STEP, "w-splitter", stack.send(body), time.time(), 300),
         SegmentPlan(VideoTimeline(30, 30 * 180, 30), 60),
         time.time(),
     )
     for _ in range(stack.max_receive_count):
         assert stack.aws["sqs"].receive_message(QueueUrl=stack.queue_url, VisibilityTimeout=0).get("Messages")
     # A duplicate step message D (a replayed router batch, a twice-delivered S3 notification) reaches a live worker:
-    # Unclaimable.SPLIT -> Splitter.resume sends the three segment messages, and records them.
+    # Refusal.SPLIT -> Splitter.resume sends the three segment messages, and records them.
     stack.send(body)
     [duplicate] = _receive(stack)
     live = _worker(stack, "w-live")
@@ -419,5 +426,5 @@ def test_segments_sent_by_a_duplicate_step_message_carry_the_job_when_the_splitt
     assert stack.counts() == (3, 0)
     with deadletters.configured(stack, INTERLEAVED_STEP):
         assert deadletters.pump(stack) == 1  # S's dead letter
-    job = store.get_job(obj.job_id)
+    job = raw_job(store, obj.job_id)
     assert job["status"] == "running", (job["steps"][INTERLEAVED_STEP].get("error"), unclaimed(job["steps"][INTERLEAVED_STEP]))

@@ -18,7 +18,7 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.workers import wait_for
 from tools.sample_media import long_video
 from worker.detection.engine import DetectionProcessor
-from worker.processors import StepContext
+from worker.processing import StepContext
 
 pytestmark = pytest.mark.workers
 
@@ -169,7 +169,7 @@ def test_a_merging_worker_killed_before_it_marks_the_step_done_is_followed_by_a_
 ) -> None:
     stack = StepStack.create(moto_endpoint, visibility_timeout=4)
     upload(stack, video)
-    proxy.add("UpdateItem", body_contains=":job_status", delay=60.0)  # mark_done hangs: the worker dies in it
+    proxy.add("UpdateItem", body_contains="#result_file", delay=60.0)  # mark_done hangs: the worker dies in it
     merger = spawn(env(stack, AWS_ENDPOINT_URL=proxy.url), "merger")
     wait_for(lambda: merger.events("merge claimed"), 60, what="the merge to start")
     wait_for(lambda: any(k["Key"].endswith("result.json") for k in _merge_outputs(stack)), 20, what="the merged result to be written")

@@ -9,12 +9,12 @@ import pytest
 
 from pipeline_core.bodies import InvalidMessage, parse_body
 from pipeline_core.jobs import ObjectRef, WorkMessage
-from pipeline_core.jobstore import Unclaimable, refusal
 from tests.support.media import EMPTY, NOT_MEDIA, png
 from worker.config import ConfigError, WorkerConfig
 from worker.errors import PermanentError, Severity, TransientError, classify
+from worker.mediatype import require_media, sniff_media
 from worker.messages import ItemResult, MessageAction, Outcome, settle
-from worker.processors import load_processor, require_media, sniff_media
+from worker.registry import load_processor
 
 pytestmark = pytest.mark.unit
 
@@ -93,16 +93,6 @@ def test_parse_rejects_bodies_it_cannot_run(body: str, reason: str) -> None:
 def test_settle_deletes_settled_messages_and_requeues_those_to_run_again(outcomes: list, action: MessageAction) -> None:
     results = [ItemResult(*o) if isinstance(o, tuple) else ItemResult(o) for o in outcomes]
     assert settle(results) == action
-
-
-def test_classify_unclaimable() -> None:
-    running = {"status": "running", "steps": {"people": {"state": "running", "message_id": "m1"}}}
-    assert refusal(None, "people", "m1") == Unclaimable.NO_JOB
-    assert refusal(running, "faces", "m1") == Unclaimable.NO_STEP
-    assert refusal(running, "people", "m1") == Unclaimable.HELD_BY_THIS_MESSAGE
-    assert refusal(running, "people", "m2") == Unclaimable.HELD_BY_OTHER_MESSAGE
-    done = {"status": "succeeded", "steps": {"people": {"state": "done", "message_id": "m1"}}}
-    assert refusal(done, "people", "m1") == Unclaimable.FINISHED
 
 
 def test_only_input_errors_are_permanent() -> None:

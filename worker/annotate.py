@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from worker.detection.media import Source, open_capture, raise_read_failure
-from worker.processors import Processor, SegmentPart, StepContext, StepOutput, can_split
+from worker.processing import Processor, SegmentPart, StepContext, StepOutput, can_split
 
 log = logging.getLogger("worker")
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_core.segments import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
+from pipeline_core.segment_plan import DEFAULT_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
 DEFAULT_CONCURRENCY = 8  # messages in flight per worker; terraform/variables.tf `concurrency` mirrors it
 # A task works on at most this many segments at once (its GPU is the limit: two keep it busy while the next

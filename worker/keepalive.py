@@ -161,7 +161,7 @@ class Keepalive:
             if claim is None:
                 continue
             try:
-                self.store.extend_lease(claim, now + self.visibility_timeout)
+                self.store.claims.extend_lease(claim, now + self.visibility_timeout)
             except ClaimLost:
                 if held.lose(claim):
                     log.warning("claim lost: the step was taken over; this attempt writes nothing", extra=_claim_fields(claim))

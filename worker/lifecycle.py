@@ -38,16 +38,16 @@ from typing import Any
 
 from pipeline_core.bodies import WorkItem
 from pipeline_core.jobstore import UNANSWERED, Claim, ClaimLost, ClaimRefused, JobStore
-from pipeline_core.protocol import OnRefused, SegmentRecord, StepRecord, on_refused, on_segment_done
-from pipeline_core.segments import SegmentPlan
+from pipeline_core.protocol.decisions import OnRefused, on_refused, on_segment_done
+from pipeline_core.segment_plan import SegmentPlan
 from worker.config import WorkerConfig
 from worker.errors import Severity, classify, describe
 from worker.keepalive import Held
 from worker.logs import Stopwatch
 from worker.messages import ItemResult, Outcome
-from worker.processors import Processor, StepContext, StepOutput
-from worker.ranged import S3Input, first_read
-from worker.segments import SegmentsNotSent, Splitter, segments_summary
+from worker.processing import Processor, StepContext, StepOutput
+from worker.s3input import S3Input, first_read
+from worker.splitter import SegmentsNotSent, Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
 
 log = logging.getLogger("worker")
@@ -79,13 +79,13 @@ class StepRunner:
             fields["segment"] = item.segment
         created = None
         if item.from_s3_event:  # no router made the job: create it with its step claimed, one write for both
-            created = self.store.create_claimed(
+            created = self.store.claims.create_claimed(
                 item.obj, item.step, self.config.worker_id, held.message_id, time.time(), self.config.visibility_timeout
             )
             if created is not None:
                 log.info("job created", extra=fields)
         try:
-            claim = created or self.store.claim(
+            claim = created or self.store.claims.claim(
                 item.job_id,
                 item.step,
                 self.config.worker_id,
@@ -103,7 +103,7 @@ class StepRunner:
         """Every segment is done: claim the step again, merge the segments' results, commit with ``mark_done``."""
         fields = {key: value for key, value in fields.items() if key not in ("segment", "attempt")} | {"merge": True}
         try:
-            claim = self.store.claim_merge(
+            claim = self.store.claims.claim_merge(
                 item.job_id,
                 item.step,
                 self.config.worker_id,
@@ -149,11 +149,11 @@ class StepRunner:
                 result_file = outputs.put_result(self._document(claim, item, head, output, watch) | extra)
                 watch.timings["total"] = round(time.perf_counter() - started, 4)
                 if claim.segment is not None:
-                    done, planned = self.store.mark_segment_done(claim, time.time(), result_file, watch.timings)
+                    done, planned = self.store.splits.mark_segment_done(claim, time.time(), result_file, watch.timings)
                     completes_set = on_segment_done(done, planned)
                     fields = {**fields, "segments_done": done, "segments": planned}
                 else:
-                    self.store.mark_done(claim, time.time(), result_file, watch.timings)
+                    self.store.claims.mark_done(claim, time.time(), result_file, watch.timings)
             except Abandoned:
                 self._hand_back(claim, fields)
                 raise
@@ -255,9 +255,11 @@ class StepRunner:
 
     def _fetch_and_merge(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
         """The merge's work: every segment's committed result and files, merged by the processor into the whole file's."""
-        job = self.store.get_job(claim.job_id) or {}
+        step = job.step(claim.step) if (job := self.store.get_job(claim.job_id)) is not None else None
+        if step is None or step.plan is None:
+            raise ClaimLost(f"{claim.job_id}/{claim.step}: the split step's record is gone")
         with watch.time("download"):
-            parts = self.splitter.fetch_parts(job, claim.step, workdir)
+            parts = self.splitter.fetch_parts(claim.job_id, step, workdir)
         context = StepContext(claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir)
         with watch.time("merge"):
             output = self.processor.merge(parts, context)  # type: ignore[attr-defined]
@@ -290,17 +292,17 @@ class StepRunner:
 
     def _refused(self, refused: ClaimRefused, item: WorkItem, held: Held, fields: dict[str, Any], merging: bool = False) -> ItemResult:
         """Carry out ``protocol.on_refused``: the rules live there, this only acts."""
-        step = StepRecord.parse(refused.item, fields["step"])
+        step = refused.job.step(item.step) if refused.job is not None else None
         decision = on_refused(refused.reason, step, segment_message=item.segment is not None, merging=merging)
-        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE):
-            sent = self.splitter.resume(refused.item or {}, item, held.message_id)
+        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE) and refused.job is not None:
+            sent = self.splitter.resume(refused.job, item, held.message_id)
             log.info("step message settled: the step is split into segments", extra={**fields, "resent": sent})
             # after a retry that found every segment done, only the merge is left: this message carries it
             return self._merge(item, held, fields) if decision == OnRefused.RESUME_AND_MERGE else ItemResult(Outcome.SKIPPED)
         if decision == OnRefused.MERGE:
             return self._merge(item, held, fields)
         if decision == OnRefused.POSTPONE:
-            holder = step if item.segment is None or merging else SegmentRecord.parse(item.segment, refused.segment_item)
+            holder = step if item.segment is None or merging else refused.segment
             lease = (holder.lease_expires_at if holder is not None else None) or 0.0
             delay = min(max(1, math.ceil(lease - time.time()) + 1), MAX_SQS_DELAY)
             log.info("message came back while its step is held; postponed", extra={**fields, "delay": delay})
@@ -316,7 +318,7 @@ class StepRunner:
 
     def _hand_back(self, claim: Claim, fields: dict[str, Any]) -> None:
         try:
-            self.store.release(claim, time.time())
+            self.store.claims.release(claim, time.time())
             log.warning("step released on shutdown", extra=fields)
         except ClaimLost:
             log.warning("step not released on shutdown: the claim was already lost", extra=fields)
@@ -325,7 +327,7 @@ class StepRunner:
         """Attempts that ended with no answer (counted as this claim took over) spent the budget: fail, run nothing."""
         reason = f"{_where(claim)}gave up after {claim.failures} attempts: {UNANSWERED}"
         try:
-            self.store.mark_failed(claim, time.time(), reason)
+            self.store.claims.mark_failed(claim, time.time(), reason)
         except ClaimLost:
             return ItemResult(Outcome.LOST)
         log.error("step failed", extra={**fields, "outcome": Outcome.FAILED.value, "reason": reason, "failures": claim.failures})
@@ -338,13 +340,13 @@ class StepRunner:
         where = _where(claim)
         try:
             if severity == Severity.PERMANENT:
-                self.store.mark_failed(claim, time.time(), where + reason)
+                self.store.claims.mark_failed(claim, time.time(), where + reason)
                 result = ItemResult(Outcome.FAILED)
             elif attempts_used >= self.config.max_attempts:
-                self.store.mark_failed(claim, time.time(), f"{where}gave up after {attempts_used} attempts: {reason}")
+                self.store.claims.mark_failed(claim, time.time(), f"{where}gave up after {attempts_used} attempts: {reason}")
                 result = ItemResult(Outcome.FAILED)
             else:
-                self.store.release_after_error(claim, time.time(), reason)
+                self.store.claims.release_after_error(claim, time.time(), reason)
                 result = ItemResult(Outcome.RETRY, min(self.config.retry_delay_seconds, MAX_SQS_DELAY))
         except ClaimLost:
             log.warning("step failed after its claim was lost; the new holder decides", extra={**fields, "reason": reason})

@@ -25,7 +25,8 @@ from pipeline_core.jobstore import JobStore
 from worker import logs
 from worker.config import ConfigError, WorkerConfig
 from worker.keepalive import TaskProtection
-from worker.processors import Processor, load_processor
+from worker.processing import Processor
+from worker.registry import load_processor
 from worker.runtime import Worker
 
 DEFAULT_STARTUP_BACKOFF_SECONDS = 300.0

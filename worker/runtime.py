@@ -53,7 +53,7 @@ from worker.deletes import Deletes, delete_window
 from worker.keepalive import Held, Keepalive, TaskProtection, error_code
 from worker.lifecycle import Abandoned, StepRunner
 from worker.messages import settle
-from worker.processors import Processor
+from worker.processing import Processor
 
 log = logging.getLogger("worker")
 

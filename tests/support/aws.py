@@ -13,6 +13,7 @@ import boto3
 
 from pipeline_core.jobs import ObjectRef, split_s3_uri
 from pipeline_core.jobstore import JobStore
+from tests.support.items import raw_job, raw_segments
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
@@ -156,10 +157,12 @@ class StepStack:
         """The job item of the current version of ``key`` ({} while there is none), each split step's segment items
         joined in as ``segments`` ({"<index>": item}: a view for the tests, not what the job item holds)."""
         store = JobStore(self.table)
-        job = store.get_job(self.object_ref(key).job_id) or {}
+        job = raw_job(store, self.object_ref(key).job_id) or {}
         for name, step in (job.get("steps") or {}).items():
             if step.get("segment_count"):
-                step["segments"] = {str(i): item for i, item in store.get_segments(job["job_id"], name, int(step["segment_count"])).items()}
+                step["segments"] = {
+                    str(i): item for i, item in raw_segments(store, job["job_id"], name, int(step["segment_count"])).items()
+                }
         return job
 
     def committed_prefix(self, job: dict[str, Any], step: str) -> str:

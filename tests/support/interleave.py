@@ -10,7 +10,10 @@ from typing import Any
 def _counts(request: dict[str, Any]) -> bool:
     """Whether a request (an ``update_item``'s, or a ``transact_write_items``'s) counts a segment done."""
     items = request.get("TransactItems") or [{"Update": request}]
-    return any("segments_done + :one" in (item.get("Update") or {}).get("UpdateExpression", "") for item in items)
+    updates = [item.get("Update") or {} for item in items]
+    return any(
+        "segments_done" in (u.get("ExpressionAttributeNames") or {}).values() and " + " in u.get("UpdateExpression", "") for u in updates
+    )
 
 
 class AfterFirstCount:

@@ -13,7 +13,8 @@ import numpy as np
 
 from worker.detection.model import Detection, normalised_box
 from worker.errors import PermanentError, TransientError
-from worker.processors import MediaInfoProcessor, StepContext, StepOutput
+from worker.media_info import MediaInfoProcessor
+from worker.processing import StepContext, StepOutput
 
 
 class SlowProcessor(MediaInfoProcessor):

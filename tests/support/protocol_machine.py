@@ -105,7 +105,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.m.dead_letter()
         self._log("dlq")
 
-    @precondition(lambda self: self.model is not None and self.model.job()["status"] == "failed")
+    @precondition(lambda self: self.model is not None and self.model.job().status == "failed")
     @rule()
     def retry(self) -> None:
         self.m.retry()
@@ -122,7 +122,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 job = self.model.quiesce()
                 STATS["examples"] += 1
                 STATS["steps"] += self.model.steps
-                STATS["ended"][job["status"]] = STATS["ended"].get(job["status"], 0) + 1
+                STATS["ended"][job.status.value] = STATS["ended"].get(job.status.value, 0) + 1
                 STATS["interleavings"].add(tuple(self.trace))
         finally:
             self.exits.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +27,9 @@ from moto import mock_aws
 
 from pipeline_core.jobs import JobStatus, ObjectRef, StepState, result_key
 from pipeline_core.jobstore import Claim, ClaimLost, ClaimRefused, JobStore
-from pipeline_core.protocol import OnRefused, StepRecord, on_refused, on_segment_done, segment_records, unclaimed
-from pipeline_core.segments import SegmentPlan, VideoTimeline
+from pipeline_core.protocol.decisions import OnRefused, on_refused, on_segment_done, unclaimed
+from pipeline_core.records import JobRecord, StepRecord, segment_records
+from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
 from stream_router import deadletter
 
 MAX_RECEIVES = 3  # the step queue's maxReceiveCount
@@ -160,21 +161,23 @@ class Model:
         self.steps += 1
         task = worker.task = Task(message)
         try:
-            task.claim = self.store.claim(self.job_id, STEP, worker.name, message.origin, self.now, VISIBILITY, segment=message.segment)
+            task.claim = self.store.claims.claim(
+                self.job_id, STEP, worker.name, message.origin, self.now, VISIBILITY, segment=message.segment
+            )
         except ClaimRefused as refused:
             self._refused(worker, refused, merging=False)
             return
         if task.claim.failures >= MAX_ATTEMPTS:  # attempts with no answer spent the budget: fail, run nothing
-            self._commit(worker, lambda c: self.store.mark_failed(c, self.now, "gave up: no answer"), "failed")
+            self._commit(worker, lambda c: self.store.claims.mark_failed(c, self.now, "gave up: no answer"), "failed")
             self._settle(worker, delete=True)
 
     def _refused(self, worker: Worker, refused: ClaimRefused, merging: bool) -> None:
         task = worker.task
         assert task is not None
-        step = StepRecord.parse(refused.item, STEP)
+        step = refused.job.step(STEP) if refused.job is not None else None
         decision = on_refused(refused.reason, step, task.message.segment is not None, merging)
-        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE):
-            self._resume(refused.item or {}, task.message.origin)
+        if decision in (OnRefused.RESUME, OnRefused.RESUME_AND_MERGE) and refused.job is not None:
+            self._resume(refused.job, task.message.origin)
             if decision == OnRefused.RESUME_AND_MERGE:
                 self._claim_merge(worker)
                 return
@@ -188,22 +191,24 @@ class Model:
         else:
             self._settle(worker, delete=True)
 
-    def _resume(self, job: Mapping[str, Any], message_id: str) -> None:
-        """``worker.segments.Splitter.resume``: resume a split step put back by a retry, send its unclaimed segments."""
-        step = StepRecord.parse(job, STEP)
+    def _resume(self, job: JobRecord, message_id: str) -> None:
+        """``worker.splitter.Splitter.resume``: resume a split step put back by a retry, send its unclaimed segments."""
+        step = job.step(STEP)
         if step is None:
             return
         if step.state == StepState.PENDING:
-            self.store.resume_split(self.job_id, STEP, self.now, message_id)
+            self.store.splits.resume_split(self.job_id, STEP, self.now, message_id)
         records = segment_records(step.segment_count, self.store.get_segments(self.job_id, STEP, step.segment_count))
         for index in unclaimed(step, records):
-            self.store.record_segment_message(self.job_id, STEP, index, self.send(index), step.retried_at, job)
+            self.store.splits.record_segment_message(self.job_id, STEP, index, self.send(index), step.retried_at, job)
 
     def _claim_merge(self, worker: Worker) -> None:
         task = worker.task
         assert task is not None
         try:
-            task.claim = self.store.claim_merge(self.job_id, STEP, worker.name, task.message.origin, self.now, VISIBILITY, MAX_ATTEMPTS)
+            task.claim = self.store.claims.claim_merge(
+                self.job_id, STEP, worker.name, task.message.origin, self.now, VISIBILITY, MAX_ATTEMPTS
+            )
         except ClaimRefused as refused:
             self._refused(worker, refused, merging=True)
 
@@ -237,17 +242,17 @@ class Model:
             self._send_segments(worker)
             return
         if outcome == 1:
-            if self._commit(worker, lambda c: self.store.release_after_error(c, self.now, "TransientError"), "released"):
+            if self._commit(worker, lambda c: self.store.claims.release_after_error(c, self.now, "TransientError"), "released"):
                 self._delete(task.message)
                 self.send(task.message.segment, task.message.origin, RETRY_DELAY)
                 worker.task = None
             return
         if outcome == 2:
-            if self._commit(worker, lambda c: self.store.mark_failed(c, self.now, "PermanentError: corrupt"), "failed"):
+            if self._commit(worker, lambda c: self.store.claims.mark_failed(c, self.now, "PermanentError: corrupt"), "failed"):
                 self._settle(worker, delete=True)
             return
         if claim.segment is None and not claim.merging and self.plan is not None:
-            if self._commit(worker, lambda c: self.store.record_split(c, self.plan, self.now), "split"):  # type: ignore[arg-type]
+            if self._commit(worker, lambda c: self.store.splits.record_split(c, self.plan, self.now), "split"):  # type: ignore[arg-type]
                 task.split_recorded = True
             return
         key = result_key(RESULTS, self.obj.key, self.job_id, STEP, claim.attempt, claim.segment)
@@ -255,7 +260,7 @@ class Model:
         if claim.segment is not None:
             counted: list[tuple[int, int]] = []
             if not self._commit(
-                worker, lambda c: counted.append(self.store.mark_segment_done(c, self.now, f"s3://bucket/{key}", {})), "segment"
+                worker, lambda c: counted.append(self.store.splits.mark_segment_done(c, self.now, f"s3://bucket/{key}", {})), "segment"
             ):
                 return
             if outcome == 3:
@@ -268,11 +273,11 @@ class Model:
             return
         if claim.merging:
             parts = self.store.get_segments(self.job_id, STEP, self.plan.count if self.plan else 0)
-            assert all(p.get("state") == StepState.DONE for p in parts.values()) and len(parts) == (self.plan.count if self.plan else 0), (
+            assert all(p.state == StepState.DONE for p in parts.values()) and len(parts) == (self.plan.count if self.plan else 0), (
                 "a merge was claimed before every segment was done"
             )
         if self._commit(
-            worker, lambda c: self.store.mark_done(c, self.now, f"s3://bucket/{key}", {}), "merge" if claim.merging else "done"
+            worker, lambda c: self.store.claims.mark_done(c, self.now, f"s3://bucket/{key}", {}), "merge" if claim.merging else "done"
         ):
             self.merges += claim.merging
             self._settle(worker, delete=True)
@@ -281,9 +286,9 @@ class Model:
         """The splitter's sends, after ``record_split``: each segment's message, its id recorded."""
         task = worker.task
         assert task is not None and task.claim is not None and self.plan is not None
-        job = self.store.get_job(self.job_id) or {}
+        job = self.store.get_job(self.job_id)
         for index in range(self.plan.count):
-            self.store.record_segment_message(self.job_id, STEP, index, self.send(index), task.claim.retried_at, job)
+            self.store.splits.record_segment_message(self.job_id, STEP, index, self.send(index), task.claim.retried_at, job)
         self._settle(worker, delete=True)
 
     def heartbeat(self, index: int) -> None:
@@ -295,7 +300,7 @@ class Model:
             task.message.visible_at = max(task.message.visible_at, self.now + VISIBILITY)
         if task.claim is not None and not task.split_recorded:
             with contextlib.suppress(ClaimLost):  # the keepalive marks it lost; the next write is refused anyway (fencing)
-                self.store.extend_lease(task.claim, self.now + VISIBILITY)
+                self.store.claims.extend_lease(task.claim, self.now + VISIBILITY)
 
     def crash(self, index: int) -> None:
         self.workers[index].task = None  # its message comes back after its visibility timeout
@@ -328,36 +333,43 @@ class Model:
     def retry(self) -> None:
         """`gpupipe retry`, then what the router sends when the step goes failed -> pending."""
         self.steps += 1
-        if self.store.retry_failed_step(self.job_id, STEP, self.now):
+        if self.store.retries.retry_step(self.job_id, STEP, self.now):
             self.send(None)
 
     # --- invariants ----------------------------------------------------------------------------------------------
 
-    def job(self) -> dict[str, Any]:
-        return self.store.get_job(self.job_id) or {}
+    def job(self) -> JobRecord:
+        job = self.store.get_job(self.job_id)
+        assert job is not None
+        return job
+
+    def step(self) -> StepRecord:
+        step = self.job().step(STEP)
+        assert step is not None
+        return step
 
     def check(self) -> None:
         job = self.job()
-        step = job["steps"][STEP]
-        if step.get("segment_count"):
-            items = self.store.get_segments(self.job_id, STEP, int(step["segment_count"]))
-            done = sum(item.get("state") == StepState.DONE for item in items.values())
-            if done != int(step["segments_done"]):
-                raise Violation(f"{INVARIANTS[0]}: segments_done {step['segments_done']}, {done} segments done")
-            for item in items.values():
-                if item.get("state") == StepState.DONE:
-                    self._written_by_holder(item["result_file"], int(item["attempts"]), int(item["index"]))
-        if step["state"] == StepState.DONE:
-            self._written_by_holder(step["result_file"], int(step["attempts"]), None)
+        step = job.steps[STEP]
+        if step.split:
+            segments = self.store.get_segments(self.job_id, STEP, step.segment_count)
+            done = sum(segment.state == StepState.DONE for segment in segments.values())
+            if done != step.segments_done:
+                raise Violation(f"{INVARIANTS[0]}: segments_done {step.segments_done}, {done} segments done")
+            for segment in segments.values():
+                if segment.state == StepState.DONE:
+                    self._written_by_holder(segment.result_file or "", segment.attempts, segment.index)
+        if step.state == StepState.DONE:
+            self._written_by_holder(step.result_file or "", step.attempts, None)
         for kind, _segment, attempt in self.commits:
-            if kind in ("done", "merge") and (step["state"] != StepState.DONE or attempt != int(step["attempts"])):
-                raise Violation(f"{INVARIANTS[2]}: a {kind} commit by attempt {attempt}, the step is {step['state']} at {step['attempts']}")
+            if kind in ("done", "merge") and (step.state != StepState.DONE or attempt != step.attempts):
+                raise Violation(f"{INVARIANTS[2]}: a {kind} commit by attempt {attempt}, the step is {step.state} at {step.attempts}")
         if self.merges > 1:
             raise Violation(f"{INVARIANTS[3]}: {self.merges} merges committed")
-        if step["state"] == StepState.FAILED and not step.get("error"):
+        if step.state == StepState.FAILED and not step.error:
             raise Violation(f"{INVARIANTS[4]}: {step}")
-        if (step["state"] == StepState.DONE) != (job["status"] == JobStatus.SUCCEEDED):
-            raise Violation(f"the job's status {job['status']} does not follow its step {step['state']}")
+        if (step.state == StepState.DONE) != (job.status == JobStatus.SUCCEEDED):
+            raise Violation(f"the job's status {job.status} does not follow its step {step.state}")
 
     def _written_by_holder(self, result_file: str, attempt: int, segment: int | None) -> None:
         key = result_file.removeprefix("s3://bucket/")
@@ -365,13 +377,13 @@ class Model:
         if writer is None or (writer[1], writer[2]) != (attempt, segment):
             raise Violation(f"{INVARIANTS[1]}: {result_file} was written by {writer}, the record holds attempt {attempt}")
 
-    def quiesce(self, rounds: int = 60) -> dict[str, Any]:
+    def quiesce(self, rounds: int = 60) -> JobRecord:
         """No more faults: every actor runs to its end. The job must end."""
         for worker in self.workers:
             worker.paused = False
         for _ in range(rounds):
             job = self.job()
-            if job["status"] in (JobStatus.SUCCEEDED, JobStatus.FAILED) and not any(w.task for w in self.workers):
+            if job.ended and not any(w.task for w in self.workers):
                 return job
             for index, worker in enumerate(self.workers):
                 if worker.task is not None:
@@ -383,9 +395,8 @@ class Model:
             self.dead_letter()
             if not self.visible() and not any(w.task for w in self.workers):
                 self.tick(VISIBILITY + 1)
-        job = self.job()
-        step = job["steps"][STEP]
+        step = self.step()
         raise Violation(
-            f"{INVARIANTS[5]}: status {job['status']}, step {step['state']} (segments {step.get('segments_done')}/"
-            f"{step.get('segment_count')}, holder {step.get('worker_id')}), queue {list(self.queue.values())}, dlq {self.dlq}"
+            f"{INVARIANTS[5]}: status {self.job().status}, step {step.state} (segments {step.segments_done}/"
+            f"{step.segment_count}, holder {step.worker_id}), queue {list(self.queue.values())}, dlq {self.dlq}"
         )

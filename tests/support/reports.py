@@ -9,9 +9,9 @@ from typing import Any
 
 from pipeline_core.jobs import result_prefix
 from pipeline_core.jobstore import JobStore
-from pipeline_core.segments import Segment
+from pipeline_core.segment_plan import Segment
 from tests.support.aws import StepStack
-from worker.processors import Processor, SegmentPart, StepContext, StepOutput
+from worker.processing import Processor, SegmentPart, StepContext, StepOutput
 
 STEP = "detect"
 
@@ -38,14 +38,14 @@ def succeeded(stack: StepStack, key: str, media: Path, output: StepOutput) -> st
     stack.put(key, media.read_bytes())
     obj = stack.object_ref(key)
     store.create_job(obj, [STEP], time.time())
-    claim = store.claim(obj.job_id, STEP, "worker-1", "message-1", time.time(), 60)
+    claim = store.claims.claim(obj.job_id, STEP, "worker-1", "message-1", time.time(), 60)
     prefix = result_prefix("results/", key, obj.job_id, STEP, claim.attempt)
     for name, path in output.files.items():
         stack.aws["s3"].upload_file(str(path), stack.bucket, prefix + name)
     document = {"job_id": obj.job_id, "step": STEP, "attempt": claim.attempt, "worker_id": "worker-1", "output": output.document}
     document |= {"files": sorted(output.files), "timings": {"upload": 0.1}}
     stack.aws["s3"].put_object(Bucket=stack.bucket, Key=prefix + "result.json", Body=json.dumps(document).encode())
-    store.mark_done(claim, time.time(), f"s3://{stack.bucket}/{prefix}result.json", {"upload": 0.1})
+    store.claims.mark_done(claim, time.time(), f"s3://{stack.bucket}/{prefix}result.json", {"upload": 0.1})
     return obj.job_id
 
 
@@ -54,7 +54,7 @@ def failed(stack: StepStack, key: str, body: bytes, reason: str) -> str:
     stack.put(key, body)
     obj = stack.object_ref(key)
     store.create_job(obj, [STEP], time.time())
-    store.mark_failed(store.claim(obj.job_id, STEP, "worker-1", "message-1", time.time(), 60), time.time(), reason)
+    store.claims.mark_failed(store.claims.claim(obj.job_id, STEP, "worker-1", "message-1", time.time(), 60), time.time(), reason)
     return obj.job_id
 
 
@@ -68,7 +68,7 @@ def outputs_file(stack: StepStack, folder: Path) -> Path:
 def street_output(folder: Path, frames: int = 30) -> tuple[Path, StepOutput]:
     """A short street video and what the detect processor (people-hog), annotating, writes for it."""
     from tools.sample_media import video
-    from worker.processors import load_processor
+    from worker.registry import load_processor
 
     street = video(folder / "street.mp4", frames=frames)
     processor = load_processor("detect", {"detectors": [{"name": "people-hog"}], "sample_fps": 2}, annotate=True)

@@ -24,14 +24,15 @@ from typing import Any
 
 import cv2
 
-from pipeline_core.segments import VideoTimeline
+from pipeline_core.segment_plan import VideoTimeline
 from worker.batching import Batcher
 from worker.detection.batch_size import choose_batch_size, gpu_memory_mib
 from worker.detection.media import Frame, FrameReader, MediaInfo, Sampling, Source, media_kind, probe
 from worker.detection.merge import TILES, merge_segments, segment_tiles
 from worker.detection.model import Detection, Detector, build_detector
 from worker.detection.pictures import EvenSample, contact_sheet, label_colours, thumbnail, timeline
-from worker.processors import DEFAULT_MAX_PIXELS, SegmentPart, StepContext, StepOutput
+from worker.mediatype import DEFAULT_MAX_PIXELS
+from worker.processing import SegmentPart, StepContext, StepOutput
 
 # Deep people (SSDLite) and faces (MTCNN): both TensorFlow, both on the GPU when there is one. people-hog
 # (OpenCV, CPU only) stays available by name.

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from worker.errors import PermanentError
-from worker.processors import DEFAULT_MAX_PIXELS, MEDIA_HEAD, check_pixels, identify_media, require_media
+from worker.mediatype import DEFAULT_MAX_PIXELS, MEDIA_HEAD, check_pixels, identify_media, require_media
 from worker.ranged import RangedInput, Source
 
 TRUNCATION_TOLERANCE = 0.9  # fewer decodable frames than this share of the header's count: truncated

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from worker.detection.pictures import EvenSample, contact_sheet, timeline
-from worker.processors import SegmentPart, StepOutput
+from worker.processing import SegmentPart, StepOutput
 
 TILES = "tiles.jpg"
 

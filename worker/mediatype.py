@@ -1,85 +1,12 @@
-"""The processor interface, the registry that picks one by name, and a trivial one.
-
-A processor turns a local input file into a JSON document plus optional files
-(pictures) that are uploaded beside it. ``PROCESSOR`` names a registered
-processor or a ``package.module:attribute`` import path to a plugin class.
-"""
+"""What a file is, from its first bytes and its header: kind and format, an image's dimensions, the pixel limit."""
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from pipeline_core.segments import Segment, VideoTimeline
 from worker.errors import PermanentError
-from worker.plugins import resolve
-from worker.ranged import RangedInput
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """What a processor knows about the work it is doing."""
-
-    job_id: str
-    step: str
-    bucket: str
-    key: str
-    version: str
-    attempt: int
-    workdir: Path
-    segment: Segment | None = None  # a split step's segment: process only its frame range (see ``SplittingProcessor``)
-    # The input read in ranges (``worker.ranged``), for a processor with ``reads_ranges = True``: set for a segment,
-    # whose ``path`` is then not downloaded (a segment reads its range and the container's index, not the file).
-    source: RangedInput | None = None
-
-
-@dataclass
-class StepOutput:
-    """The result document and the files to upload beside it (name -> local path)."""
-
-    document: dict[str, Any]
-    files: dict[str, Path] = field(default_factory=dict)
-
-
-class Processor(Protocol):
-    name: str
-    version: str
-
-    def process(self, path: Path, context: StepContext) -> StepOutput: ...
-
-
-@dataclass(frozen=True)
-class SegmentPart:
-    """One finished segment, as the merge sees it: its range, its committed result document and its files."""
-
-    segment: Segment
-    result: dict[str, Any]  # the segment's result.json (its ``output`` is the processor's document)
-    files: dict[str, Path]  # the files it wrote, downloaded
-
-
-class SplittingProcessor(Processor, Protocol):
-    """A processor that can split long videos (``SEGMENT_SECONDS``): it plans, processes ranges and merges.
-
-    ``timeline`` says how the file's frames are sampled (None: not a video, never split);
-    ``process`` honours ``context.segment``; ``merge`` makes the whole file's output from every segment's.
-    With ``reads_ranges = True`` it also reads ranges: ``timeline`` takes a ``RangedInput`` (and plans from the
-    header), and ``process`` of a segment reads ``context.source``, its ``path`` not downloaded.
-    """
-
-    def timeline(self, path: Path) -> VideoTimeline | None: ...
-
-    def merge(self, parts: list[SegmentPart], context: StepContext) -> StepOutput: ...
-
-
-def can_split(processor: Processor) -> bool:
-    return callable(getattr(processor, "timeline", None)) and callable(getattr(processor, "merge", None))
-
-
-ProcessorFactory = Callable[[Mapping[str, Any]], Processor]
 
 # Media signatures: (offset, magic bytes, kind, format).
 _SIGNATURES: tuple[tuple[int, bytes, str, str], ...] = (
@@ -186,40 +113,3 @@ def require_media(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str
         if dimensions is not None:
             check_pixels(*dimensions, max_pixels, f"the {fmt} image")
     return media
-
-
-class MediaInfoProcessor:
-    """Checks that the input is media and reports its type, size and digest."""
-
-    name = "media-info"
-    version = "1"
-
-    def __init__(self, options: Mapping[str, Any]):
-        self.options = dict(options)
-
-    def process(self, path: Path, context: StepContext) -> StepOutput:
-        kind, fmt = require_media(path, int(self.options.get("max_pixels", DEFAULT_MAX_PIXELS)))
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return StepOutput({"kind": kind, "format": fmt, "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
-
-
-# name -> "module:attribute", imported on use: OpenCV and TensorFlow load only in workers that detect.
-REGISTRY: dict[str, str] = {
-    MediaInfoProcessor.name: "worker.processors:MediaInfoProcessor",
-    "detect": "worker.detection.engine:DetectionProcessor",
-}
-
-
-def load_processor(spec: str, options: Mapping[str, Any], annotate: bool = False) -> Processor:
-    """A registered processor by name, or a plugin by ``module:attribute``; with ``annotate``, one that also writes
-    the annotated image or video (worker/annotate.py)."""
-    factory: ProcessorFactory = resolve(spec, REGISTRY, "processor")
-    processor = factory(options)
-    if annotate:
-        from worker.annotate import wrap
-
-        return wrap(processor)
-    return processor

@@ -6,16 +6,14 @@ so the segments' sampled frames are exactly the single pass's, each once, wherev
 fall. The last segment is open-ended (``end_frame`` None: read to the end of the file) because a
 container's frame count is a header field and may be approximate.
 
-``jobstore`` records a plan's parameters on the job item (a bounded amount, whatever the segment count) and
-keeps each segment's state in an item of its own; ``worker.segments`` does the I/O around it.
+The job item records a plan's parameters (``records.plan_item``: a bounded amount, whatever the segment count) and
+each segment's state is an item of its own; ``worker.splitter`` does the I/O around a split.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 DEFAULT_SEGMENT_SECONDS = 60.0  # the module's default; terraform/variables.tf mirrors it
 MIN_SEGMENT_SECONDS = 5.0  # shorter segments cost more in downloads and claims than they gain
@@ -55,47 +53,19 @@ class Segment:
     def contains(self, frame: int) -> bool:
         return frame >= self.start_frame and (self.end_frame is None or frame < self.end_frame)
 
-    def to_item(self) -> dict[str, Any]:
-        """The segment's range as the job item records it (state and claim fields are added by jobstore)."""
-        return {
-            "start_frame": self.start_frame,
-            "end_frame": self.end_frame,
-            "start_seconds": round(self.start_seconds, 3),
-            "end_seconds": round(self.end_seconds, 3),
-        }
-
-    @classmethod
-    def from_item(cls, index: int, count: int, item: Mapping[str, Any]) -> Segment:
-        end = item.get("end_frame")
-        return cls(
-            index=index,
-            count=count,
-            start_frame=int(item["start_frame"]),
-            end_frame=None if end is None else int(end),
-            start_seconds=float(item["start_seconds"]),
-            end_seconds=float(item["end_seconds"]),
-        )
-
 
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
-
-
-def segment_item_id(job_id: str, step: str, index: int) -> str:
-    """The key (``job_id`` attribute) of a segment's own item in the jobs table: ``<job id>#<step>#<index>``.
-
-    A job id is 32 hex digits and never holds ``#``, so no segment key is ever a job's key.
-    """
-    return f"{job_id}#{step}#{index:05d}"
 
 
 @dataclass(frozen=True)
 class SegmentPlan:
     """A video's split: its timeline and the segment length; the segments follow from them (``plan_segments``).
 
-    The job item records these parameters (``to_item``), never the segments, so its size does not grow with the
-    segment count; every reader recomputes the same segments from them. Values are rounded as DynamoDB stores
-    them (``jobstore.to_dynamo``) before planning, so the splitter and every later reader plan from the same numbers.
+    The job item records these parameters (``records.plan_item``), never the segments, so its size does not grow
+    with the segment count; every reader recomputes the same segments from them. Values are rounded as DynamoDB
+    stores them (``dynamo.table.to_dynamo``) before planning, so the splitter and every later reader plan from the
+    same numbers.
     """
 
     timeline: VideoTimeline
@@ -113,27 +83,6 @@ class SegmentPlan:
     @property
     def count(self) -> int:
         return len(self.segments)
-
-    def to_item(self) -> dict[str, Any]:
-        return {
-            "fps": self.timeline.fps,
-            "frame_count": self.timeline.frame_count,
-            "sample_step": self.timeline.sample_step,
-            "limit_frame": self.timeline.limit_frame,
-            "segment_seconds": self.segment_seconds,
-        }
-
-    @classmethod
-    def from_step(cls, step_item: Mapping[str, Any]) -> SegmentPlan | None:
-        """The plan a split step records, or None when it was not split."""
-        plan = step_item.get("plan")
-        if not step_item.get("segment_count") or not plan:
-            return None
-        limit = plan.get("limit_frame")
-        timeline = VideoTimeline(
-            float(plan["fps"]), int(plan["frame_count"]), int(plan["sample_step"]), None if limit is None else int(limit)
-        )
-        return cls(timeline, float(plan["segment_seconds"]))
 
 
 def plan_segments(timeline: VideoTimeline, segment_seconds: float) -> list[Segment]:
@@ -179,17 +128,3 @@ def sampled_frames(segment_start: int, segment_end: int, sample_step: int) -> ra
     """The whole-video-aligned sampled frame indices inside ``[segment_start, segment_end)``."""
     first = -(-segment_start // sample_step) * sample_step
     return range(first, segment_end, sample_step)
-
-
-def segments_of(step_item: Mapping[str, Any]) -> list[Segment]:
-    """The planned segments of a split step, in order ([] when the step was not split)."""
-    plan = SegmentPlan.from_step(step_item)
-    return [] if plan is None else plan.segments
-
-
-def progress(step_item: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(segments done, segments planned) of a split step, or None when it was not split."""
-    count = int(step_item.get("segment_count") or 0)
-    if not count:
-        return None
-    return int(step_item.get("segments_done") or 0), count
