@@ -58,19 +58,22 @@ test: venv $(CHECKOV_VENV)/bin/.installed package tf-init ## Every check, in par
 test-fast: venv ## The one-minute tier: lint and types, and the unit tests (no AWS emulator, no subprocess, no model)
 	$(BIN)/python -m tools.ci --only lint,unit
 
-lint: venv ## ruff lint and format check, mypy, and the module READMEs' input and output tables are current
+lint: venv ## ruff lint and format check, mypy, the import contracts, and the generated docs (module READMEs' tables, the lifecycle, the map of the code) are current
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/tfdocs.py --check
 	$(BIN)/python tools/lifecycle_doc.py --check
+	$(BIN)/python tools/architecture.py --check
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 typecheck: venv ## mypy: strict on pipeline_core, scaler and stream_router; checked on worker and gpupipe (pyproject.toml)
 	$(BIN)/mypy
 
-docs: venv ## Regenerate the input and output tables in the Terraform READMEs, and the job lifecycle's picture and table
+docs: venv ## Regenerate the input and output tables in the Terraform READMEs, the job lifecycle's picture and table, and the map of the code
 	$(BIN)/python tools/tfdocs.py
 	$(BIN)/python tools/lifecycle_doc.py
+	$(BIN)/python tools/architecture.py
 
 format: venv ## Apply ruff's fixes and formatting, and terraform fmt
 	$(BIN)/ruff check --fix .

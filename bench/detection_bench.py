@@ -39,7 +39,7 @@ from typing import Any
 from worker.detection.engine import DEFAULT_DETECTORS
 
 DETECTORS = [dict(spec) for spec in DEFAULT_DETECTORS]  # the engine's defaults: people-ssdlite and faces-mtcnn
-PREVIOUS = [{"name": "people-hog"}, {"name": "faces-mtcnn"}]  # the defaults before issue 27, side by side
+PREVIOUS = [{"name": "people-hog"}, {"name": "faces-mtcnn"}]  # the defaults before people-ssdlite, side by side
 MATCH_IOU = 0.5
 AGREEMENT_TARGET = 0.95
 

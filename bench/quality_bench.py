@@ -7,7 +7,7 @@ behind a low wall or by a taller person in front; plus scenes with no person (th
 backgrounds with a cat, a coffee cup, a rocket or a horse pasted at a person's size). A true box is what
 of a person is visible. Each detector runs with its registry defaults, one frame per call, in this process.
 
-Target (issue 27): the deep detector's recall >= 3x HOG's, with no more false boxes than HOG's.
+Target: the deep detector's recall >= 3x HOG's, with no more false boxes than HOG's.
 ``python -m bench.quality_bench`` (``make bench-quality``); ``--seed`` changes the placements.
 """
 

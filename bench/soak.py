@@ -58,7 +58,7 @@ from tests.support.workers import WorkerProcess
 
 STEP = "detect"
 VIDEO_STEP = "video"
-SEGMENT_SECONDS = 5  # pipeline_core.segments.MIN_SEGMENT_SECONDS: as many segments as a short video allows
+SEGMENT_SECONDS = 5  # pipeline_core.segment_plan.MIN_SEGMENT_SECONDS: as many segments as a short video allows
 # The split videos: (seconds, fps, frame size). Lengths, rates and sizes differ, so their results differ.
 VIDEOS = ((12, 10, (160, 120)), (17, 8, (192, 144)), (23, 10, (128, 96)), (14, 12, (160, 120)), (21, 6, (176, 132)), (26, 10, (144, 108)))
 RETRY_VIDEO = (16, 10, (160, 120))

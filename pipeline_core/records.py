@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_core.dynamo.expressions import ROOT, Key, Path, Update, Value
+from pipeline_core.dynamo.table import from_dynamo
 from pipeline_core.jobs import DEFAULT_TTL_DAYS, JobStatus, ObjectRef, StepState
 from pipeline_core.protocol.phases import Phase, SegmentPhase
 from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
@@ -335,7 +336,13 @@ def is_job_item(item: Mapping[str, Any]) -> bool:
 
 
 def parse_job(item: Mapping[str, Any] | None) -> JobRecord | None:
+    """The job of an item read from the table (None: no item, or a segment's)."""
     return None if item is None or not is_job_item(item) else JobRecord.parse(item)
+
+
+def job_from_image(image: Mapping[str, Any] | None) -> JobRecord | None:
+    """The job of a stream record's image, as Powertools deserialises it (numbers as Decimals); None for a segment's item."""
+    return parse_job(from_dynamo(image)) if image else None
 
 
 # --- items and updates, serialised ---------------------------------------------------------------------------------

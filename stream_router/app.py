@@ -24,10 +24,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_core import aws
-from pipeline_core.dynamo.table import from_dynamo
 from pipeline_core.jobs import JobStatus, WorkMessage
 from pipeline_core.jobstore import JobStore
-from pipeline_core.records import JobRecord, parse_job, step_summary
+from pipeline_core.records import JobRecord, job_from_image, step_summary
 from pipeline_core.s3events import created_objects, is_test_event
 from stream_router.routing import Enqueue, Finish, intake_refusal, route
 
@@ -82,8 +81,8 @@ def intake_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
 def route_record(record: DynamoDBRecord) -> None:
     """Apply what one job-item change sets off. Raising marks only this record failed."""
     change = record.dynamodb
-    old = parse_job(from_dynamo(change.old_image)) if change and change.old_image else None
-    new = parse_job(from_dynamo(change.new_image)) if change and change.new_image else None
+    old = job_from_image(change.old_image) if change else None
+    new = job_from_image(change.new_image) if change else None
     if new is None:  # a removal, or a segment's item: sets nothing off
         return
     for action in route(str(record.event_name.name if record.event_name else ""), old, new):

@@ -29,7 +29,7 @@ variable "steps" {
   description = <<-EOT
     The pipeline's ordered steps. Each runs its own queue, DLQ, ECS service and Auto Scaling group.
     name: step name; image: worker image; command: container command override; processor and
-    processor_options (a JSON object string): what the worker runs (worker/processors.py); cpu, memory (MiB) and gpus of the
+    processor_options (a JSON object string): what the worker runs (worker/registry.py); cpu, memory (MiB) and gpus of the
     task; instance_types: first is the launch template's, all are allowed; spot: use Spot capacity;
     min_tasks/max_tasks bound the task count; target_backlog_per_task: messages (visible, in flight
     and delayed) per task the scaler aims at, or scaling_table ([[min backlog, tasks], ...]) for exact

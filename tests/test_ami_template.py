@@ -1,4 +1,4 @@
-"""The AMI template's base image (issue 22): what reaches DescribeImages is an AMI id or a filter, never an SSM
+"""The AMI template's base image: what reaches DescribeImages is an AMI id or a filter, never an SSM
 parameter name (``resolve:ssm:...`` answers InvalidAMIID.Malformed). Evaluated with ``packer console`` and checked
 with ``packer validate -syntax-only``, which Debian's Packer 1.6 can do (it predates data sources)."""
 

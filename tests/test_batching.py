@@ -74,7 +74,7 @@ def test_items_of_different_shapes_never_share_a_batch() -> None:
 
 def test_an_item_that_waited_while_the_previous_batch_ran_goes_with_the_next_at_once() -> None:
     """The batch waits for company up to ``wait_seconds`` after its oldest item arrived, not after the GPU came free:
-    an item that already waited out a busy batch is not held back again (issue 23: a worker with 8 in flight lost
+    an item that already waited out a busy batch is not held back again (a worker with 8 in flight lost
     the wait on every batch)."""
     running, go, started = threading.Event(), threading.Event(), []
 

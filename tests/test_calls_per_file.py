@@ -1,4 +1,4 @@
-"""AWS calls per file, counted: a real worker behind the fault proxy stays within the budget issue 23 names.
+"""AWS calls per file, counted: a real worker behind the fault proxy stays within its budget.
 
 One claim (the job's creation and the claim in one write), one read of the input, one write per output file,
 one mark-done; receives and deletes batched, under 0.3 per file together at CONCURRENCY 8. A change that adds

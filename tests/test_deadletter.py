@@ -246,7 +246,7 @@ def test_a_dead_lettered_step_message_of_a_split_step_whose_segments_all_have_me
 def test_a_dead_lettered_step_message_of_a_split_step_with_segments_never_sent_sends_them_and_the_job_goes_on(
     pipeline: PipelineStack,
 ) -> None:
-    """Issue 21: the splitter killed after SQS accepted the segment messages but before their ids were recorded, on
+    """The splitter killed after SQS accepted the segment messages but before their ids were recorded, on
     the step message's last receive, made the consumer fail a job whose segments had messages. Segments 1 and 2 may
     never have been sent and the step's message was what would send them: the consumer sends them, and records them."""
     job_id, jobs = split_and_dead_letter_the_step_message(pipeline, "uploads/split-unsent.mp4", claimed=(0,))
@@ -480,7 +480,7 @@ def test_concurrent_completions_the_step_message_dead_lettered_leaves_the_job_to
 
 
 def test_a_merge_never_claimed_whose_message_segment_takeovers_spent_is_redriven_not_failed(pipeline: PipelineStack) -> None:
-    """Found in review: a segment's message spends its receives on takeovers of that segment (counted on the
+    """A segment's message spends its receives on takeovers of that segment (counted on the
     segment's item), its last receive counts the set complete and dies before claim_merge. The split recorded the
     worker's budget, so the dead-lettered message's merge is carried on by a fresh step message, one failure counted."""
     message = new_job(pipeline, "uploads/review-takeovers.mp4")

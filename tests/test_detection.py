@@ -20,6 +20,7 @@ from worker.detection.detectors import device_label
 from worker.detection.engine import DetectionProcessor
 from worker.detection.model import build_detector
 from worker.errors import PermanentError
+from worker.models import local_models
 from worker.processing import StepContext
 
 pytestmark = pytest.mark.integration
@@ -180,16 +181,21 @@ def test_a_savedmodel_from_a_local_path_runs_with_its_label_map_and_class_filter
     assert labels == ["dog", "person"]
 
 
-def test_a_savedmodel_loads_from_an_s3_uri(savedmodel: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_savedmodel_named_by_an_s3_uri_is_copied_by_the_worker_and_loads(
+    savedmodel: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="models")
     for file in (savedmodel / "model").rglob("*"):
         if file.is_file():
             s3.upload_file(str(file), "models", f"detectors/people/{file.relative_to(savedmodel / 'model').as_posix()}")
-    detector = build_detector(
-        {"name": "tf-savedmodel", "model": "s3://models/detectors/people", "label_map": {"1": "person"}, "classes": ["person"]}
-    )
+    spec = {"name": "tf-savedmodel", "model": "s3://models/detectors/people", "label_map": {"1": "person"}, "classes": ["person"]}
+    with pytest.raises(ValueError, match="the worker copies it first"):
+        build_detector(spec)  # a processor never calls S3 itself
+    [local] = local_models({"detectors": [spec]})["detectors"]  # what the worker does with its options at start-up
+    detector = build_detector(local)
+    assert detector.version == "savedmodel:people"
     [found] = detector.detect([np.full((16, 16, 3), 200, np.uint8)])
     assert [d.label for d in found] == ["person"]
 

@@ -1,4 +1,4 @@
-"""``gpupipe doctor`` / ``make preflight`` (issue 22): the quota arithmetic as pure functions, then every check run
+"""``gpupipe doctor`` / ``make preflight``: the quota arithmetic as pure functions, then every check run
 read-only against the emulator, where a call moto lacks is reported as a check that could not run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The IAM contract's KMS mapping (issue 22): with a customer-managed key, DynamoDB, SQS and S3 call KMS with the
+"""The IAM contract's KMS mapping: with a customer-managed key, DynamoDB, SQS and S3 call KMS with the
 caller's credentials, so a role that reads or writes a key-encrypted table needs the key too. Before the mapping the
 contract asked nothing of the scaler's role, whose state table is encrypted with the key: it never scaled."""
 

@@ -236,7 +236,7 @@ def test_a_sent_segment_message_is_recorded_unless_a_claim_another_message_or_a_
 
 def test_a_step_message_is_needed_only_while_a_segment_has_no_message_or_it_carries_the_merge(store: JobStore) -> None:
     """The splitter's message is never the merge's carrier: a merge is carried by the segment messages that saw the
-    set complete, then by the message that claimed it (found in review: a job about to merge was failed)."""
+    set complete, then by the message that claimed it (a job about to merge must not be failed)."""
     _split(store, 2)
 
     def needed(message_id: str) -> bool:

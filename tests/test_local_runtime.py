@@ -3,7 +3,7 @@ and the schedule runs every step regardless, as EventBridge does on AWS.
 
 A wake must not push the schedule back: with routed work for one step arriving more often than the schedule's
 period, a step the router does not wake (segment messages a worker sent, requeued copies, a step idle enough to
-scale to zero) would never be scaled (found in review).
+scale to zero) would never be scaled.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import pytest
 from tests.support.savedmodel import build_detection_savedmodel
 from tools import model as tool
 from worker.detection.model import build_detector
+from worker.models import local_models
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ def test_a_locked_model_is_checked_uploaded_under_models_and_loads_from_there(tm
     # What a worker does with it: MODELS_URI is what the Terraform module sets.
     monkeypatch.setenv("MODELS_URI", f"s3://{BUCKET}/models/")
     spec = {"name": "tf-savedmodel", "model": "${MODELS_URI}" + NAME, "label_map": {"1": "person"}, "classes": ["person"]}
-    detector = build_detector(spec)
+    detector = build_detector(local_models(spec))  # what the worker does at start-up, before it builds the processor
     assert detector.version == f"savedmodel:{NAME}" and detector.device == "CPU"
     [found] = detector.detect([np.full((16, 16, 3), 255, np.uint8)])
     assert [d.label for d in found] == ["person"]

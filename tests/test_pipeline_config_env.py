@@ -1,4 +1,4 @@
-"""The pipeline definition in the Lambdas' environment (issue 22): gzipped and base64-encoded (Terraform's
+"""The pipeline definition in the Lambdas' environment: gzipped and base64-encoded (Terraform's
 base64gzip) to stay under Lambda's 4 KB limit, read back as the same definition; a damaged one is a clear error."""
 
 from __future__ import annotations

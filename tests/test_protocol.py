@@ -229,7 +229,7 @@ def test_the_doc_tool_reports_a_stale_doc(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_dead_lettered_merge_with_budget_left_is_carried_on_by_a_fresh_message() -> None:
-    """Issue 21: the message that completed the set spent its receives on segment attempts taken over (each counted in
+    """The message that completed the set spent its receives on segment attempts taken over (each counted in
     the job item's budget); the merge failed "moved to the dead-letter queue" with 0 of 5 failures spent."""
     done = SegmentRecord.parse(1, {"state": "done", "message_id": "m1"})
     merging = {**ALL_DONE, "carrier": "m1", "worker_id": "w", "lease_expires_at": 5, "max_attempts": 5}

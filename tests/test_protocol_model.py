@@ -2,7 +2,8 @@
 decisions and the dead-letter consumer through any interleaving of three workers (claim, heartbeat, finish, fail,
 crash, pause past the lease and resume), SQS redelivery and its receive limit, the DLQ and gpupipe retry, on whole
 and split steps; the invariants (tests/support/protocol_model.INVARIANTS) after every step and at quiescence.
-``make check-protocol`` runs it at a larger budget. Below, each bug review found is a named regression example."""
+``make check-protocol`` runs it at a larger budget. Below, each bug the model check or the worker tests once found is
+a named regression example."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def test_a_split_video_is_merged_once_by_the_worker_whose_count_completed_the_se
     assert ended(model).status == "succeeded" and model.merges == 1
 
 
-def test_review_two_segments_finishing_together_both_try_the_merge_and_one_merges(table) -> None:
-    """Last round (review 4, 5): segments finishing together; the completing one recorded nothing, or both tries failed."""
+def test_two_segments_finishing_together_both_try_the_merge_and_one_merges(table) -> None:
+    """segments finishing together; the completing one recorded nothing, or both tries failed."""
     model = Model(table, segments=2)
     split(model)
     segment(model, 0, 0, finish=False)
@@ -68,8 +69,8 @@ def test_review_two_segments_finishing_together_both_try_the_merge_and_one_merge
     assert ended(model).status == "succeeded" and model.merges == 1
 
 
-def test_review_the_step_message_dead_lettered_while_the_last_segment_is_about_to_merge_leaves_the_job_to_it(table) -> None:
-    """Last round (review 2): a job whose last segment's message was about to merge was failed. Segment 1's worker
+def test_the_step_message_dead_lettered_while_the_last_segment_is_about_to_merge_leaves_the_job_to_it(table) -> None:
+    """a job whose last segment's message was about to merge was failed. Segment 1's worker
     counted its segment and died before claim_merge; the step's message (its splitter died before deleting it, on
     every receive) is dead-lettered meanwhile."""
     model = Model(table, segments=2)
@@ -88,8 +89,8 @@ def test_review_the_step_message_dead_lettered_while_the_last_segment_is_about_t
     assert ended(model).status == "succeeded" and model.merges == 1
 
 
-def test_review_a_retried_merge_whose_step_message_is_dead_lettered_before_it_merged_fails_the_job(table) -> None:
-    """Last round (review 2): a retried merge resumed but never claimed never ended."""
+def test_a_retried_merge_whose_step_message_is_dead_lettered_before_it_merged_fails_the_job(table) -> None:
+    """a retried merge resumed but never claimed never ended."""
     model = Model(table, segments=2)
     split(model)
     segment(model, 0, 0)
@@ -104,8 +105,8 @@ def test_review_a_retried_merge_whose_step_message_is_dead_lettered_before_it_me
     assert ended(model).status == "failed"
 
 
-def test_review_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_next_receive(table) -> None:
-    """Last round (17c79c5): the step's own message came back 'held by this message' and postponed itself forever."""
+def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_next_receive(table) -> None:
+    """the step's own message came back 'held by this message' and postponed itself forever."""
     model = Model(table, segments=2)
     split(model)
     segment(model, 0, 0)
@@ -119,8 +120,8 @@ def test_review_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_mes
     assert ended(model).status == "succeeded" and model.merges == 1
 
 
-def test_review_gpupipe_retry_leaves_a_segment_a_live_worker_holds_and_no_second_worker_runs_it(table) -> None:
-    """Last round (left open, review 3): retry put a segment a live worker held back to pending."""
+def test_gpupipe_retry_leaves_a_segment_a_live_worker_holds_and_no_second_worker_runs_it(table) -> None:
+    """retry put a segment a live worker held back to pending."""
     model = Model(table, segments=2)
     split(model)
     segment(model, 0, 0, finish=False)  # held, lease live
@@ -134,7 +135,7 @@ def test_review_gpupipe_retry_leaves_a_segment_a_live_worker_holds_and_no_second
     assert sum(kind == "segment" and seg == 0 for kind, seg, _ in model.commits) == 1
 
 
-def test_review_a_paused_worker_that_lost_its_claim_commits_nothing(table) -> None:
+def test_a_paused_worker_that_lost_its_claim_commits_nothing(table) -> None:
     model = Model(table)
     model.receive(0)
     model.pause(0)
@@ -147,10 +148,10 @@ def test_review_a_paused_worker_that_lost_its_claim_commits_nothing(table) -> No
     assert ended(model).status == "succeeded" and [c for c in model.commits if c[0] == "done"] == [("done", None, 2)]
 
 
-def test_issue_the_last_segments_holder_paused_past_its_lease_twice_then_the_merge_does_not_fail_with_its_budget_unspent(
+def test_the_last_segments_holder_paused_past_its_lease_twice_then_the_merge_does_not_fail_with_its_budget_unspent(
     table,
 ) -> None:
-    """Issue 21 (reproduced with real workers): the holder of the last segment paused past its lease twice (taken over
+    """Reproduced with real workers: the holder of the last segment paused past its lease twice (taken over
     each time), then one pause of the merging worker: the message that completed the set reached the DLQ and the job
     failed "merge: moved to the dead-letter queue after 3 receives" with every segment done and 0 of 5 failures spent.
     Receives that ended LOST (takeovers, counted in the job item's budget) must not end the merge."""
@@ -176,8 +177,8 @@ def test_issue_the_last_segments_holder_paused_past_its_lease_twice_then_the_mer
     assert model.merges == 1
 
 
-def test_issue_a_splitter_killed_after_sqs_accepted_the_segment_messages_on_its_last_receive_does_not_fail_the_job(table) -> None:
-    """Issue 21 (reproduced with real workers): the splitter killed after SQS accepted the segment messages but before
+def test_a_splitter_killed_after_sqs_accepted_the_segment_messages_on_its_last_receive_does_not_fail_the_job(table) -> None:
+    """Reproduced with real workers: the splitter killed after SQS accepted the segment messages but before
     their ids were recorded, on the step message's last receive: the dead-letter consumer failed a job all of whose
     segments have messages."""
     model = Model(table, segments=2)

@@ -123,7 +123,7 @@ def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used() -> 
 
 def test_with_a_spill_file_a_second_pass_over_a_range_larger_than_the_memory_cache_fetches_nothing(tmp_path: Path) -> None:
     """A segment's annotation decodes its range again after the detector did: the windows memory dropped meanwhile
-    come from the spill file on the task's disk, not from S3 again (issue 23: bytes read <= 1.3 x the file)."""
+    come from the spill file on the task's disk, not from S3 again (bytes read <= 1.3 x the file)."""
     spill = tmp_path / "input.ranges"
     ranged, fake = source(DATA, cache_bytes=40 * KIB, spill=spill)  # a range of 250 KiB against 40 KiB of memory
     first = ranged.open()

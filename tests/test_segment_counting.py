@@ -159,7 +159,7 @@ def test_the_completing_segment_whose_answer_was_lost_is_not_reported_lost(stack
 
 
 def test_gpupipe_retry_leaves_a_segment_a_live_worker_holds_to_it_and_its_count_lands_once(stack: StepStack) -> None:
-    """Found in review (last round, left open): `gpupipe retry` of a step failed by one segment put a segment another
+    """`gpupipe retry` of a step failed by one segment put a segment another
     worker still ran (live lease) back to pending, so a second worker could run it meanwhile. Now the retry leaves it
     to its holder, whose count lands once; the failed segment goes back to pending."""
     store = JobStore(stack.table)
@@ -224,8 +224,8 @@ class _Counting:
 
 
 def test_n_segments_finishing_together_cost_n_writes_not_n_squared(stack: StepStack) -> None:
-    """Issue 21: the compare-and-set on segments_done cost about n²/2 refused writes when n segments finished
-    together (16 at once: ~120 updates instead of 16). The counter is now one increment in each segment's transaction."""
+    """A compare-and-set on segments_done would cost about n²/2 refused writes when n segments finish together (16
+    at once: ~120 updates instead of 16): the counter is one increment in each segment's transaction."""
     store = JobStore(stack.table)
     split(store, 8)
     claims = {i: store.claims.claim(OBJ.job_id, "people", f"w{i}", f"m-seg-{i}", 1002.0, 600, segment=i) for i in range(8)}

@@ -280,7 +280,7 @@ def test_retry_of_a_long_video_failed_early_sends_expressions_dynamodb_accepts(s
     assert all(items[index]["state"] == "pending" for index in range(segments) if index != 1)
 
 
-# --- review: `gpupipe retry` of a failed merge, and the worker merging through the step's message is killed -----
+# --- `gpupipe retry` of a failed merge, and the worker merging through the step's message is killed -----
 
 
 def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_next_receive(
@@ -312,7 +312,7 @@ def test_a_retried_merge_whose_worker_is_killed_is_merged_by_the_step_messages_n
     assert len(second.events("merge claimed")) == 1 and not second.events("segment claimed")
 
 
-# --- review: a splitter's record of a segment message landing after `gpupipe retry` ------------------------------
+# --- a splitter's record of a segment message landing after `gpupipe retry` ------------------------------
 
 INTERLEAVED_STEP, INTERLEAVED_KEY = "detect", "uploads/interleaved.mp4"
 

@@ -49,7 +49,7 @@ def test_worker_results_validate_against_the_schema_and_carry_pictures(stack: St
     ready = {event["detector"]: event["device"] for event in worker.events("detector ready")}
     assert ready == {"people-hog": "CPU", "faces-mtcnn": "CPU"}
     assert output["summary"]["face"]["max_count"] == 1
-    # a photo has no timeline (one point in time): one PUT fewer per image (issue 23)
+    # a photo has no timeline (one point in time): one PUT fewer per image
     assert result["files"] == (["contact-sheet.jpg", "timeline.png"] if name.endswith(".mp4") else ["contact-sheet.jpg"])
     assert {"download", "process", "upload"} <= set(result["timings"])
     for picture in result["files"]:

@@ -1,4 +1,4 @@
-"""The worker's start-up and task protection paths (issue 22): a start-up failure is one clear log line and a
+"""The worker's start-up and task protection paths: a start-up failure is one clear log line and a
 back-off, never a traceback and a tight restart loop; a protection request the ECS agent refuses (HTTP 200 with a
 ``failure`` body, as amazon-ecs-agent answers) is a failure, retried on the next beat."""
 

@@ -15,7 +15,7 @@ Guarantees, each kept here and nowhere else:
 - **Budget**: transient failures are counted in the job item (``failures``), and so is each attempt
   that ended with no answer (the claim that takes over its expired lease counts it); the step fails with
   "gave up after N attempts" when they reach ``max_attempts``. Permanent failures fail it at once.
-- **Segments** (``worker.segments``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
+- **Segments** (``worker.splitter``): a whole-step claim of a video longer than ``SEGMENT_SECONDS``
   plans and records segments instead of processing, and its message is settled. Each segment message
   goes through this same lifecycle on the segment's own item (claim, bound, fence, budget); a
   segment that fails fails the step, named (``segment 7/40 [420 s, 480 s): ...``). A worker that reads the

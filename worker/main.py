@@ -25,6 +25,7 @@ from pipeline_core.jobstore import JobStore
 from worker import logs
 from worker.config import ConfigError, WorkerConfig
 from worker.keepalive import TaskProtection
+from worker.models import local_models
 from worker.processing import Processor
 from worker.registry import load_processor
 from worker.runtime import Worker
@@ -105,7 +106,7 @@ def main(wait: Callable[[float], object] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         config = WorkerConfig.from_env()
-        processor = load_processor(config.processor, config.processor_options, config.annotate)
+        processor = load_processor(config.processor, local_models(config.processor_options), config.annotate)
         protection = TaskProtection(config.ecs_agent_uri, config.protection_minutes)
         worker = build_worker(config, processor, protection, stop)
     except Exception as error:  # noqa: BLE001 - every start-up failure: one clear line and a back-off, never a crash loop

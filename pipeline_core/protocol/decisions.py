@@ -121,9 +121,9 @@ def needs_step_message(step: StepRecord, segments: list[SegmentRecord], message_
 class OnDeadLetter(StrEnum):
     """What the dead-letter consumer does with a dead-lettered message."""
 
-    FAIL_STEP = "fail-step"  # the step waits on this message (``fail_dead_lettered``)
-    FAIL_SEGMENT = "fail-segment"  # the segment waits on it: it, its step and its job fail (``fail_dead_lettered_segment``)
-    FAIL_MERGE = "fail-merge"  # it carried the merge of a split whose segments are all done (``fail_dead_lettered_merge``)
+    FAIL_STEP = "fail-step"  # the step waits on this message (``dead_letters.fail_step``)
+    FAIL_SEGMENT = "fail-segment"  # the segment waits on it: it, its step and its job fail (``dead_letters.fail_segment``)
+    FAIL_MERGE = "fail-merge"  # it carried the merge of a split whose segments are all done (``dead_letters.fail_merge``)
     REDRIVE_MERGE = "redrive-merge"  # ... with budget left: a fresh step message carries the merge (``redrive_merge``)
     SEND_UNSENT = "send-unsent"  # a running split step's own message: send the segments no message carries, then drop it
     DROP = "drop"  # other messages carry the step, or it is finished

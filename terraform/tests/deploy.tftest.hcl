@@ -1,4 +1,4 @@
-# Issue 22: what breaks or surprises on a first deployment to a real account, planned offline.
+# What breaks or surprises on a first deployment to a real account, planned offline.
 
 mock_provider "aws" {
   source = "./tests/mocks"

@@ -103,7 +103,7 @@ run "no_mappings_without_triggers" {
   }
 }
 
-# Issue 22: the scaler's state table is encrypted with the key, and DynamoDB calls KMS with the caller's
+# The scaler's state table is encrypted with the key, and DynamoDB calls KMS with the caller's
 # credentials; without the key the scaler reported every step "not scaled".
 run "every_function_that_reads_or_writes_a_table_may_use_its_key" {
   module {

@@ -1,4 +1,4 @@
-# Models where the GPUs are (issue 15): the plan-time warning for GPU steps that run only CPU-only
+# Models where the GPUs are: the plan-time warning for GPU steps that run only CPU-only
 # detectors, where models go and who may read them, and the complete example's shape.
 
 mock_provider "aws" {

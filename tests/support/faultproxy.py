@@ -121,6 +121,7 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         self.bytes_out: Counter[str] = Counter()  # response body bytes sent back, by operation (S3.GET: bytes read from S3)
         self.s3_read: Counter[str] = Counter()  # S3 GETs' body bytes by request path ("/bucket/key"): which object was read
+        self.refused: Counter[str] = Counter()  # conditional writes DynamoDB refused (ConditionalCheckFailed), by operation
         self._lock = threading.Lock()
         self._random = random.Random(seed)  # fault injection, not security
         self.latency: dict[str, Latency] = {}  # by service (``service_of``): added before each call is answered
@@ -192,6 +193,8 @@ class FaultProxy:
                 if self.command != "HEAD":
                     with proxy._lock:  # counted before it is sent: a client that has the answer sees it counted
                         proxy.bytes_out[operation] += len(payload)
+                        if status == 400 and b"ConditionalCheckFailed" in payload:
+                            proxy.refused[operation] += 1
                         if operation == "S3.GET":
                             proxy.s3_read[urlsplit(self.path).path] += len(payload)
                     self.wfile.write(payload)

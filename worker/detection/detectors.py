@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import metadata
@@ -147,33 +146,12 @@ def parse_label_map(text: str) -> dict[int, str]:
     return labels
 
 
-def fetch_s3_prefix(uri: str, destination: Path) -> Path:
-    """Download every object under an ``s3://bucket/prefix`` into ``destination``; return the local folder."""
-    import boto3
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    s3 = boto3.client("s3")
-    found = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            relative = obj["Key"][len(prefix) :]
-            if not relative or relative.endswith("/") or ".." in Path(relative).parts:
-                continue
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            found += 1
-    if not found:
-        raise FileNotFoundError(f"nothing under {uri}")
-    return destination
-
-
 class SavedModelDetector:
     """A TensorFlow 2 Object Detection API SavedModel: ``detection_boxes/scores/classes`` and ``num_detections``.
 
-    ``model`` is a local SavedModel folder or an ``s3://`` prefix holding one (copied from the module's
-    own bucket at start-up: ``make model`` puts zoo models under ``models/``); docs/choosing-a-model.md.
+    ``model`` is a local SavedModel folder; a step that names an ``s3://`` prefix (``make model`` puts zoo models
+    under the module's ``models/``) has it copied at start-up by the worker (``worker.models``), which hands this
+    the local folder; docs/choosing-a-model.md.
     """
 
     name = "tf-savedmodel"
@@ -188,9 +166,9 @@ class SavedModelDetector:
             raise ValueError("tf-savedmodel needs a model: a SavedModel folder or an s3:// URI")
         if "$" in model:
             raise ValueError(f"tf-savedmodel model {model!r} names an environment variable that is not set")
-        path = Path(model)
         if model.startswith("s3://"):
-            path = fetch_s3_prefix(model, Path(tempfile.mkdtemp(prefix="savedmodel-")))
+            raise ValueError(f"tf-savedmodel model {model!r} is in S3: the worker copies it first (worker.models.local_models)")
+        path = Path(model)
         label_map = options.get("label_map")
         if isinstance(label_map, Mapping):
             self.label_map = {int(k): str(v) for k, v in label_map.items()}

@@ -162,7 +162,7 @@ class DetectionProcessor:
             document["pictures"], document["tiles"] = {"tiles": TILES}, tiles
         return StepOutput(document=document, files=files)
 
-    # --- long videos in segments (worker/segments.py) ----------------------------------------------
+    # --- long videos in segments (worker/splitter.py) ----------------------------------------------
 
     def timeline(self, path: Source) -> VideoTimeline | None:
         """How a video's frames are sampled, for planning its segments; None for images (a ranged input: from its first bytes)."""

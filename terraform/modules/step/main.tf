@@ -179,7 +179,7 @@ resource "aws_iam_role" "task" {
 data "aws_iam_policy_document" "task" {
   statement {
     # SendMessage: retries, postponements and hand-backs are requeued as fresh copies (worker/runtime.py), and a
-    # split video sends one message per segment with SendMessageBatch (worker/segments.py).
+    # split video sends one message per segment with SendMessageBatch (worker/splitter.py).
     sid       = "OwnQueue"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
     resources = [aws_sqs_queue.this.arn]
@@ -197,7 +197,7 @@ data "aws_iam_policy_document" "task" {
     resources = ["${var.bucket_arn}/${var.input_prefix}*", "${var.bucket_arn}/${var.results_prefix}*"]
   }
 
-  # Detection models make model uploaded (issue 15); read once at start-up, listed to find their files.
+  # Detection models `make model` uploaded under models/: read once at start-up, listed to find their files.
   statement {
     sid       = "ReadModels"
     actions   = ["s3:GetObject"]
