@@ -206,6 +206,8 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         if jobs and args.step not in known:
             raise CliError(f"no step named {args.step!r}; the steps are {sorted(known)}")
     store = job_store(outputs)
+    if args.from_step:
+        return _retry_from(store, jobs, args)
     retried = 0
     for job in jobs:
         failed = [step for name, step in job.steps.items() if step.state == StepState.FAILED and args.step in (None, name)]
@@ -219,6 +221,27 @@ def retry(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         print("nothing to retry: no failed step matched" if jobs else "nothing to retry: no jobs")
         return 1
     print(f"{retried} step{'s' if retried != 1 else ''} back to pending; `gpupipe status --wait` follows them")
+    return 0
+
+
+def _retry_from(store: JobStore, jobs: list[JobRecord], args: argparse.Namespace) -> int:
+    """``--from STEP``: run STEP and every step after it again, keeping the results of the steps before it."""
+    if args.failed or len(jobs) != 1:
+        raise CliError("--from reruns one job: name it (id, key or file name)")
+    job = jobs[0]
+    if job.step(args.from_step) is None:
+        raise CliError(f"no step named {args.from_step!r}; the steps are {list(job.step_names)}")
+    if not job.ended:
+        raise CliError(f"job {job.job_id} is still {job.status.value}: wait for it to end (`gpupipe status --wait`)")
+    moved = store.retries.retry_from(job.job_id, args.from_step, time.time())
+    if not moved:
+        print(f"not retried {job.job_id} {job.key}: it changed meanwhile (`gpupipe status {job.job_id}`)")
+        return 1
+    print(f"retried {job.job_id} {job.key} from step {args.from_step}: {', '.join(moved)} run again")
+    failed_elsewhere = [name for name in job.states(StepState.FAILED) if name not in moved]
+    if failed_elsewhere:
+        names = ", ".join(failed_elsewhere)
+        print(f"note: {names} failed too and is not after {args.from_step}: the job fails again; `gpupipe retry {job.job_id}` reruns it")
     return 0
 
 
@@ -355,11 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
         "run failed steps again, with a fresh retry budget",
         "Put a failed job's failed steps back to pending with a fresh retry budget; the pipeline sends each\n"
         "to its queue again. Fix the cause first (`gpupipe report --failed` shows the reasons).",
-        "  gpupipe retry street.mp4\n  gpupipe retry --failed\n  gpupipe retry --failed --step detect",
+        "  gpupipe retry street.mp4\n  gpupipe retry --failed\n  gpupipe retry --failed --step detect\n"
+        "  gpupipe retry street.mp4 --from anonymize",
     )
     retry_parser.add_argument("job", nargs="?", metavar="JOB_OR_KEY", help="a job id, an object key or a file name")
     retry_parser.add_argument("--failed", action="store_true", help="every failed job instead of one")
     retry_parser.add_argument("--step", metavar="STEP", help="only this step (e.g. --step detect)")
+    retry_parser.add_argument(
+        "--from",
+        dest="from_step",
+        metavar="STEP",
+        help="run STEP of an ended job and every step after it again (done or not), keeping the results before it",
+    )
     _command(
         commands,
         "doctor",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,7 @@ _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class StepState(StrEnum):
+    WAITING = "waiting"  # on the steps it runs after: not queued yet
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -37,12 +38,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
-
-
-def next_step(step_names: Sequence[str], done_step: str) -> str | None:
-    """The step after ``done_step``, or None when it was the last."""
-    index = list(step_names).index(done_step)
-    return step_names[index + 1] if index + 1 < len(step_names) else None
 
 
 @dataclass(frozen=True)

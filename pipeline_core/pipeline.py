@@ -1,4 +1,4 @@
-"""The pipeline definition: ordered steps, their queues, services and scaling policies.
+"""The pipeline definition: its steps (a graph: ``pipeline_core.graph``), their queues, services and scaling policies.
 
 Terraform renders it once as JSON into the ``PIPELINE_CONFIG_GZ`` environment
 variable of the Lambdas, gzipped and base64-encoded to stay under Lambda's 4 KB
@@ -17,6 +17,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pipeline_core.graph import Graph, GraphError
 
 
 class PipelineConfigError(ValueError):
@@ -113,6 +115,7 @@ DEFAULT_SCALING = ScalingPolicy()  # the module's default; terraform/variables.t
 class StepConfig:
     name: str
     queue_url: str
+    after: tuple[str, ...] | None = None  # the steps whose results it reads; None: the step before it in the list
     service: str = ""
     scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
     # The step queue's dead-letter queue, and the receives after which SQS moves a message there.
@@ -132,13 +135,14 @@ class PipelineConfig:
     scaler_function: str = ""
     notify_topic_arn: str = ""
     task_protection_api: bool = True
+    graph: Graph = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.steps:
-            raise PipelineConfigError("the pipeline needs at least one step")
-        names = [step.name for step in self.steps]
-        if len(set(names)) != len(names):
-            raise PipelineConfigError(f"step names must be unique: {names}")
+        try:
+            graph = Graph.of([(step.name, step.after) for step in self.steps])
+        except GraphError as error:
+            raise PipelineConfigError(str(error)) from None
+        object.__setattr__(self, "graph", graph)
 
     @property
     def step_names(self) -> list[str]:
@@ -161,6 +165,7 @@ class PipelineConfig:
                 StepConfig(
                     name=step["name"],
                     queue_url=step["queue_url"],
+                    after=None if step.get("after") is None else tuple(step["after"]),
                     service=step.get("service", ""),
                     scaling=ScalingPolicy.from_dict(step),
                     dlq_url=step.get("dlq_url", ""),

@@ -9,12 +9,13 @@ from here too (``JobAt``, ``StepAt``, ``SegmentAt``): no other module spells an 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_core.dynamo.expressions import ROOT, Key, Path, Update, Value
 from pipeline_core.dynamo.table import from_dynamo
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import DEFAULT_TTL_DAYS, JobStatus, ObjectRef, StepState
 from pipeline_core.protocol.phases import Phase, SegmentPhase
 from pipeline_core.segment_plan import SegmentPlan, VideoTimeline
@@ -56,6 +57,11 @@ class RecordAt(_At):
     timings = _Attr("timings")
     retried_at = _Attr("retried_at")  # when `gpupipe retry` last put it back
 
+    def last_run(self) -> tuple[Path, ...]:
+        """What a record run again from scratch forgets: its last attempt's holder and outcome (``attempts`` stays:
+        it only ever grows, and fences every claim)."""
+        return (self.error, self.finished_at, self.worker_id, self.lease_expires_at, self.message_id, self.result_file, self.timings)
+
 
 class StepAt(RecordAt):
     """One step's record: ``steps.<name>.`` in its job item."""
@@ -65,11 +71,20 @@ class StepAt(RecordAt):
     segment_seconds = _Attr("segment_seconds")
     plan = _Attr("plan")
     carrier = _Attr("carrier")  # the message that resumed a split step after a retry, or holds its merge
+    after = _Attr("after")  # the steps whose results it reads (recorded at the job's creation)
+    queued_by = _Attr("queued_by")  # the stream record whose job image found its parents done and queued it
     max_attempts = _Attr("max_attempts")
     merge_started_at = _Attr("merge_started_at")
 
-    def __init__(self, step: str):
-        super().__init__(ROOT / "steps" / Key("step", step))
+    def last_run(self) -> tuple[Path, ...]:
+        """A step's also: how it was carried, queued and split."""
+        split = (self.segment_count, self.segments_done, self.segment_seconds, self.plan, self.max_attempts, self.merge_started_at)
+        return (*super().last_run(), self.carrier, self.queued_by, *split)
+
+    def __init__(self, step: str, label: str = "step"):
+        """``label`` names the placeholder of the step's name (``#step``): a write that names several steps gives
+        each its own."""
+        super().__init__(ROOT / "steps" / Key(label, step))
 
 
 class SegmentAt(RecordAt):
@@ -153,6 +168,8 @@ class StepRecord:
     started_at: float | None = None
     finished_at: float | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    after: tuple[str, ...] | None = None  # None: an item made before graphs (the step before it in the list)
+    queued_by: str | None = None
 
     @classmethod
     def parse(cls, name: str, item: Mapping[str, Any], job_status: JobStatus) -> StepRecord:
@@ -176,6 +193,8 @@ class StepRecord:
             started_at=_float(item.get("started_at")),
             finished_at=_float(item.get("finished_at")),
             timings=dict(item.get("timings") or {}),
+            after=None if item.get("after") is None else tuple(item["after"]),
+            queued_by=item.get("queued_by"),
         )
 
     @property
@@ -193,6 +212,8 @@ class StepRecord:
 
     @property
     def phase(self) -> Phase:
+        if self.state == StepState.WAITING:
+            return Phase.WAITING
         if self.state == StepState.DONE:
             return Phase.SUCCEEDED
         if self.state == StepState.FAILED:
@@ -329,6 +350,21 @@ class JobRecord:
     def ended(self) -> bool:
         return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
+    @property
+    def graph_recorded(self) -> bool:
+        """Whether the item records its steps' ``after`` (items made before graphs ran their steps as a chain)."""
+        return all(step.after is not None for step in self.steps.values())
+
+    @property
+    def graph(self) -> Graph:
+        if not self.graph_recorded:
+            return Graph.chain(self.step_names)
+        return Graph.of([(name, self.steps[name].after) for name in self.step_names])
+
+    def states(self, *states: StepState) -> tuple[str, ...]:
+        """The steps in any of ``states``, in list order."""
+        return tuple(name for name in self.step_names if self.steps[name].state in states)
+
 
 def is_job_item(item: Mapping[str, Any]) -> bool:
     """A job's item, not a segment's (both live in the jobs table)."""
@@ -348,12 +384,11 @@ def job_from_image(image: Mapping[str, Any] | None) -> JobRecord | None:
 # --- items and updates, serialised ---------------------------------------------------------------------------------
 
 
-def new_job_item(obj: ObjectRef, step_names: tuple[str, ...] | list[str], now: float, ttl_days: int = DEFAULT_TTL_DAYS) -> dict[str, Any]:
-    """The item of a new job: every step pending."""
-    if not step_names:
-        raise ValueError("a job needs at least one step")
-    if len(set(step_names)) != len(step_names):
-        raise ValueError(f"step names must be unique: {list(step_names)}")
+def new_job_item(obj: ObjectRef, steps: Graph | Sequence[str], now: float, ttl_days: int = DEFAULT_TTL_DAYS) -> dict[str, Any]:
+    """The item of a new job: its roots pending (queued), every other step waiting on the steps it runs after (a list
+    of names is a chain); each step records its ``after``."""
+    graph = steps if isinstance(steps, Graph) else Graph.chain(steps)
+    step_names = graph.order
     return {
         KEY: obj.job_id,
         "bucket": obj.bucket,
@@ -362,7 +397,15 @@ def new_job_item(obj: ObjectRef, step_names: tuple[str, ...] | list[str], now: f
         "versioned": obj.versioned,
         "size": obj.size,
         "step_names": list(step_names),
-        "steps": {name: {"state": StepState.PENDING.value, "attempts": 0, "failures": 0} for name in step_names},
+        "steps": {
+            name: {
+                "state": (StepState.WAITING if graph.parents[name] else StepState.PENDING).value,
+                "attempts": 0,
+                "failures": 0,
+                "after": list(graph.parents[name]),
+            }
+            for name in step_names
+        },
         "status": JobStatus.PENDING.value,
         "created_at": now,
         "updated_at": now,

@@ -2,7 +2,7 @@
 
 ``intake_handler`` reads the intake queue, where S3 sends its notifications, and
 creates one job item per new object version. ``stream_handler`` reads the jobs
-table's stream and sends each job to its next step's queue, or finishes it.
+table's stream and sends each job to the steps its graph makes ready, or finishes it.
 
 The service name (a log field and the metrics' ``service`` dimension, which the
 dashboard reads) comes from ``POWERTOOLS_SERVICE_NAME``: intake or router.
@@ -28,7 +28,7 @@ from pipeline_core.jobs import JobStatus, WorkMessage
 from pipeline_core.jobstore import JobStore
 from pipeline_core.records import JobRecord, job_from_image, step_summary
 from pipeline_core.s3events import created_objects, is_test_event
-from stream_router.routing import Enqueue, Finish, intake_refusal, route
+from stream_router.routing import Enqueue, Finish, Queue, intake_refusal, route
 
 logger = Logger()
 metrics = Metrics(namespace="GpuPipeline")
@@ -61,7 +61,7 @@ def intake_record(record: SQSRecord) -> None:
         if refusal:
             logger.info("upload ignored", extra={**fields, "reason": refusal})
             metrics.add_metric(name="UploadsIgnored", unit=MetricUnit.Count, value=1)
-        elif job_store().create_job(obj, config.step_names, time.time()):
+        elif job_store().create_job(obj, config.graph, time.time()):
             logger.info("job created", extra={**fields, "steps": config.step_names})
             metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
         else:
@@ -88,6 +88,10 @@ def route_record(record: DynamoDBRecord) -> None:
     for action in route(str(record.event_name.name if record.event_name else ""), old, new):
         if isinstance(action, Enqueue):
             enqueue(new, action.step)
+        elif isinstance(action, Queue):
+            # The stream record's id names this queueing: a retried record sends again, any other is refused.
+            if job_store().joins.queue(new.job_id, action.step, action.parents, str(record.event_id), time.time()):
+                enqueue(new, action.step)
         elif isinstance(action, Finish):
             finish(new, action)
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline_core.jobs import JobStatus, StepState, next_step
+from pipeline_core.jobs import JobStatus, StepState
 from pipeline_core.records import JobRecord
 
 
 @dataclass(frozen=True)
 class Enqueue:
-    """Send the job to this step's queue."""
+    """Send the job to this step's queue: it is queued already (a root of a new job, or put back by a retry)."""
 
     step: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Every step this one runs after has succeeded: queue it (``JobStore.joins.queue``), then send it."""
+
+    step: str
+    parents: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class Finish:
     reason: str = ""
 
 
-Action = Enqueue | Finish
+Action = Enqueue | Queue | Finish
 
 
 def intake_refusal(key: str, input_prefix: str, allowed_suffixes: Sequence[str]) -> str | None:
@@ -45,33 +53,51 @@ def _states(job: JobRecord | None) -> dict[str, StepState]:
 def route(event_name: str, old: JobRecord | None, new: JobRecord | None) -> list[Action]:
     """What a change to a job item sets off (``old`` and ``new``: its images, None for a segment's item or none).
 
-    A new job sends its first step; a step that became done sends the next, or
-    finishes the job after the last; a step that became failed fails the job; a
-    failed step put back to pending (``gpupipe retry``) is sent again. Removals
-    and writes that changed no step's state set off nothing, so unrelated updates
-    (a lease extension, a retry note, a release to pending) never send twice.
+    A new job sends its roots. A step that failed fails the job, and nothing more is queued. A step put back to
+    pending by `gpupipe retry` (from failed, or from done with ``--from``) is sent again, and so is every step left
+    pending when the job ended (a worker dropped its message: the job had ended); a job reopened while another step
+    stays failed fails again, so it still ends. When a step became done (or a retry reopened the job), every
+    waiting step whose parents have all succeeded is queued; the job's end
+    (its status set by the worker whose step was the last) is announced. The router's own queueing (waiting ->
+    pending), a claim, a lease extension or a release sets nothing off, so nothing is sent twice.
     """
     if event_name == "REMOVE" or new is None:
         return []
-    step_names = new.step_names
-    new_states = _states(new)
+    new_states, old_states = _states(new), _states(old)
     if event_name == "INSERT":
-        first = step_names[0]
-        return [Enqueue(first)] if new_states.get(first) == StepState.PENDING else []
-    old_states = _states(old)
+        return [Enqueue(name) for name in new.states(StepState.PENDING)]
     actions: list[Action] = []
-    for name in step_names:
+    became_done = False
+    for name in new.step_names:
         before, after = old_states.get(name), new_states.get(name)
         if before == after:
             continue
         if after == StepState.FAILED:
             return [Finish(JobStatus.FAILED, f"step {name} failed: {new.steps[name].error or ''}")]
-        if before == StepState.FAILED and after == StepState.PENDING:
+        if before in (StepState.FAILED, StepState.DONE) and after == StepState.PENDING:
             actions.append(Enqueue(name))
-        if after == StepState.DONE:
-            following = next_step(step_names, name)
-            if following is None:
-                actions.append(Finish(JobStatus.SUCCEEDED))
-            elif new_states.get(following) == StepState.PENDING:
-                actions.append(Enqueue(following))
+        became_done = became_done or after == StepState.DONE
+    if new.status == JobStatus.SUCCEEDED and (old is None or old.status != JobStatus.SUCCEEDED):
+        return [*actions, Finish(JobStatus.SUCCEEDED)]
+    reopened = old is not None and old.ended and not new.ended
+    if reopened:
+        still_failed = new.states(StepState.FAILED)
+        if still_failed:  # a retry of one failed branch while another stays failed: the job cannot succeed
+            name = still_failed[0]
+            return [Finish(JobStatus.FAILED, f"step {name} failed: {new.steps[name].error or ''}")]
+        if new.graph_recorded:  # a step queued before the job ended had its message dropped: send it again
+            actions += [Enqueue(name) for name in new.states(StepState.PENDING) if Enqueue(name) not in actions]
+    if (became_done or reopened) and not new.ended:
+        actions += _ready(new)
     return actions
+
+
+def _ready(job: JobRecord) -> list[Action]:
+    """The steps to queue now: waiting, every parent done. An item made before graphs runs its steps as the chain it
+    was made as, each pending from the start: the step after the last done one is sent."""
+    done = job.states(StepState.DONE)
+    if not job.graph_recorded:
+        following = [name for name in job.step_names if name not in done][:1]
+        return [Enqueue(name) for name in following if job.steps[name].state == StepState.PENDING and not job.steps[name].attempts]
+    graph = job.graph
+    return [Queue(name, graph.parents[name]) for name in graph.ready(done, job.states(StepState.WAITING))]

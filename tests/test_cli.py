@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from gpupipe.cli import main
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from tests.support.aws import free_port
@@ -87,6 +88,48 @@ def test_status_shows_the_segments_done_of_a_split_video(
     assert out.count("uploads/long.mp4") == 1  # the segments' own items are not jobs
 
 
+def test_retry_from_reruns_a_step_and_every_step_after_it_and_keeps_the_rest(
+    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = PipelineStack.create(moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    outputs = tmp_path / "stack.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "bucket_name": stack.bucket,
+                "input_prefix": "uploads/",
+                "results_prefix": "results/",
+                "jobs_table_name": stack.config["jobs_table"],
+            }
+        )
+    )
+    store = JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"]))
+    obj = ObjectRef(stack.bucket, "uploads/street.mp4", "v1")
+    store.create_job(obj, Graph.of([("people", ()), ("faces", ()), ("anonymize", ("people", "faces"))]), now=1.0)
+    cli = ["--outputs", str(outputs), "retry", "street.mp4", "--from", "anonymize"]
+    assert main(cli) == 2
+    assert "still pending: wait for it to end" in capsys.readouterr().err
+    for index, name in enumerate(("people", "faces")):
+        store.claims.mark_done(store.claims.claim(obj.job_id, name, "w", f"m{index}", 2.0, 60), 3.0, f"s3://r/{name}", {})
+    assert store.joins.queue(obj.job_id, "anonymize", ("people", "faces"), "record-1", 3.5)
+    store.claims.mark_done(store.claims.claim(obj.job_id, "anonymize", "w", "m3", 4.0, 60), 5.0, "s3://r/anonymize", {})
+    assert raw_job(store, obj.job_id)["status"] == "succeeded"
+
+    assert main(cli) == 0
+    assert "from step anonymize: anonymize run again" in capsys.readouterr().out
+    job = raw_job(store, obj.job_id)
+    assert job["status"] == "running"
+    assert {name: job["steps"][name]["state"] for name in ("people", "faces", "anonymize")} == {
+        "people": "done",
+        "faces": "done",
+        "anonymize": "pending",
+    }
+    assert job["steps"]["people"]["result_file"] == "s3://r/people" and "result_file" not in job["steps"]["anonymize"]
+    assert main([*cli[:-1], "nope"]) == 2
+    assert "no step named 'nope'" in capsys.readouterr().err
+
+
 def test_retry_puts_failed_steps_back_and_says_which(
     moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,6 +152,7 @@ def test_retry_puts_failed_steps_back_and_says_which(
         store.create_job(obj, ["people", "faces"], now=1.0)
     store.dead_letters.fail_step(first.job_id, "people", "moved to the dead-letter queue after 5 receives", 2.0, message_id="m1")
     store.claims.mark_done(store.claims.claim(second.job_id, "people", "w", "m2", 1.0, 60), 2.0, "s3://r", {})
+    assert store.joins.queue(second.job_id, "faces", ("people",), "record-1", 2.5)  # the router, on people done
     store.claims.mark_failed(store.claims.claim(second.job_id, "faces", "w", "m3", 3.0, 60), 4.0, "PermanentError: corrupt")
     cli = ["--outputs", str(outputs), "retry"]
 

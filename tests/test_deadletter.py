@@ -108,7 +108,7 @@ def test_a_message_dead_lettered_before_any_claim_fails_its_pending_step(pipelin
     dead = receive_until_dead_lettered(pipeline, "people")
     assert consume(pipeline, "people", dead) == {"batchItemFailures": []}
     job = raw_job(store(pipeline), job_id)
-    assert (job["status"], job["steps"]["people"]["error"], job["steps"]["faces"]["state"]) == ("failed", REASON, "pending")
+    assert (job["status"], job["steps"]["people"]["error"], job["steps"]["faces"]["state"]) == ("failed", REASON, "waiting")
 
 
 def test_a_finished_step_or_one_held_by_another_message_is_left_alone(pipeline: PipelineStack, capsys) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pipeline_core.dynamo.table import to_dynamo
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from pipeline_core.records import segment_item_id
@@ -62,7 +63,7 @@ def _largest_job(stack: StepStack, steps: int) -> tuple[JobStore, ObjectRef, dic
     store = JobStore(stack.table)
     obj = ObjectRef(stack.bucket, LONGEST_KEY, "v" * 32, 10**12, versioned=True)
     names = [f"step-{i:02d}-{'s' * 40}" for i in range(steps)]
-    assert store.create_job(obj, names, 1000.0)
+    assert store.create_job(obj, Graph.of([(name, ()) for name in names]), 1000.0)  # parallel: every step split at once
     plan = SegmentPlan(VideoTimeline(29.97, 30 * 3600 * 24 * 30, 7, None), 60)
     assert plan.count == MAX_SEGMENTS
     for name in names:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import (
     ObjectRef,
     WorkMessage,
     job_id_for,
-    next_step,
     result_key,
 )
 from pipeline_core.records import new_job_item
@@ -26,11 +26,6 @@ def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-def test_next_step_walks_the_list_in_order() -> None:
-    assert next_step(["people", "faces"], "people") == "faces"
-    assert next_step(["people", "faces"], "faces") is None
-
-
 def test_job_id_is_stable_per_object_version() -> None:
     first = job_id_for("bucket", "a.jpg", "v1")
     assert first == job_id_for("bucket", "a.jpg", "v1")
@@ -39,13 +34,23 @@ def test_job_id_is_stable_per_object_version() -> None:
     assert first != job_id_for("other", "a.jpg", "v1")
 
 
-def test_new_job_lists_every_step_pending() -> None:
+def test_new_job_queues_its_roots_and_the_rest_wait_on_their_parents() -> None:
     item = new_job_item(ObjectRef("b", "k.jpg", "v1", 10), ["people", "faces"], now=1000.0, ttl_days=1)
     assert item["step_names"] == ["people", "faces"]
-    assert {name: step["state"] for name, step in item["steps"].items()} == {"people": "pending", "faces": "pending"}
+    assert {name: (step["state"], step["after"]) for name, step in item["steps"].items()} == {
+        "people": ("pending", []),
+        "faces": ("waiting", ["people"]),
+    }
     assert item["status"] == "pending"
     assert item["expires_at"] == 1000 + 86400
-    with pytest.raises(ValueError, match="unique"):
+    graph = Graph.of([("people", ()), ("faces", ()), ("anonymize", ("people", "faces"))])
+    item = new_job_item(ObjectRef("b", "k.jpg", "v1", 10), graph, now=1000.0)
+    assert {name: step["state"] for name, step in item["steps"].items()} == {
+        "people": "pending",
+        "faces": "pending",
+        "anonymize": "waiting",
+    }
+    with pytest.raises(ValueError, match="more than once"):
         new_job_item(ObjectRef("b", "k", "v"), ["a", "a"], now=0)
     with pytest.raises(ValueError, match="at least one"):
         new_job_item(ObjectRef("b", "k", "v"), [], now=0)

@@ -31,7 +31,7 @@ def test_duplicate_create_makes_no_second_job(store: JobStore) -> None:
 
 def test_claim_marks_step_and_job_running(store: JobStore) -> None:
     claim = store.claims.claim(OBJ.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
-    assert (claim.attempt, claim.step_names, claim.is_last_step) == (1, ("people", "faces"), False)
+    assert (claim.attempt, claim.step_names, claim.others) == (1, ("people", "faces"), ("faces",))
     job = raw_job(store, OBJ.job_id)
     assert job["status"] == "running"
     assert job["steps"]["people"] == {
@@ -42,6 +42,7 @@ def test_claim_marks_step_and_job_running(store: JobStore) -> None:
         "message_id": "m1",
         "lease_expires_at": 1030.0,
         "started_at": 1000.0,
+        "after": [],
     }
 
 
@@ -77,6 +78,8 @@ def test_only_the_current_holder_can_finish(store: JobStore) -> None:
 
 def test_last_step_done_succeeds_the_job(store: JobStore) -> None:
     store.claims.mark_done(store.claims.claim(OBJ.job_id, "people", "w1", "m1", 1000.0, 30), 1001.0, "s3://a", {})
+    assert raw_job(store, OBJ.job_id)["status"] == "running"
+    assert store.joins.queue(OBJ.job_id, "faces", ("people",), "record-1", 1001.5)  # the router, seeing people done
     store.claims.mark_done(store.claims.claim(OBJ.job_id, "faces", "w1", "m2", 1002.0, 30), 1003.0, "s3://b", {})
     assert raw_job(store, OBJ.job_id)["status"] == "succeeded"
 
@@ -307,7 +310,7 @@ def test_create_claimed_leaves_the_item_that_create_then_claim_leave_and_claims_
     old_way = store.claims.claim(one.job_id, "people", "w1", "m1", now=1000.0, lease_seconds=30)
     new_way = store.claims.create_claimed(two, "people", "w1", "m1", now=1000.0, lease_seconds=30)
     assert new_way is not None and (new_way.attempt, new_way.failures, new_way.step_names) == (1, 0, ("people",))
-    assert {**vars(new_way), "job_id": None} == {**vars(old_way), "job_id": None}
+    assert {**vars(new_way), "job_id": None, "job": None} == {**vars(old_way), "job_id": None, "job": None}
     fields = ("job_id", "key")
     assert {k: v for k, v in raw_job(store, two.job_id).items() if k not in fields} == {
         k: v for k, v in raw_job(store, one.job_id).items() if k not in fields

@@ -8,6 +8,7 @@ import pytest
 from botocore.stub import Stubber
 
 from local_runtime.agent import AgentServer
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import ObjectRef
 from pipeline_core.jobstore import JobStore
 from pipeline_core.jobstore.claims import Claims
@@ -120,7 +121,7 @@ def test_a_refused_extension_of_a_finished_claim_does_not_mark_the_next_claim_lo
 
     store = JobStore(stack.table)
     store.claims = SwitchingClaims(store.table)
-    store.create_job(OBJ, ["people", "faces"], now=100.0)
+    store.create_job(OBJ, Graph.of([("people", ()), ("faces", ())]), now=100.0)
     first = store.claims.claim(OBJ.job_id, "people", "w1", "m1", now=100.0, lease_seconds=300)
     second = JobStore(stack.table).claims.claim(OBJ.job_id, "faces", "w1", "m1", now=100.0, lease_seconds=300)
     keepalive = Keepalive(stack.aws["sqs"], stack.queue_url, store, 300, 100, TaskProtection(None), clock=Clock(200.0))

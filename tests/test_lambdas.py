@@ -78,7 +78,7 @@ def test_intake_creates_one_job_per_object_and_none_for_a_duplicate_event(pipeli
     etag = event["Records"][0]["s3"]["object"]["eTag"]
     job = raw_job(jobs(pipeline), ObjectRef(pipeline.bucket, "uploads/holiday photos/a+b.jpg", etag.strip('"')).job_id)
     assert job["step_names"] == ["people", "faces"]
-    assert {name: step["state"] for name, step in job["steps"].items()} == {"people": "pending", "faces": "pending"}
+    assert {name: step["state"] for name, step in job["steps"].items()} == {"people": "pending", "faces": "waiting"}
     assert job["expires_at"] > job["created_at"]
 
 

@@ -12,6 +12,7 @@ from pipeline_core.jobs import JobStatus, StepState
 from pipeline_core.jobstore import JobStore
 from pipeline_core.jobstore.claims import Claims
 from pipeline_core.jobstore.deadletters import DeadLetters
+from pipeline_core.jobstore.joins import Joins
 from pipeline_core.jobstore.retry import Retries
 from pipeline_core.jobstore.segments import Splits
 from pipeline_core.protocol.decisions import (
@@ -55,7 +56,7 @@ def test_the_docs_picture_and_tables_are_the_ones_the_table_generates() -> None:
     assert "```mermaid" in text and "split --> waiting_to_merge" in text
 
 
-ROOMS = {"claims": Claims, "splits": Splits, "dead_letters": DeadLetters, "retries": Retries}
+ROOMS = {"claims": Claims, "splits": Splits, "dead_letters": DeadLetters, "retries": Retries, "joins": Joins}
 
 
 def method(code: str) -> object:

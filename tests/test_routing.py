@@ -6,9 +6,10 @@ import copy
 
 import pytest
 
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import JobStatus, ObjectRef
 from pipeline_core.records import new_job_item, parse_job
-from stream_router.routing import Action, Enqueue, Finish, intake_refusal, route
+from stream_router.routing import Action, Enqueue, Finish, Queue, intake_refusal, route
 
 pytestmark = pytest.mark.unit
 
@@ -32,13 +33,44 @@ def test_a_new_job_goes_to_its_first_step() -> None:
 
 def test_a_done_step_sends_the_job_to_the_next() -> None:
     running = changed(JOB, "people", "running")
-    assert routed("MODIFY", running, changed(JOB, "people", "done")) == [Enqueue("faces")]
+    assert routed("MODIFY", running, changed(JOB, "people", "done")) == [Queue("faces", ("people",))]
 
 
-def test_the_last_step_done_finishes_the_job() -> None:
+def test_the_job_ends_when_the_worker_whose_step_was_the_last_marks_it_succeeded() -> None:
     before = changed(changed(JOB, "people", "done"), "faces", "running")
     after = changed(before, "faces", "done")
+    after["status"] = "succeeded"
     assert routed("MODIFY", before, after) == [Finish(JobStatus.SUCCEEDED)]
+    assert routed("MODIFY", after, after) == []
+
+
+DIAMOND = new_job_item(
+    ObjectRef("b", "uploads/a.mp4", "v1"),
+    Graph.of([("people", ()), ("faces", ()), ("anonymize", ("people", "faces")), ("report", ("anonymize",))]),
+    now=1.0,
+)
+
+
+def test_parallel_roots_are_sent_together_and_a_join_waits_for_every_parent() -> None:
+    assert routed("INSERT", None, DIAMOND) == [Enqueue("people"), Enqueue("faces")]
+    running = changed(changed(DIAMOND, "people", "running"), "faces", "running")
+    one_done = changed(running, "people", "done")
+    assert routed("MODIFY", running, one_done) == []
+    both_done = changed(one_done, "faces", "done")
+    assert routed("MODIFY", one_done, both_done) == [Queue("anonymize", ("people", "faces"))]
+    queued = changed(both_done, "anonymize", "pending")
+    assert routed("MODIFY", both_done, queued) == [], "the router's own queueing sets nothing off"
+
+
+def test_a_failed_branch_fails_the_job_and_queues_nothing_more() -> None:
+    running = changed(changed(DIAMOND, "people", "done"), "faces", "running")
+    failed = changed(running, "faces", "failed", error="PermanentError: x")
+    assert routed("MODIFY", running, failed) == [Finish(JobStatus.FAILED, "step faces failed: PermanentError: x")]
+    # The other branch finishing after the job failed queues nothing.
+    failed["status"] = "failed"
+    late = changed(changed(DIAMOND, "people", "running"), "faces", "failed", error="x")
+    late["status"] = "failed"
+    assert routed("MODIFY", late, changed(late, "people", "done")) == []
 
 
 def test_a_failed_step_fails_the_job_and_stops() -> None:
@@ -92,3 +124,15 @@ def test_intake_filters_prefix_and_suffix(key: str, refusal: str | None) -> None
         assert result is None
     else:
         assert refusal in result
+
+
+def test_a_reopened_job_sends_its_dropped_steps_again_or_fails_again_while_a_branch_stays_failed() -> None:
+    ended = changed(changed(DIAMOND, "people", "failed", error="x"), "faces", "pending")  # faces' message dropped
+    ended["status"] = "failed"
+    reopened = changed(ended, "people", "pending")
+    reopened["status"] = "running"
+    assert routed("MODIFY", ended, reopened) == [Enqueue("people"), Enqueue("faces")]
+    both_failed = changed(ended, "faces", "failed", error="y")
+    one_retried = changed(both_failed, "people", "pending")
+    one_retried["status"] = "running"
+    assert routed("MODIFY", both_failed, one_retried) == [Finish(JobStatus.FAILED, "step faces failed: y")]

@@ -26,10 +26,17 @@ END = "<!-- end of generated part -->"
 # room -> (modules by prefix, x, y, what it holds): the programs at the top, the job model at the bottom.
 ROOMS: dict[str, tuple[tuple[str, ...], float, float, str]] = {
     "job model": (
-        ("pipeline_core.jobs", "pipeline_core.pipeline", "pipeline_core.segment_plan", "pipeline_core.bodies", "pipeline_core.s3events"),
+        (
+            "pipeline_core.jobs",
+            "pipeline_core.pipeline",
+            "pipeline_core.graph",
+            "pipeline_core.segment_plan",
+            "pipeline_core.bodies",
+            "pipeline_core.s3events",
+        ),
         3.0,
         0.4,
-        "states, ids, messages, result keys, the pipeline definition, the split plan",
+        "states, ids, messages, result keys, the pipeline definition and its graph, the split plan",
     ),
     "records": (("pipeline_core.records",), 3.0, 1.8, "items <-> typed records: the only code that knows attribute names"),
     "protocol": (("pipeline_core.protocol",), 1.1, 1.8, "phases, named guards, the transition table, pure decisions"),
@@ -61,7 +68,7 @@ ROOMS: dict[str, tuple[tuple[str, ...], float, float, str]] = {
         "settings, logs, which errors are permanent, what a step's outcome asks of its message",
     ),
     "step lifecycle": (
-        ("worker.lifecycle", "worker.splitter", "worker.storage", "worker.s3input"),
+        ("worker.lifecycle", "worker.splitter", "worker.storage", "worker.s3input", "worker.upstream"),
         5.6,
         3.2,
         "claim, bound, fence, commit; splits and merges",

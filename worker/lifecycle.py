@@ -49,6 +49,7 @@ from worker.processing import Processor, StepContext, StepOutput
 from worker.s3input import S3Input, first_read
 from worker.splitter import SegmentsNotSent, Splitter, segments_summary
 from worker.storage import RESULT_SCHEMA_VERSION, AttemptOutputs, fetch_input
+from worker.upstream import read_upstream, upstream_summary
 
 log = logging.getLogger("worker")
 
@@ -247,10 +248,16 @@ class StepRunner:
                 if plan is not None:
                     return head, plan, {}
         obj = item.obj
-        context = StepContext(claim.job_id, claim.step, obj.bucket, obj.key, obj.version, claim.attempt, workdir, claim.span, source)
+        with watch.time("upstream"):
+            upstream = read_upstream(self.s3, claim.job, claim.step, workdir)
+        context = StepContext(
+            claim.job_id, claim.step, obj.bucket, obj.key, obj.version, claim.attempt, workdir, claim.span, source, upstream
+        )
         with watch.time("process"):
             output = self.processor.process(input_path, context)
-        extra = {"input_read": {"requests": source.calls, "bytes": source.bytes_read}} if source is not None else {}
+        extra: dict[str, Any] = {"input_read": {"requests": source.calls, "bytes": source.bytes_read}} if source is not None else {}
+        if upstream:
+            extra["upstream"] = upstream_summary(upstream)
         return head, output, extra
 
     def _fetch_and_merge(self, claim: Claim, item: WorkItem, workdir: Path, watch: Stopwatch) -> WorkResult:
@@ -260,12 +267,15 @@ class StepRunner:
             raise ClaimLost(f"{claim.job_id}/{claim.step}: the split step's record is gone")
         with watch.time("download"):
             parts = self.splitter.fetch_parts(claim.job_id, step, workdir)
-        context = StepContext(claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir)
+        upstream = read_upstream(self.s3, claim.job, claim.step, workdir)
+        context = StepContext(
+            claim.job_id, claim.step, item.obj.bucket, item.obj.key, item.obj.version, claim.attempt, workdir, upstream=upstream
+        )
         with watch.time("merge"):
             output = self.processor.merge(parts, context)  # type: ignore[attr-defined]
         pinned = parts[0].result["input"]
         head = {"VersionId": pinned.get("version_id"), "ETag": pinned["etag"], "ContentLength": pinned["size"]}
-        return head, output, {"segments": segments_summary(parts)}
+        return head, output, {"segments": segments_summary(parts)} | ({"upstream": upstream_summary(upstream)} if upstream else {})
 
     def _document(self, claim: Claim, item: WorkItem, head: dict[str, Any], output: StepOutput, watch: Stopwatch) -> dict[str, Any]:
         return {

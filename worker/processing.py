@@ -7,12 +7,32 @@ it. It knows nothing of queues, claims or AWS: the step's lifecycle (``worker.li
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from pipeline_core.segment_plan import Segment, VideoTimeline
 from worker.ranged import RangedInput, Source
+
+
+@dataclass(frozen=True)
+class UpstreamResult:
+    """The committed result of a step this one runs after: exactly the attempt the job item records as done, never
+    "the latest" (a retried upstream step writes its new attempt elsewhere, and this step's commit is then refused)."""
+
+    step: str
+    attempt: int  # the attempt that committed it
+    result_file: str  # s3://.../<step>/attempt-<n>/result.json
+    document: Mapping[str, Any]  # its result.json's ``output``: the processor's document
+    files: tuple[str, ...]  # the side files beside it (contact sheet, annotated video, ...)
+    fetch: Callable[[str], Path] = field(repr=False, compare=False)  # one side file of that attempt, downloaded
+
+    def file(self, name: str) -> Path:
+        """The side file ``name`` of this attempt, as a local path (downloaded once)."""
+        if name not in self.files:
+            raise KeyError(f"{self.step}'s result has no file {name!r} (it has {', '.join(self.files) or 'none'})")
+        return self.fetch(name)
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,8 @@ class StepContext:
     # The input read in ranges (``worker.ranged``), for a processor with ``reads_ranges = True``: set for a segment,
     # whose ``path`` is then not downloaded (a segment reads its range and the container's index, not the file).
     source: RangedInput | None = None
+    # The results of the steps this one runs after (its ``after``), by step name; {} for a root.
+    upstream: Mapping[str, UpstreamResult] = field(default_factory=dict)
 
 
 @dataclass

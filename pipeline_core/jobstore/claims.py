@@ -24,6 +24,8 @@ from pipeline_core.protocol.guards import (
     lease_expired,
     no_item,
     no_live_merge,
+    other_unfinished,
+    others_done,
     pending,
     step_exists,
     step_running,
@@ -60,10 +62,12 @@ class Claim:
     span: Segment | None = None  # the claimed segment's range, from the plan the job item records
     message_id: str = ""  # the message (its chain's origin id) the claim was made through
     retried_at: float | None = None  # when `gpupipe retry` last put the claimed step back, as the claim found it
+    job: JobRecord | None = None  # the job as the claim left it (its other steps' states, its parents' results)
 
     @property
-    def is_last_step(self) -> bool:
-        return self.step_names[-1] == self.step
+    def others(self) -> tuple[str, ...]:
+        """The job's other steps."""
+        return tuple(name for name in self.step_names if name != self.step)
 
     @property
     def key(self) -> dict[str, str]:
@@ -140,11 +144,13 @@ class Claims:
 
         The item is the one those two writes leave: a new job passes every guard of the claim (open, whole, pending).
         """
+        item = claimed_job_item(obj, step, worker_id, message_id, now, lease_seconds)
         try:
-            self.table.put(claimed_job_item(obj, step, worker_id, message_id, now, lease_seconds), no_item())
+            self.table.put(item, no_item())
         except ConditionFailed:
             return None
-        return Claim(job_id=obj.job_id, step=step, worker_id=worker_id, attempt=1, step_names=(step,), message_id=message_id)
+        job = JobRecord.parse(item)
+        return Claim(job_id=obj.job_id, step=step, worker_id=worker_id, attempt=1, step_names=(step,), message_id=message_id, job=job)
 
     def claim(
         self,
@@ -190,6 +196,7 @@ class Claims:
             failures=claimed_step.failures,
             message_id=message_id,
             retried_at=claimed_step.retried_at,
+            job=record,
         )
 
     def _claim_segment(
@@ -249,6 +256,7 @@ class Claims:
             span=plan.segments[index],
             message_id=message_id,
             retried_at=record.retried_at,
+            job=job,
         )
 
     def claim_merge(
@@ -284,6 +292,7 @@ class Claims:
             failures=record.steps[step].failures,
             merging=True,
             message_id=message_id,
+            job=record,
         )
 
     # --- the holder's writes --------------------------------------------------------------------------------------
@@ -292,11 +301,38 @@ class Claims:
         self._as_holder(claim, Update().set(claim.at.lease_expires_at, Value("lease", until)))
 
     def mark_done(self, claim: Claim, now: float, result_file: str, timings: Mapping[str, float]) -> None:
-        """running -> done; the job succeeds with its last step. (A segment is done with ``Splits.mark_segment_done``.)"""
+        """running -> done; the job succeeds with its last step, the one whose others are all done. (A segment is done
+        with ``Splits.mark_segment_done``.)
+
+        Two ways, each one conditional write: done and the job succeeded while every other step is done; or done
+        alone while some other step is not. The claim's view of the job says which to try first; a refusal that
+        finds the claim still held means another step finished in between, and the other way is tried. Branches
+        finishing together each succeed in one of the two ways, so exactly the last one ends the job.
+        """
         if claim.segment is not None:
             raise ValueError("a segment is done with Splits.mark_segment_done")
-        job_status = JobStatus.SUCCEEDED if claim.is_last_step else JobStatus.RUNNING
-        self._as_holder(claim, record_done(StepAt(claim.step), now, result_file, timings).set(JOB.status, job_status) + touched(now))
+        others = claim.others
+        held = holds_claim(claim.at, claim.worker_id, claim.attempt)
+        update = record_done(StepAt(claim.step), now, result_file, timings) + touched(now)
+        last = Write(claim.key, update.set(JOB.status, JobStatus.SUCCEEDED), held & others_done(others))
+        if not others:
+            ways = [last]
+        else:
+            not_last = Write(claim.key, update, held & other_unfinished(others))
+            seen_done = claim.job is not None and all(name in claim.job.states(StepState.DONE) for name in others)
+            ways = [last, not_last] if seen_done else [not_last, last]
+        for attempt in range(2 * len(others) + 2):  # each refusal with the claim held: another step finished meanwhile
+            try:
+                self.table.update(ways[attempt % len(ways)])
+                return
+            except ConditionFailed as refused:
+                found = parse_job(refused.old)
+                step = found.step(claim.step) if found is not None else None
+                if step is None or not (
+                    step.state == StepState.RUNNING and step.worker_id == claim.worker_id and step.attempts == claim.attempt
+                ):
+                    raise ClaimLost.of(claim) from None
+        raise ClaimLost.of(claim)
 
     def mark_failed(self, claim: Claim, now: float, reason: str) -> None:
         """running -> failed, and the job fails with it. A segment's failure fails its step (and the job) with it,

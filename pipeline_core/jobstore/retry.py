@@ -8,8 +8,8 @@ from pipeline_core.jobs import JobStatus, StepState
 from pipeline_core.jobstore.reads import Reads
 from pipeline_core.jobstore.updates import touched
 from pipeline_core.protocol.decisions import OnRetry, on_retry
-from pipeline_core.protocol.guards import failed, no_item, not_done_nor_held, step_exists
-from pipeline_core.records import JOB, SEGMENT, StepAt, job_key, segment_identity, segment_key
+from pipeline_core.protocol.guards import failed, finished, job_ended, no_item, not_done_nor_held, not_held, step_exists
+from pipeline_core.records import JOB, SEGMENT, JobRecord, StepAt, job_key, segment_identity, segment_key
 
 
 class Retries:
@@ -46,3 +46,37 @@ class Retries:
             + touched(now)
         ).remove(at.error, at.finished_at, at.worker_id, at.lease_expires_at, at.message_id, at.carrier)
         return self.table.update_if(Write(job_key(job_id), update, step_exists(at) & failed(at)))
+
+    def retry_from(self, job_id: str, step: str, now: float) -> tuple[str, ...]:
+        """``gpupipe retry --from STEP``: run ``step`` and every step downstream of it again, keeping the results
+        upstream of it. The job must have ended; ``step`` must be done or failed. ``step`` goes back to pending (the
+        router sends it), its downstream steps to waiting (each is queued again when its parents succeed), each with
+        a fresh budget and its split forgotten; their segments no live worker holds are put back to pending with no
+        message, done or not (each its own conditional write, first). A worker still running one of them (a branch
+        of a failed job) loses its claim: its commit is refused. The steps moved, in list order ((): none).
+        """
+        job = self.reads.job(job_id)
+        if job is None or job.step(step) is None:
+            return ()
+        moved = (step, *job.graph.downstream(step))
+        for name in moved:
+            self._reset_segments(job, name, now)
+        update = touched(now).set(JOB.status, JobStatus.RUNNING)
+        for index, name in enumerate(moved):
+            at = StepAt(name, "step" if index == 0 else f"down{index}")
+            state = StepState.PENDING if index == 0 else StepState.WAITING
+            update = (update + Update().set_all({at.state: state, at.failures: 0, at.retried_at: Value("now", now)})).remove(*at.last_run())
+        at = StepAt(step)
+        applied = self.table.update_if(Write(job_key(job_id), update, job_ended() & step_exists(at) & finished(at)))
+        return moved if applied else ()
+
+    def _reset_segments(self, job: JobRecord, step: str, now: float) -> None:
+        record = job.step(step)
+        if record is None or record.plan is None:
+            return
+        for index in range(record.plan.count):
+            reset = (
+                Update().set_all({SEGMENT.state: StepState.PENDING, SEGMENT.failures: 0, SEGMENT.retried_at: Value("now", now)})
+                + segment_identity(job, job.job_id, step, index)
+            ).remove(*SEGMENT.last_run())
+            self.table.update_if(Write(segment_key(job.job_id, step, index), reset, no_item() | not_held(SEGMENT, now)))

@@ -7,18 +7,22 @@ rest of the protocol's writes, each built from the named guards of ``protocol.gu
 - ``claims``: a worker's claim of a step, a segment or a merge, and the holder's writes (``jobstore.claims``);
 - ``splits``: a split's plan, its segments' messages and their fan-in (``jobstore.segments``);
 - ``dead_letters``: what a dead-lettered message fails (``jobstore.deadletters``);
-- ``retries``: ``gpupipe retry`` (``jobstore.retry``).
+- ``retries``: ``gpupipe retry``, and ``--from`` a step (``jobstore.retry``);
+- ``joins``: a step of a graph queued once its parents have all succeeded (``jobstore.joins``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline_core.dynamo.expressions import Update, Value
 from pipeline_core.dynamo.table import ConditionFailed, Table, Write
+from pipeline_core.graph import Graph
 from pipeline_core.jobs import JobStatus, ObjectRef
 from pipeline_core.jobstore.claims import Claims
 from pipeline_core.jobstore.deadletters import DeadLetters
+from pipeline_core.jobstore.joins import Joins
 from pipeline_core.jobstore.reads import Reads
 from pipeline_core.jobstore.retry import Retries
 from pipeline_core.jobstore.segments import Splits
@@ -37,11 +41,13 @@ class JobStore:
         self.splits = Splits(self.table, self.reads)
         self.dead_letters = DeadLetters(self.table)
         self.retries = Retries(self.table, self.reads)
+        self.joins = Joins(self.table)
 
-    def create_job(self, obj: ObjectRef, step_names: list[str] | tuple[str, ...], now: float) -> bool:
-        """Put a new job unless one exists for the same object version. True when created."""
+    def create_job(self, obj: ObjectRef, steps: Graph | Sequence[str], now: float) -> bool:
+        """Put a new job (its roots queued, its other steps waiting; a list of names is a chain) unless one exists for
+        the same object version. True when created."""
         try:
-            self.table.put(new_job_item(obj, step_names, now), no_item())
+            self.table.put(new_job_item(obj, steps, now), no_item())
         except ConditionFailed:
             return False
         return True

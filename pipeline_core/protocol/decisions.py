@@ -19,6 +19,7 @@ class Refusal(StrEnum):
     HELD_BY_THIS_MESSAGE = "held-by-this-message"  # SQS redelivered the message the holder works on: keep it, retry after the lease
     SPLIT = "split"  # the step was split into segments: its own message is settled, the segments' messages do the work
     SEGMENTS_LEFT = "segments-left"  # a merge was asked for while segments are still to finish: the last one merges
+    WAITING = "waiting-on-parents"  # a step of a graph not queued yet (a message from before a retry --from): drop it
     NOT_RUNNING = "step-not-running"  # a segment's message while its step waits for `gpupipe retry`'s message to resume it
 
 
@@ -33,6 +34,8 @@ def classify_refusal(
         return Refusal.NO_STEP
     if step.finished:
         return Refusal.FINISHED
+    if step.state == StepState.WAITING:
+        return Refusal.WAITING
     if segment is not None:
         if not 0 <= segment.index < step.segment_count:
             return Refusal.NO_STEP

@@ -9,7 +9,7 @@ which composes with ``&`` and ``|`` and renders its own placeholders. ``GUARDS``
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ParamSpec
 
 from pipeline_core.dynamo.expressions import Cond, Guard, Value
@@ -78,6 +78,11 @@ def failed(at: RecordAt) -> Cond:
     return at.state.eq(StepState.FAILED)
 
 
+@guard
+def finished(at: StepAt) -> Cond:
+    return at.state.is_in(StepState.DONE, StepState.FAILED)
+
+
 # --- the job ----------------------------------------------------------------------------------------------------
 
 
@@ -110,6 +115,55 @@ def end_unannounced(ended_at: float) -> Cond:
 @guard
 def announcement_held(ended_at: float) -> Cond:
     return JOB.announced_at.eq(Value("at", ended_at))
+
+
+@guard
+def job_ended() -> Cond:
+    return JOB.status.is_in(JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+# --- graphs -----------------------------------------------------------------------------------------------------
+
+
+def _each(steps: Sequence[str], label: str, test: Callable[[StepAt], Cond], join: Callable[[Cond, Cond], Cond]) -> Cond:
+    """``test`` of every step of ``steps`` joined by ``join`` (each step's name under its own placeholder)."""
+    conds = [test(StepAt(name, f"{label}{index}")) for index, name in enumerate(steps)]
+    return functools.reduce(join, conds)
+
+
+@guard
+def waiting(at: StepAt) -> Cond:
+    return at.state.eq(StepState.WAITING)
+
+
+@guard
+def parents_succeeded(parents: Sequence[str]) -> Cond:
+    """Every step in ``parents`` done (a root has none: the job's item exists)."""
+    if not parents:
+        return JOB.job_id.exists()
+    return _each(parents, "parent", lambda at: at.state.eq(StepState.DONE), lambda a, b: a & b)
+
+
+@guard
+def queued_by(at: StepAt, token: str) -> Cond:
+    """Queued by this stream record already (its retry sends the message its first try may not have)."""
+    return at.queued_by.eq(Value("token", token))
+
+
+@guard
+def others_done(others: Sequence[str]) -> Cond:
+    """Every other step of the job done: this one is its last (a one-step job has no others: its item exists)."""
+    if not others:
+        return JOB.job_id.exists()
+    return _each(others, "other", lambda at: at.state.eq(StepState.DONE), lambda a, b: a & b)
+
+
+@guard
+def other_unfinished(others: Sequence[str]) -> Cond:
+    """Some other step of the job not done: this one is not its last."""
+    if not others:
+        raise ValueError("a one-step job has no other step")
+    return _each(others, "other", lambda at: at.state.ne(StepState.DONE), lambda a, b: a | b)
 
 
 # --- split steps ------------------------------------------------------------------------------------------------
@@ -147,6 +201,12 @@ def not_retried_since(at: SegmentAt, retried_at: float) -> Cond:
 @guard
 def never_retried(at: SegmentAt) -> Cond:
     return at.retried_at.missing()
+
+
+@guard
+def not_held(at: SegmentAt, now: float) -> Cond:
+    """No live holder: what ``gpupipe retry --from`` resets, done or not."""
+    return ~(at.state.eq(StepState.RUNNING) & at.lease_expires_at.ge(Value("now", now)))
 
 
 @guard

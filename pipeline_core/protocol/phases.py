@@ -8,7 +8,8 @@ from enum import StrEnum
 class Phase(StrEnum):
     """Every state a step of a job can be in."""
 
-    PENDING = "pending"  # waiting for a claim (new, released after an error or a hand-back, or put back by gpupipe retry)
+    WAITING = "waiting-on-parents"  # a step of a graph whose parents have not all succeeded: not queued
+    PENDING = "pending"  # queued, waiting for a claim (new, released after an error or a hand-back, or put back by gpupipe retry)
     RUNNING = "running"  # claimed whole: a holder with a lease (a lease run out is taken over by the next claim)
     SPLIT = "split"  # split into segments, some not done; no holder: the segments' messages carry it
     WAITING_TO_MERGE = "waiting-to-merge"  # every segment done, no merge holder: a message that saw the set complete merges
@@ -43,3 +44,6 @@ class Event(StrEnum):
     RETRY = "gpupipe retry"
     RESUME = "resume"
     SEND = "message sent"
+    QUEUE = "every parent succeeded"
+    RETRY_FROM = "gpupipe retry --from"
+    RETRY_DOWNSTREAM = "gpupipe retry --from upstream"

@@ -25,9 +25,23 @@ class Transition:
     note: str = ""
 
 
-_W, _DL, _CLI = "worker", "dead-letter consumer", "gpupipe retry"
+_W, _DL, _CLI, _R = "worker", "dead-letter consumer", "gpupipe retry", "router"
+_JOIN = ("job_open", "waiting", "parents_succeeded", "pending", "queued_by")
+_FROM = ("job_ended", "step_exists", "finished")
+_FROM_SPLIT = (*_FROM, "no_item", "not_held")
 
 TRANSITIONS: tuple[Transition, ...] = (
+    Transition(Phase.WAITING, Event.QUEUE, Phase.PENDING, _R, _JOIN, "joins.queue", "the first record to find them done; then sent"),
+    Transition(Phase.PENDING, Event.QUEUE, Phase.PENDING, _R, _JOIN, "joins.queue", "the same record, retried: sent again"),
+    Transition(Phase.SUCCEEDED, Event.RETRY_FROM, Phase.PENDING, _CLI, _FROM, "retries.retry_from", "run again: fresh budget"),
+    Transition(Phase.SUCCEEDED, Event.RETRY_FROM, Phase.PENDING, _CLI, _FROM_SPLIT, "retries.retry_from", "split: every segment again"),
+    Transition(Phase.FAILED, Event.RETRY_FROM, Phase.PENDING, _CLI, _FROM, "retries.retry_from", "run again: fresh budget"),
+    Transition(Phase.SUCCEEDED, Event.RETRY_DOWNSTREAM, Phase.WAITING, _CLI, _FROM, "retries.retry_from", "its result dropped"),
+    Transition(Phase.FAILED, Event.RETRY_DOWNSTREAM, Phase.WAITING, _CLI, _FROM, "retries.retry_from", "fresh budget"),
+    Transition(Phase.WAITING, Event.RETRY_DOWNSTREAM, Phase.WAITING, _CLI, _FROM, "retries.retry_from", "its parent failed: still waiting"),
+    Transition(
+        Phase.RUNNING, Event.RETRY_DOWNSTREAM, Phase.WAITING, _CLI, _FROM, "retries.retry_from", "a branch of a failed job: claim lost"
+    ),
     Transition(
         Phase.PENDING, Event.CLAIM, Phase.RUNNING, _W, ("step_exists", "job_open", "whole", "pending"), "claims.claim", "attempt n+1"
     ),
@@ -40,7 +54,18 @@ TRANSITIONS: tuple[Transition, ...] = (
         "claims.claim",
         "failures + 1 (no answer)",
     ),
-    Transition(Phase.RUNNING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim",), "claims.mark_done", "result_file is the commit"),
+    Transition(
+        Phase.RUNNING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim", "others_done"), "claims.mark_done", "the job's last: it succeeds"
+    ),
+    Transition(
+        Phase.RUNNING,
+        Event.FINISH,
+        Phase.SUCCEEDED,
+        _W,
+        ("holds_claim", "other_unfinished"),
+        "claims.mark_done",
+        "another step left: result_file is the commit",
+    ),
     Transition(Phase.RUNNING, Event.FAIL, Phase.FAILED, _W, ("holds_claim",), "claims.mark_failed", "permanent, or max_attempts spent"),
     Transition(
         Phase.RUNNING,
@@ -107,7 +132,12 @@ TRANSITIONS: tuple[Transition, ...] = (
         "claims.claim_merge",
         "failures + 1 (no answer)",
     ),
-    Transition(Phase.MERGING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim",), "claims.mark_done", "the merged result"),
+    Transition(
+        Phase.MERGING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim", "others_done"), "claims.mark_done", "the job's last: it succeeds"
+    ),
+    Transition(
+        Phase.MERGING, Event.FINISH, Phase.SUCCEEDED, _W, ("holds_claim", "other_unfinished"), "claims.mark_done", "another step left"
+    ),
     Transition(Phase.MERGING, Event.FAIL, Phase.FAILED, _W, ("holds_claim",), "claims.mark_failed", "merge: ..."),
     Transition(Phase.MERGING, Event.RELEASE, Phase.WAITING_TO_MERGE, _W, ("holds_claim",), "claims.release_after_error", "stays running"),
     Transition(
@@ -203,7 +233,11 @@ _SENT = ("no_item", "never_retried", "message_unrecorded")
 _DEAD = ("no_item", "waits_on_message", "step_running")
 _RESET = ("no_item", "not_done_nor_held", "step_exists", "failed")
 
+_RESET_ALL = ("no_item", "not_held", *_FROM)
+
 SEGMENT_TRANSITIONS: tuple[SegmentTransition, ...] = (
+    SegmentTransition(SegmentPhase.DONE, Event.RETRY_FROM, SegmentPhase.UNSENT, _CLI, _RESET_ALL, "retries.retry_from", "done: again"),
+    SegmentTransition(SegmentPhase.FAILED, Event.RETRY_FROM, SegmentPhase.UNSENT, _CLI, _RESET_ALL, "retries.retry_from", "failed: again"),
     SegmentTransition(SegmentPhase.UNSENT, Event.SEND, SegmentPhase.QUEUED, _W, _SENT, "splits.record_segment_message", "its message's id"),
     SegmentTransition(
         SegmentPhase.UNSENT,
