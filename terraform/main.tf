@@ -296,12 +296,17 @@ module "observability" {
 }
 
 # alarm_emails: a topic of the module's own that every alarm notifies, each address subscribed (AWS mails a
-# confirmation link first; nothing arrives until it is clicked).
+# confirmation link first; nothing arrives until it is clicked). CloudWatch publishes alarm actions as the service
+# principal, and the AWS managed key alias/aws/sns does not let it use the key (its policy cannot be changed), so a
+# topic encrypted with it drops every alarm. With kms_key_arn the topic uses that key, whose policy lets CloudWatch
+# use it for this pipeline's alarms (modules/kms_key_policy); without one it is left unencrypted: alarm messages
+# carry alarm and metric names, states and thresholds, no user data.
 resource "aws_sns_topic" "alarms" {
+  # checkov:skip=CKV_AWS_26:Without kms_key_arn the alarms topic is unencrypted on purpose: CloudWatch cannot publish to a topic under the AWS managed key alias/aws/sns, and alarms hold no user data. With kms_key_arn it is encrypted with that key.
   count = length(var.alarm_emails) > 0 ? 1 : 0
 
   name              = "${var.name}-alarms"
-  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+  kms_master_key_id = var.kms_key_arn
 
   tags = var.tags
 }
