@@ -18,6 +18,8 @@ variables {
   jobs_table_name    = "unit-jobs"
   jobs_table_arn     = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs"
   ecr_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/unit-worker"
+
+  dlq_visibility_timeout = 360
   step = {
     name              = "people"
     image             = "w:1"

@@ -92,8 +92,8 @@ resource "aws_sqs_queue" "dlq" {
   sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
   kms_master_key_id         = var.kms_key_arn
 
-  # The dead-letter consumer reads this queue: Lambda wants at least its timeout (60 s), six times it is advised.
-  visibility_timeout_seconds = 360
+  # The dead-letter consumer reads this queue: six times its timeout plus its batching window (modules/lambdas).
+  visibility_timeout_seconds = var.dlq_visibility_timeout
 
   tags = var.tags
 }
