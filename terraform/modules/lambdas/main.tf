@@ -11,10 +11,11 @@ locals {
   scaler_name = "${var.name}-scaler"
 
   # Every function's timeout, and the batching window of the SQS event source mappings (intake, dead letters).
-  # Lambda keeps a batch invisible on its queue for the visibility timeout only; a throttled or retried batch is
-  # received again, each receive counting toward the queue's maxReceiveCount, so AWS asks for a visibility timeout
-  # of at least six times the function timeout plus the batching window (Lambda Developer Guide, "Using Lambda with
-  # Amazon SQS": configuring a queue as an event source). The queues' own modules take it from here.
+  # A batch stays invisible on its queue for the visibility timeout only; one received again while throttled or
+  # retried counts another receive toward the queue's maxReceiveCount, and lands in its DLQ. AWS asks for a
+  # visibility timeout of at least six times the function timeout, to leave Lambda time to retry a throttled batch
+  # (Lambda Developer Guide, "Creating and configuring an Amazon SQS event source mapping"); messages also wait in
+  # Lambda up to the batching window after their receive, so it is added. The queues' modules take it from here.
   function_timeout_seconds        = 60
   batching_window_seconds         = 0
   event_source_visibility_timeout = 6 * local.function_timeout_seconds + local.batching_window_seconds
