@@ -19,6 +19,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
+from gpupipe.region import choose as choose_region
+from gpupipe.region import planned_region
 from pipeline_core.jobs import TERMINAL_JOB_STATUSES, JobStatus, StepState, split_s3_uri
 from pipeline_core.jobstore import JobStore
 from pipeline_core.records import JobRecord, StepRecord
@@ -253,17 +255,19 @@ def doctor(args: argparse.Namespace) -> int:
     except CliError as error:
         print(f"(no stack outputs yet: {error})")
         outputs = None
-    region = (outputs or {}).get("region") if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")) else None
-    return checks.report(checks.run_checks(boto3.session.Session(region_name=region), outputs))
+    planned = None if outputs is not None or args.outputs else planned_region(args.terraform_dir)
+    region = choose_region((outputs or {}).get("region"), planned, os.environ)
+    return checks.report(checks.run_checks(boto3.session.Session(region_name=region.name), outputs, region))
 
 
 DESCRIPTION = """\
 Submit media to a gpu-pipeline stack, follow its jobs, and look at what they found.
 
 gpupipe finds the stack from Terraform's outputs: by default it runs `terraform output -json` in
---terraform-dir; --outputs reads that output saved to a file instead. AWS credentials and region come
-from the usual places (AWS_PROFILE, AWS_REGION, ...); AWS_ENDPOINT_URL points it at a local emulator,
-as `make demo` does."""
+--terraform-dir; --outputs reads that output saved to a file instead. AWS credentials come from the
+usual places (AWS_PROFILE, ...); the region is the stack's region output, whatever AWS_REGION says (a
+mismatch is named), and before an apply the example's region variable or AWS_REGION; AWS_ENDPOINT_URL
+points it at a local emulator, as `make demo` does."""
 
 EPILOG = """\
 examples:
@@ -409,8 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         return doctor(args)
     try:
         outputs = load_outputs(args)
-        if outputs.get("region") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-            boto3.setup_default_session(region_name=outputs["region"])
+        region = choose_region(outputs.get("region"), None, os.environ)
+        if region.mismatch:
+            print(f"gpupipe: {region.mismatch}: using {region.name} ({region.source})", file=sys.stderr)
+        if region.name:
+            boto3.setup_default_session(region_name=region.name)
         return {"submit": submit, "status": status, "results": results, "report": report, "retry": retry}[args.command](args, outputs)
     except CliError as error:
         print(f"gpupipe: {error}", file=sys.stderr)

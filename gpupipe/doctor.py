@@ -18,6 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from gpupipe.region import Region
+
 OK, MISSING, WARNING, NOT_RUN = "ok", "missing", "warning", "not run"
 
 
@@ -100,6 +102,15 @@ def model_names(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     return out
 
 
+def region_check(region: Region) -> Check:
+    """The region the checks ran in and where it came from; a disagreement with the environment is a warning."""
+    if region.name is None:
+        return Check("region", MISSING, "none set", "set AWS_REGION (the region of the stack)")
+    if region.mismatch:
+        return Check("region", WARNING, region.mismatch, f"checked {region.name}; export AWS_REGION={region.name}, or unset AWS_REGION")
+    return Check("region", OK, f"{region.name} ({region.source})")
+
+
 def subscription_check(name: str, topic: str | None, subscriptions: list[dict[str, Any]] | None, variable: str) -> Check:
     if topic is None:
         return Check(name, WARNING, "no topic", f"set {variable} (email addresses) and apply")
@@ -140,10 +151,7 @@ def check_credentials(session: Any) -> list[Check]:
         return [Check("credentials", MISSING, "no AWS credentials", "aws configure, or set AWS_PROFILE / AWS_ACCESS_KEY_ID")]
     except NoRegionError:
         return [Check("credentials", MISSING, "no region", "set AWS_REGION (the region of the stack)")]
-    region = session.region_name
-    checks = [Check("credentials", OK, f"account {identity['Account']} as {identity['Arn']}")]
-    checks.append(Check("region", OK, region) if region else Check("region", MISSING, "none set", "set AWS_REGION"))
-    return checks
+    return [Check("credentials", OK, f"account {identity['Account']} as {identity['Arn']}")]
 
 
 def instance_vcpus(session: Any, types: Iterable[str]) -> dict[str, int]:
@@ -247,9 +255,11 @@ def check_autoscaling_role(session: Any) -> list[Check]:
     return [Check(name, WARNING, "absent (AWS creates it with the account's first Auto Scaling group)", fix)]
 
 
-def run_checks(session: Any, outputs: Mapping[str, Any] | None) -> list[Check]:
-    """Every check, in the order of the README's walkthrough."""
+def run_checks(session: Any, outputs: Mapping[str, Any] | None, region: Region | None = None) -> list[Check]:
+    """Every check, in the order of the README's walkthrough, in ``region`` (gpupipe/region.py chose it)."""
     checks = check_credentials(session)
+    if checks[0].status == OK:
+        checks.append(region_check(region or Region(session.region_name, "the AWS profile")))
     if any(c.status == MISSING for c in checks):
         return checks
     stack: Mapping[str, Any] = outputs or {}
@@ -261,7 +271,7 @@ def run_checks(session: Any, outputs: Mapping[str, Any] | None) -> list[Check]:
     if not preflight:
         checks.append(Check("stack", NOT_RUN, "no Terraform outputs with preflight: apply first, then run this again"))
         return checks
-    checks.append(Check("stack", OK, f"{len(preflight['steps'])} steps in {stack.get('region', session.region_name)}"))
+    checks.append(Check("stack", OK, f"{len(preflight['steps'])} steps in {session.region_name}"))
     checks += guarded("image", lambda: check_images(session, preflight))
     checks += guarded("AMI", lambda: check_amis(session, preflight))
     bucket, prefix = stack["bucket_name"], stack.get("models_prefix", "models/")

@@ -95,6 +95,8 @@ module "storage" {
   results_prefix = var.results_prefix
   kms_key_arn    = var.kms_key_arn
   tags           = var.tags
+
+  intake_visibility_timeout = module.lambdas.event_source_visibility_timeout
 }
 
 ################################################################################
@@ -197,6 +199,8 @@ module "step" {
   warm_pool           = var.warm_pool
   force_delete        = var.force_destroy
   tags                = var.tags
+
+  dlq_visibility_timeout = module.lambdas.event_source_visibility_timeout
 }
 
 resource "aws_ecs_cluster_capacity_providers" "this" {
@@ -255,14 +259,16 @@ module "lambdas" {
   jobs_table_stream_arn  = module.storage.jobs_table_stream_arn
   scaler_state_table_arn = module.storage.scaler_state_table_arn
   intake_queue_arn       = module.storage.intake_queue_arn
-  step_queue_arns        = [for step in var.steps : module.step[step.name].queue_arn]
-  step_dlq_arns          = { for step in var.steps : step.name => module.step[step.name].dlq_arn }
-  cluster_name           = aws_ecs_cluster.this.name
-  service_arns           = [for step in var.steps : module.service[step.name].service_arn]
-  notify_topic_arn       = try(aws_sns_topic.jobs[0].arn, null)
-  create_triggers        = var.create_lambda_triggers
-  scaler_schedule        = var.scaler_schedule
-  log_retention_days     = var.log_retention_days
+
+  intake_queue_visibility_timeout = module.storage.intake_queue_visibility_timeout
+  step_queue_arns                 = [for step in var.steps : module.step[step.name].queue_arn]
+  step_dlq_arns                   = { for step in var.steps : step.name => module.step[step.name].dlq_arn }
+  cluster_name                    = aws_ecs_cluster.this.name
+  service_arns                    = [for step in var.steps : module.service[step.name].service_arn]
+  notify_topic_arn                = try(aws_sns_topic.jobs[0].arn, null)
+  create_triggers                 = var.create_lambda_triggers
+  scaler_schedule                 = var.scaler_schedule
+  log_retention_days              = var.log_retention_days
 
   scaler_reserved_concurrency = var.scaler_reserved_concurrency
   kms_key_arn                 = var.kms_key_arn
@@ -296,12 +302,17 @@ module "observability" {
 }
 
 # alarm_emails: a topic of the module's own that every alarm notifies, each address subscribed (AWS mails a
-# confirmation link first; nothing arrives until it is clicked).
+# confirmation link first; nothing arrives until it is clicked). CloudWatch publishes alarm actions as the service
+# principal, and the AWS managed key alias/aws/sns does not let it use the key (its policy cannot be changed), so a
+# topic encrypted with it drops every alarm. With kms_key_arn the topic uses that key, whose policy lets CloudWatch
+# use it for this pipeline's alarms (modules/kms_key_policy); without one it is left unencrypted: alarm messages
+# carry alarm and metric names, states and thresholds, no user data.
 resource "aws_sns_topic" "alarms" {
+  # checkov:skip=CKV_AWS_26:Without kms_key_arn the alarms topic is unencrypted on purpose: CloudWatch cannot publish to a topic under the AWS managed key alias/aws/sns, and alarms hold no user data. With kms_key_arn it is encrypted with that key.
   count = length(var.alarm_emails) > 0 ? 1 : 0
 
   name              = "${var.name}-alarms"
-  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+  kms_master_key_id = var.kms_key_arn
 
   tags = var.tags
 }

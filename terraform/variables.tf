@@ -192,7 +192,7 @@ variable "allowed_suffixes" {
 }
 
 variable "kms_key_arn" {
-  description = "Customer-managed KMS key for the bucket, tables, queues and volumes; null uses AWS-managed encryption"
+  description = "Customer-managed KMS key for the bucket, tables, queues, topics, log groups and volumes, whose policy holds modules/kms_key_policy's statements; null uses AWS-managed encryption, except for the alarms topic, which is then unencrypted: CloudWatch cannot publish alarms to a topic under the AWS managed key alias/aws/sns (its key policy does not allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*, and cannot be edited; AWS re:Post, \"How do I configure a CloudWatch alarm with an encrypted SNS topic\", and the SNS Developer Guide, \"Key management\": compatibility with AWS services), and alarm messages hold no user data"
   type        = string
   default     = null
 }
@@ -342,13 +342,13 @@ variable "log_retention_days" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (SNS topics) notified when an alarm fires or recovers"
+  description = "ARNs (SNS topics) notified when an alarm fires or recovers; an encrypted topic needs a customer-managed key whose policy lets cloudwatch.amazonaws.com use it (CloudWatch cannot use alias/aws/sns)"
   type        = list(string)
   default     = []
 }
 
 variable "alarm_emails" {
-  description = "Email addresses notified of every alarm, through a topic the module creates (added to alarm_actions); each gets a confirmation mail to click first"
+  description = "Email addresses notified of every alarm, through a topic the module creates (added to alarm_actions; encrypted with kms_key_arn when given, else unencrypted, since CloudWatch cannot publish to a topic under alias/aws/sns); each gets a confirmation mail to click first"
   type        = list(string)
   default     = []
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.iam_contract import State, allowed, implied, kms_requests, resource_key
+from tests.support.iam_contract import State, alarm_deliveries, allowed, implied, kms_requests, resource_key
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +92,60 @@ def test_calls_made_on_a_components_behalf_find_the_key_of_the_queue_or_table_th
     assert resource_key(f"arn:aws:sqs:{REGION}:{ACCOUNT}:pipe-people", stack) == KEY
     assert {r.action for r in kms_requests("dynamodb:GetRecords", KEY, ACCOUNT, REGION)} == {"kms:Decrypt", "kms:DescribeKey"}
     assert {r.action for r in kms_requests("sqs:ReceiveMessage", KEY, ACCOUNT, REGION)} == {"kms:Decrypt"}
+
+
+# The key policy's CloudWatch statement as modules/kms_key_policy renders it for a pipeline named "pipe".
+CLOUDWATCH_ALARMS = {
+    "Sid": "CloudWatchAlarms",
+    "Effect": "Allow",
+    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+    "Resource": "*",
+    "Condition": {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:pipe-*"},
+    },
+}
+ACCOUNT_ROOT = {
+    "Sid": "AccountIamPolicies",
+    "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": "kms:*",
+    "Resource": "*",
+}
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:pipe-alarms"
+
+
+def alarms_stack(topic_key: str, *key_statements: dict[str, Any], alarm: str = "pipe-people-cannot-start") -> State:
+    return State(
+        [
+            ("aws_ecs_cluster", {"arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/pipe", "name": "pipe"}, None),
+            ("aws_kms_key", {"arn": KEY, "policy": _policy(*key_statements)}, None),
+            ("aws_sns_topic", {"arn": TOPIC, "kms_master_key_id": topic_key}, None),
+            (
+                "aws_cloudwatch_metric_alarm",
+                {
+                    "alarm_name": alarm,
+                    "arn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}",
+                    "alarm_actions": [TOPIC],
+                    "ok_actions": [TOPIC],
+                },
+                None,
+            ),
+        ]
+    )
+
+
+def test_an_alarm_cannot_publish_to_a_topic_under_the_aws_managed_sns_key() -> None:
+    passed, denied = alarm_deliveries(alarms_stack("alias/aws/sns", ACCOUNT_ROOT, CLOUDWATCH_ALARMS))
+    assert passed == [] and len(denied) == 1 and "alias/aws/sns is no customer-managed key" in denied[0]
+
+
+def test_cloudwatch_needs_its_own_key_policy_statement_and_gets_it_for_the_pipelines_alarms_only() -> None:
+    # The account's IAM statement does not let a service principal use the key: before the statement, denied.
+    _, denied = alarm_deliveries(alarms_stack(KEY, ACCOUNT_ROOT))
+    assert {line.split(" on ")[0] for line in denied} == {"kms:Decrypt", "kms:GenerateDataKey"}
+    passed, denied = alarm_deliveries(alarms_stack(KEY, ACCOUNT_ROOT, CLOUDWATCH_ALARMS))
+    assert denied == [] and {line.split(" on ")[0] for line in passed} == {"kms:Decrypt", "kms:GenerateDataKey"}
+    _, denied = alarm_deliveries(alarms_stack(KEY, ACCOUNT_ROOT, CLOUDWATCH_ALARMS, alarm="other-pipeline-errors"))
+    assert len(denied) == 2, "another pipeline's alarms may not use this pipeline's key"

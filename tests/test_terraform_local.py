@@ -14,7 +14,7 @@ import pytest
 
 from pipeline_core.pipeline import PipelineConfig
 from pipeline_core.s3events import created_objects
-from tests.support.iam_contract import reference
+from tests.support.iam_contract import State, alarm_deliveries, reference
 from worker.config import WorkerConfig
 
 pytestmark = pytest.mark.e2e
@@ -145,3 +145,12 @@ def test_preflight_runs_against_the_local_stack_and_prints_each_check(deployed, 
     for check in ("credentials", "region", "quota ", "stack", "image ", "AMI", "models", "job notifications", "alarms"):
         assert f"] {check}" in printed, f"{check} was not checked:\n{printed}"
     assert code == 0, printed
+
+
+def test_every_alarm_may_use_the_key_of_the_topic_it_notifies(deployed) -> None:
+    terraform, _, _ = deployed
+    state = State.read(terraform.state)
+    passed, denied = alarm_deliveries(state)
+    assert not denied, "CloudWatch could not publish:\n  " + "\n  ".join(denied)
+    # Two KMS requests (data key, decrypt) per alarm: every alarm notifies the key-encrypted alarms topic.
+    assert len(passed) == 2 * len(state.of_type("aws_cloudwatch_metric_alarm")) > 0

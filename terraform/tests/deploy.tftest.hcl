@@ -42,9 +42,11 @@ run "an_oversized_pipeline_definition_is_refused_at_plan_time" {
     scaler_state_table_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-scaler"
     intake_queue_arn       = "arn:aws:sqs:eu-west-1:123456789012:unit-intake"
     step_queue_arns        = ["arn:aws:sqs:eu-west-1:123456789012:unit-people"]
-    step_dlq_arns          = { people = "arn:aws:sqs:eu-west-1:123456789012:unit-people-dlq" }
-    cluster_name           = "unit"
-    service_arns           = ["arn:aws:ecs:eu-west-1:123456789012:service/unit/unit-people"]
+
+    intake_queue_visibility_timeout = 360
+    step_dlq_arns                   = { people = "arn:aws:sqs:eu-west-1:123456789012:unit-people-dlq" }
+    cluster_name                    = "unit"
+    service_arns                    = ["arn:aws:ecs:eu-west-1:123456789012:service/unit/unit-people"]
   }
 
   expect_failures = [aws_lambda_function.this]
@@ -178,4 +180,45 @@ run "a_missing_autoscaling_role_is_refused_at_plan_time" {
   }
 
   expect_failures = [aws_kms_key.this]
+}
+
+# A throttled intake batch is received again after the visibility timeout, and each receive counts toward the
+# intake DLQ's maxReceiveCount: Lambda asks for at least six times the function timeout plus the batching window.
+run "event_source_queues_outlast_six_function_timeouts" {
+  command = plan
+
+  assert {
+    condition     = module.storage.intake_queue_visibility_timeout >= 6 * module.lambdas.function_timeout_seconds + module.lambdas.batching_window_seconds
+    error_message = "the intake queue's visibility timeout must be at least 6 x the intake function's timeout plus its batching window"
+  }
+
+  assert {
+    condition     = module.step["people"].dlq_visibility_timeout >= 6 * module.lambdas.function_timeout_seconds + module.lambdas.batching_window_seconds
+    error_message = "a step DLQ, read by the dead-letter consumer, follows the same rule"
+  }
+}
+
+run "a_shorter_intake_queue_visibility_is_refused_at_plan_time" {
+  module {
+    source = "./modules/lambdas"
+  }
+
+  command = plan
+
+  variables {
+    name                            = "unit"
+    lambda_zip_dir                  = "../build"
+    pipeline_config                 = { steps = [], jobs_table = "unit-jobs" }
+    jobs_table_arn                  = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs"
+    jobs_table_stream_arn           = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs/stream/2026-01-01T00:00:00.000"
+    scaler_state_table_arn          = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-scaler"
+    intake_queue_arn                = "arn:aws:sqs:eu-west-1:123456789012:unit-intake"
+    intake_queue_visibility_timeout = 120
+    step_queue_arns                 = ["arn:aws:sqs:eu-west-1:123456789012:unit-people"]
+    step_dlq_arns                   = { people = "arn:aws:sqs:eu-west-1:123456789012:unit-people-dlq" }
+    cluster_name                    = "unit"
+    service_arns                    = ["arn:aws:ecs:eu-west-1:123456789012:service/unit/unit-people"]
+  }
+
+  expect_failures = [aws_lambda_function.this]
 }

@@ -31,7 +31,17 @@ run "key_policy_lets_the_services_use_the_key" {
   }
 
   assert {
-    condition     = jsondecode(output.json).Version == "2012-10-17" && length(jsondecode(output.json).Statement) == 5
+    condition = (
+      one([for s in output.statements : s if s.Sid == "CloudWatchAlarms"]).Principal.Service == "cloudwatch.amazonaws.com"
+      && toset(one([for s in output.statements : s if s.Sid == "CloudWatchAlarms"]).Action) == toset(["kms:Decrypt", "kms:GenerateDataKey*"])
+      && one([for s in output.statements : s if s.Sid == "CloudWatchAlarms"]).Condition.StringEquals["aws:SourceAccount"] == "123456789012"
+      && one([for s in output.statements : s if s.Sid == "CloudWatchAlarms"]).Condition.ArnLike["aws:SourceArn"] == "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:unit-*"
+    )
+    error_message = "CloudWatch may use the key to publish this account's alarms of this pipeline to the key-encrypted alarms topic, and no others"
+  }
+
+  assert {
+    condition     = jsondecode(output.json).Version == "2012-10-17" && length(jsondecode(output.json).Statement) == 6
     error_message = "a complete key policy document"
   }
 }

@@ -12,7 +12,9 @@ variables {
   jobs_table_stream_arn  = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs/stream/2026-01-01T00:00:00.000"
   scaler_state_table_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-scaler"
   intake_queue_arn       = "arn:aws:sqs:eu-west-1:123456789012:unit-intake"
-  step_queue_arns        = ["arn:aws:sqs:eu-west-1:123456789012:unit-people", "arn:aws:sqs:eu-west-1:123456789012:unit-faces"]
+
+  intake_queue_visibility_timeout = 360
+  step_queue_arns                 = ["arn:aws:sqs:eu-west-1:123456789012:unit-people", "arn:aws:sqs:eu-west-1:123456789012:unit-faces"]
   step_dlq_arns = {
     people = "arn:aws:sqs:eu-west-1:123456789012:unit-people-dlq"
     faces  = "arn:aws:sqs:eu-west-1:123456789012:unit-faces-dlq"

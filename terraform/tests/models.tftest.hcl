@@ -115,6 +115,8 @@ run "the_worker_role_may_read_and_list_models_only" {
     jobs_table_name    = "unit-jobs"
     jobs_table_arn     = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs"
     step               = { name = "people", image = "w:1" }
+
+    dlq_visibility_timeout = 360
   }
 
   assert {

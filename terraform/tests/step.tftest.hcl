@@ -18,6 +18,8 @@ variables {
   jobs_table_name    = "unit-jobs"
   jobs_table_arn     = "arn:aws:dynamodb:eu-west-1:123456789012:table/unit-jobs"
   ecr_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/unit-worker"
+
+  dlq_visibility_timeout = 360
   step = {
     name              = "people"
     image             = "w:1"
@@ -120,5 +122,48 @@ run "warm_pool_uses_one_instance_type" {
   assert {
     condition     = local.worker_environment.AWS_REGION == "eu-west-1" && local.worker_environment.AWS_DEFAULT_REGION == "eu-west-1"
     error_message = "the task definition sets the region; the worker does not depend on the agent injecting it"
+  }
+}
+
+# Cost allocation by tag must reach the GPUs: the provider's default_tags stop at resources' own tags and do not
+# fill a launch template's tag_specifications, so instances (warm pool ones too: they launch from the same
+# template), their volumes and network interfaces carry only what the template names.
+run "default_tags_and_tags_reach_instances_volumes_and_interfaces" {
+  module {
+    source = "./modules/step"
+  }
+
+  command = plan
+
+  override_data {
+    target = data.aws_default_tags.this
+    values = { tags = { CostCenter = "ml-platform" } }
+  }
+
+  variables {
+    tags      = { Team = "vision" }
+    warm_pool = { enabled = true, min_size = 1 }
+    step      = { name = "people", image = "w:1", instance_types = ["g4dn.xlarge"] }
+  }
+
+  assert {
+    condition     = toset([for spec in aws_launch_template.this[0].tag_specifications : spec.resource_type]) == toset(["instance", "volume", "network-interface"])
+    error_message = "the launch template tags instances, volumes and network interfaces"
+  }
+
+  assert {
+    condition = alltrue([for spec in aws_launch_template.this[0].tag_specifications :
+    spec.tags["CostCenter"] == "ml-platform" && spec.tags["Team"] == "vision" && spec.tags["Name"] == "unit-people"])
+    error_message = "every tag specification carries the provider's default_tags, the module's tags and a Name"
+  }
+
+  assert {
+    condition     = anytrue([for tag in aws_autoscaling_group.this[0].tag : tag.key == "CostCenter" && tag.value == "ml-platform" && tag.propagate_at_launch])
+    error_message = "the group propagates the default tags to what it launches, warm pool instances included"
+  }
+
+  assert {
+    condition     = length(aws_autoscaling_group.this[0].warm_pool) == 1 && aws_autoscaling_group.this[0].launch_template[0].id == aws_launch_template.this[0].id
+    error_message = "warm pool instances launch from the tagged template"
   }
 }

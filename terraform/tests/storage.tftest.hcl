@@ -15,6 +15,8 @@ run "secure_bucket_and_jobs_table" {
     name           = "unit"
     input_prefix   = "uploads/"
     results_prefix = "results/"
+
+    intake_visibility_timeout = 360
   }
 
   assert {

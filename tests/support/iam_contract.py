@@ -356,6 +356,52 @@ def encryption_key(call: dict[str, Any], state: State) -> str | None:
 
 
 ################################################################################
+# Calls AWS services make as their own service principal: CloudWatch alarm actions
+################################################################################
+
+# CloudWatch publishes an alarm's actions as cloudwatch.amazonaws.com, and SNS asks KMS for a data key for it, with
+# the alarm as aws:SourceArn (SNS Developer Guide, "Key management": compatibility with AWS services). A service
+# principal is allowed by the key's policy alone: IAM policies do not apply to it, and the AWS managed key
+# alias/aws/sns, whose policy cannot be changed, allows only principals of the account (AWS re:Post, "How do I
+# configure a CloudWatch alarm with an encrypted SNS topic").
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
+
+
+def alarm_action_requests(alarm_arn: str, key: str, account: str, region: str) -> list[Request]:
+    """The KMS requests SNS makes for CloudWatch when an alarm's action publishes to a topic encrypted with ``key``."""
+    context = (("aws:SourceAccount", account), ("aws:SourceArn", alarm_arn))
+    why = f"the alarm {_last(alarm_arn)} publishing to a key-encrypted topic"
+    return [Request(r.action, r.resource, context, why) for r in kms_requests("sns:Publish", key, account, region)]
+
+
+def key_policy_allows(key_policy: dict[str, Any], service: str, request: Request) -> bool:
+    """Whether a key policy lets the service principal ``service`` make ``request`` on its key."""
+    statements = [s for s in _list(key_policy.get("Statement", [])) if service in _list(s.get("Principal", {}).get("Service", []))]
+    return allowed([{"Statement": statements}], request)
+
+
+def alarm_deliveries(state: State) -> tuple[list[str], list[str]]:
+    """(allowed, denied): every KMS request of every alarm action to a key-encrypted topic of the stack."""
+    account, region = state.account_and_region
+    policies = {key["arn"]: json.loads(key["policy"]) for key in state.of_type("aws_kms_key")}
+    topics = {topic["arn"]: topic for topic in state.of_type("aws_sns_topic")}
+    passed, denied = [], []
+    for alarm in state.of_type("aws_cloudwatch_metric_alarm"):
+        for action in sorted(set(alarm.get("alarm_actions") or []) | set(alarm.get("ok_actions") or [])):
+            key = (topics.get(action) or {}).get("kms_master_key_id")
+            if not key:
+                continue  # not the stack's topic, or unencrypted
+            if key not in policies:
+                denied.append(
+                    f"{alarm['alarm_name']} -> {action}: key {key} is no customer-managed key of the stack (CloudWatch may not use it)"
+                )
+                continue
+            for request in alarm_action_requests(alarm["arn"], key, account, region):
+                (passed if key_policy_allows(policies[key], "cloudwatch.amazonaws.com", request) else denied).append(str(request))
+    return passed, denied
+
+
+################################################################################
 # Calls AWS services make with a component's role on its behalf
 ################################################################################
 

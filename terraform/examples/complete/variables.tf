@@ -3,9 +3,9 @@
 ################################################################################
 
 variable "region" {
-  description = "AWS region to deploy into"
+  description = "AWS region to deploy into; null reads it as the AWS CLI and gpupipe do (AWS_REGION, then AWS_DEFAULT_REGION, then the profile), so one setting decides where the stack goes and where gpupipe and make preflight look"
   type        = string
-  default     = "eu-west-1"
+  default     = null
 }
 
 variable "name" {

@@ -106,6 +106,10 @@ module "pipeline" {
     nat_gateway = true
   }
 
+  # The alarms go to a topic of the module's own, encrypted with the key above: the contract checks that the key
+  # policy lets CloudWatch publish every alarm to it (tests/test_terraform_local.py).
+  alarm_emails = ["alarms@example.com"]
+
   tags = {
     Example = "local"
   }

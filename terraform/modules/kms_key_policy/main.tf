@@ -50,6 +50,20 @@ locals {
       Condition = { Bool = { "kms:GrantIsForAWSResource" = "true" } }
     },
     {
+      # Alarm actions to the key-encrypted alarms topic: CloudWatch publishes as the service principal, and SNS
+      # asks KMS for a data key on its behalf (SNS Developer Guide, "Key management": compatibility with AWS
+      # services). Only for this account's alarms of this pipeline (they are all named <name>-...).
+      Sid       = "CloudWatchAlarms"
+      Effect    = "Allow"
+      Principal = { Service = "cloudwatch.amazonaws.com" }
+      Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+      Resource  = "*"
+      Condition = {
+        StringEquals = { "aws:SourceAccount" = local.account }
+        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:cloudwatch:${local.region}:${local.account}:alarm:${var.name}-*" }
+      }
+    },
+    {
       # S3 event notifications into the key-encrypted intake queue.
       Sid       = "S3Notifications"
       Effect    = "Allow"

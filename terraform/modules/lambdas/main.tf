@@ -9,6 +9,16 @@ locals {
   cluster_arn = "${local.arn_prefix}:ecs:${local.region}:${local.account}:cluster/${var.cluster_name}"
 
   scaler_name = "${var.name}-scaler"
+
+  # Every function's timeout, and the batching window of the SQS event source mappings (intake, dead letters).
+  # A batch stays invisible on its queue for the visibility timeout only; one received again while throttled or
+  # retried counts another receive toward the queue's maxReceiveCount, and lands in its DLQ. AWS asks for a
+  # visibility timeout of at least six times the function timeout, to leave Lambda time to retry a throttled batch
+  # (Lambda Developer Guide, "Creating and configuring an Amazon SQS event source mapping"); messages also wait in
+  # Lambda up to the batching window after their receive, so it is added. The queues' modules take it from here.
+  function_timeout_seconds        = 60
+  batching_window_seconds         = 0
+  event_source_visibility_timeout = 6 * local.function_timeout_seconds + local.batching_window_seconds
   pipeline_config_additions = {
     scaler_function  = local.scaler_name
     notify_topic_arn = var.notify_topic_arn == null ? "" : var.notify_topic_arn
@@ -134,7 +144,7 @@ resource "aws_lambda_function" "this" {
   handler                        = each.value.handler
   filename                       = "${var.lambda_zip_dir}/${each.value.zip}"
   source_code_hash               = filebase64sha256("${var.lambda_zip_dir}/${each.value.zip}")
-  timeout                        = 60
+  timeout                        = local.function_timeout_seconds
   memory_size                    = 256
   reserved_concurrent_executions = each.value.concurrency
 
@@ -157,6 +167,11 @@ resource "aws_lambda_function" "this" {
     precondition {
       condition     = local.environment_sizes[each.key] <= local.environment_limit
       error_message = "The pipeline definition does not fit in Lambda's 4 KB environment even compressed (${local.environment_sizes[each.key]} bytes for ${each.key}): use fewer steps or shorter names (name, step names)."
+    }
+
+    precondition {
+      condition     = each.key != "intake" || var.intake_queue_visibility_timeout >= local.event_source_visibility_timeout
+      error_message = "The intake queue's visibility timeout (${var.intake_queue_visibility_timeout} s) is under 6 x the intake function's timeout plus its batching window (${local.event_source_visibility_timeout} s): throttled batches would be received again and dead-lettered. Give the queue this module's event_source_visibility_timeout output."
     }
   }
 
@@ -402,7 +417,7 @@ resource "aws_lambda_event_source_mapping" "intake" {
   event_source_arn                   = var.intake_queue_arn
   function_name                      = aws_lambda_function.this["intake"].arn
   batch_size                         = 10
-  maximum_batching_window_in_seconds = 0
+  maximum_batching_window_in_seconds = local.batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
 }
 
@@ -432,7 +447,7 @@ resource "aws_lambda_event_source_mapping" "deadletter" {
   event_source_arn                   = each.value
   function_name                      = aws_lambda_function.this["deadletter"].arn
   batch_size                         = 10
-  maximum_batching_window_in_seconds = 0
+  maximum_batching_window_in_seconds = local.batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
 }
 

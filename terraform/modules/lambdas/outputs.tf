@@ -50,3 +50,18 @@ output "environment_sizes" {
   description = "Bytes of each function's environment (names and values; Lambda's limit is 4096)"
   value       = local.environment_sizes
 }
+
+output "function_timeout_seconds" {
+  description = "Timeout of every function"
+  value       = local.function_timeout_seconds
+}
+
+output "batching_window_seconds" {
+  description = "Batching window of the SQS event source mappings (intake, step dead-letter queues)"
+  value       = local.batching_window_seconds
+}
+
+output "event_source_visibility_timeout" {
+  description = "The visibility timeout an SQS queue these functions read needs: 6 x the function timeout plus the batching window"
+  value       = local.event_source_visibility_timeout
+}

@@ -43,6 +43,11 @@ variable "intake_queue_arn" {
   type        = string
 }
 
+variable "intake_queue_visibility_timeout" {
+  description = "Visibility timeout of that queue in seconds; must be at least this module's event_source_visibility_timeout output (checked at plan time)"
+  type        = number
+}
+
 variable "step_queue_arns" {
   description = "ARNs of the step queues"
   type        = list(string)

@@ -2,6 +2,11 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 data "aws_caller_identity" "current" {}
 
+# The provider's default_tags reach resources' own tags, not a launch template's tag_specifications nor an Auto
+# Scaling group's propagated tags: read here so that the instances, their volumes and network interfaces (what
+# costs, warm pool instances included) carry them for cost allocation.
+data "aws_default_tags" "this" {}
+
 locals {
   name       = "${var.name}-${var.step.name}"
   arn_prefix = "arn:${data.aws_partition.current.partition}"
@@ -46,6 +51,8 @@ locals {
   # From launch to a task running: boot, the ECS agent registering, the image pull (skipped with the AMI from
   # ami/), the model download. Capacity provider managed scaling counts a new instance only after this.
   instance_warmup_period = 300
+
+  launched_tags = merge(data.aws_default_tags.this.tags, var.tags, { Name = local.name })
 
   container = merge(
     {
@@ -92,8 +99,8 @@ resource "aws_sqs_queue" "dlq" {
   sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
   kms_master_key_id         = var.kms_key_arn
 
-  # The dead-letter consumer reads this queue: Lambda wants at least its timeout (60 s), six times it is advised.
-  visibility_timeout_seconds = 360
+  # The dead-letter consumer reads this queue: six times its timeout plus its batching window (modules/lambdas).
+  visibility_timeout_seconds = var.dlq_visibility_timeout
 
   tags = var.tags
 }
@@ -419,14 +426,13 @@ resource "aws_launch_template" "this" {
     warm_pool    = var.warm_pool.enabled
   }))
 
-  tag_specifications {
-    resource_type = "instance"
-    tags          = merge(var.tags, { Name = local.name })
-  }
+  dynamic "tag_specifications" {
+    for_each = ["instance", "volume", "network-interface"]
 
-  tag_specifications {
-    resource_type = "volume"
-    tags          = merge(var.tags, { Name = local.name })
+    content {
+      resource_type = tag_specifications.value
+      tags          = local.launched_tags
+    }
   }
 
   tags = var.tags
@@ -527,7 +533,7 @@ resource "aws_autoscaling_group" "this" {
   }
 
   dynamic "tag" {
-    for_each = var.tags
+    for_each = { for key, value in local.launched_tags : key => value if key != "Name" }
 
     content {
       key                 = tag.key

@@ -112,3 +112,8 @@ output "start_failure_metric" {
   description = "CloudWatch metric (namespace, name) counting the worker's 'cannot start' lines"
   value       = local.start_failure_metric
 }
+
+output "dlq_visibility_timeout" {
+  description = "Visibility timeout of the step's DLQ in seconds"
+  value       = aws_sqs_queue.dlq.visibility_timeout_seconds
+}

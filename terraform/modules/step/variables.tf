@@ -163,3 +163,8 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "dlq_visibility_timeout" {
+  description = "Visibility timeout of the step's DLQ in seconds, which the dead-letter consumer function reads: the lambdas module's event_source_visibility_timeout"
+  type        = number
+}

@@ -142,7 +142,7 @@ resource "aws_sqs_queue" "intake_dlq" {
 
 resource "aws_sqs_queue" "intake" {
   name                       = "${var.name}-intake"
-  visibility_timeout_seconds = 120
+  visibility_timeout_seconds = var.intake_visibility_timeout
   message_retention_seconds  = 345600
   sqs_managed_sse_enabled    = var.kms_key_arn == null ? true : null
   kms_master_key_id          = var.kms_key_arn

@@ -26,6 +26,11 @@ output "intake_queue_arn" {
   value       = aws_sqs_queue.intake.arn
 }
 
+output "intake_queue_visibility_timeout" {
+  description = "Visibility timeout of the intake queue in seconds"
+  value       = aws_sqs_queue.intake.visibility_timeout_seconds
+}
+
 output "intake_dlq_url" {
   description = "URL of the intake dead-letter queue"
   value       = aws_sqs_queue.intake_dlq.id

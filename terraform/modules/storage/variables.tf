@@ -47,6 +47,11 @@ variable "input_expiration_days" {
   default     = null
 }
 
+variable "intake_visibility_timeout" {
+  description = "Visibility timeout of the intake queue in seconds: the lambdas module's event_source_visibility_timeout (6 x the intake function's timeout plus its batching window)"
+  type        = number
+}
+
 variable "intake_max_receive_count" {
   description = "Receives of an intake message before it moves to the intake DLQ"
   type        = number

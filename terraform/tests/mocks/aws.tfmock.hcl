@@ -90,3 +90,7 @@ mock_resource "aws_cloudwatch_event_rule" {
 mock_resource "aws_launch_template" {
   defaults = { id = "lt-0123456789abcdef0", latest_version = 1 }
 }
+
+mock_data "aws_default_tags" {
+  defaults = { tags = {} }
+}
