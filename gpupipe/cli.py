@@ -25,6 +25,14 @@ from pipeline_core.jobs import TERMINAL_JOB_STATUSES, JobStatus, StepState, spli
 from pipeline_core.jobstore import JobStore
 from pipeline_core.records import JobRecord, StepRecord
 
+# The session of the command being run (main sets it): its region is the one chosen, and no other boto3 user in the
+# process (a test, a caller embedding the CLI) has its default session changed.
+_SESSION: list[boto3.session.Session] = []
+
+
+def _session() -> boto3.session.Session:
+    return _SESSION[0] if _SESSION else boto3.session.Session()
+
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
@@ -59,7 +67,7 @@ def load_outputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def job_store(outputs: dict[str, Any]) -> JobStore:
-    return JobStore(boto3.resource("dynamodb").Table(outputs["jobs_table_name"]))
+    return JobStore(_session().resource("dynamodb").Table(outputs["jobs_table_name"]))
 
 
 def scan_jobs(outputs: dict[str, Any]) -> list[JobRecord]:
@@ -71,7 +79,7 @@ def scan_jobs(outputs: dict[str, Any]) -> list[JobRecord]:
 
 
 def submit(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
-    s3 = boto3.client("s3")
+    s3 = _session().client("s3")
     for name in args.files:
         path = Path(name)
         if not path.is_file():
@@ -132,7 +140,7 @@ def results(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
     if not jobs:
         raise CliError(f"no job with id or key {args.job!r}; `gpupipe status` lists them")
     job = jobs[-1]
-    s3 = boto3.client("s3")
+    s3 = _session().client("s3")
     out = args.out / job.job_id
     for step, record in job.steps.items():
         if not record.result_file:
@@ -182,7 +190,7 @@ def report(args: argparse.Namespace, outputs: dict[str, Any]) -> int:
         print("\n".join(lines) if lines else "no failed jobs")
     if not 1 <= args.expires <= 604800:
         raise CliError("--expires must be 1..604800 seconds (presigned URLs last at most 7 days)")
-    s3 = boto3.client("s3")
+    s3 = _session().client("s3")
     title = "gpupipe report: failed jobs" if args.failed else "gpupipe report"
     page = pages.write_report(s3, jobs, args.out, title, args.expires if args.upload else None)
     print(f"report: {page}")
@@ -416,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         region = choose_region(outputs.get("region"), None, os.environ)
         if region.mismatch:
             print(f"gpupipe: {region.mismatch}: using {region.name} ({region.source})", file=sys.stderr)
-        if region.name:
-            boto3.setup_default_session(region_name=region.name)
+        _SESSION[:] = [boto3.session.Session(region_name=region.name)]  # this command's region, not the process's
         return {"submit": submit, "status": status, "results": results, "report": report, "retry": retry}[args.command](args, outputs)
     except CliError as error:
         print(f"gpupipe: {error}", file=sys.stderr)
