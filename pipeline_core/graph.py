@@ -92,10 +92,6 @@ class Graph:
     def roots(self) -> tuple[str, ...]:
         return tuple(name for name in self.order if not self.parents[name])
 
-    @property
-    def is_chain(self) -> bool:
-        return all(self.parents[name] == ((self.order[index - 1],) if index else ()) for index, name in enumerate(self.order))
-
     def children(self, name: str) -> tuple[str, ...]:
         return tuple(child for child in self.order if name in self.parents[child])
 
@@ -110,24 +106,7 @@ class Graph:
                     frontier.append(child)
         return tuple(step for step in self.order if step in found)
 
-    def upstream(self, name: str) -> tuple[str, ...]:
-        """Every step ``name`` runs after, directly or not, in list order."""
-        found: set[str] = set()
-        frontier = [name]
-        while frontier:
-            for parent in self.parents[frontier.pop()]:
-                if parent not in found:
-                    found.add(parent)
-                    frontier.append(parent)
-        return tuple(step for step in self.order if step in found)
-
-    def leaves(self) -> tuple[str, ...]:
-        return tuple(name for name in self.order if not self.children(name))
-
     def ready(self, done: Iterable[str], waiting: Iterable[str]) -> tuple[str, ...]:
         """Of the ``waiting`` steps, those every parent of which is ``done``."""
-        finished = set(done)
-        return tuple(name for name in self.order if name in set(waiting) and all(parent in finished for parent in self.parents[name]))
-
-    def as_after(self) -> dict[str, list[str]]:
-        return {name: list(self.parents[name]) for name in self.order}
+        finished, candidates = set(done), set(waiting)
+        return tuple(name for name in self.order if name in candidates and all(parent in finished for parent in self.parents[name]))
