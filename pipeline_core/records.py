@@ -229,6 +229,10 @@ class StepRecord:
     def live_lease(self, now: float) -> bool:
         return self.worker_id is not None and self.lease_expires_at is not None and self.lease_expires_at >= now
 
+    def running_under(self, worker_id: str, attempt: int) -> bool:
+        """Running under this worker's claim of this attempt (``guards.holds_claim``, read from a record)."""
+        return self.state == StepState.RUNNING and self.worker_id == worker_id and self.attempts == attempt
+
     @property
     def budget_left(self) -> bool:
         """Whether one more failure leaves the step's budget unspent (known once a merge was claimed)."""

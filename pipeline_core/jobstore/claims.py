@@ -319,7 +319,7 @@ class Claims:
             ways = [last]
         else:
             not_last = Write(claim.key, update, held & other_unfinished(others))
-            seen_done = claim.job is not None and all(name in claim.job.states(StepState.DONE) for name in others)
+            seen_done = claim.job is not None and set(others) <= set(claim.job.states(StepState.DONE))
             ways = [last, not_last] if seen_done else [not_last, last]
         for attempt in range(2 * len(others) + 2):  # each refusal with the claim held: another step finished meanwhile
             try:
@@ -328,9 +328,7 @@ class Claims:
             except ConditionFailed as refused:
                 found = parse_job(refused.old)
                 step = found.step(claim.step) if found is not None else None
-                if step is None or not (
-                    step.state == StepState.RUNNING and step.worker_id == claim.worker_id and step.attempts == claim.attempt
-                ):
+                if step is None or not step.running_under(claim.worker_id, claim.attempt):
                     raise ClaimLost.of(claim) from None
         raise ClaimLost.of(claim)
 

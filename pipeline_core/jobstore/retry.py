@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_core.dynamo.expressions import Update, Value
+from pipeline_core.dynamo.expressions import Cond, Update, Value
 from pipeline_core.dynamo.table import Table, Write
 from pipeline_core.jobs import JobStatus, StepState
 from pipeline_core.jobstore.reads import Reads
@@ -33,13 +33,8 @@ class Retries:
         decision = on_retry(record)
         if job is None or record is None or decision == OnRetry.NOT_FAILED:
             return False
-        if decision == OnRetry.SPLIT and record.plan is not None:  # each segment: decisions.segment_reset_on_retry, as a guard
-            for index in range(record.plan.count):
-                reset = (
-                    Update().set_all({SEGMENT.state: StepState.PENDING, SEGMENT.failures: 0, SEGMENT.retried_at: Value("now", now)})
-                    + segment_identity(job, job_id, step, index)
-                ).remove(SEGMENT.error, SEGMENT.finished_at, SEGMENT.worker_id, SEGMENT.lease_expires_at, SEGMENT.message_id)
-                self.table.update_if(Write(segment_key(job_id, step, index), reset, no_item() | not_done_nor_held(SEGMENT, now)))
+        if decision == OnRetry.SPLIT:  # each segment: decisions.segment_reset_on_retry, as a guard
+            self._reset_segments(job, step, now, not_done_nor_held(SEGMENT, now))
         at = StepAt(step)
         update = (
             Update().set_all({at.state: StepState.PENDING, at.failures: 0, at.retried_at: Value("now", now), JOB.status: JobStatus.RUNNING})
@@ -60,7 +55,7 @@ class Retries:
             return ()
         moved = (step, *job.graph.downstream(step))
         for name in moved:
-            self._reset_segments(job, name, now)
+            self._reset_segments(job, name, now, not_held(SEGMENT, now))
         update = touched(now).set(JOB.status, JobStatus.RUNNING)
         for index, name in enumerate(moved):
             at = StepAt(name, "step" if index == 0 else f"down{index}")
@@ -70,7 +65,9 @@ class Retries:
         applied = self.table.update_if(Write(job_key(job_id), update, job_ended() & step_exists(at) & finished(at)))
         return moved if applied else ()
 
-    def _reset_segments(self, job: JobRecord, step: str, now: float) -> None:
+    def _reset_segments(self, job: JobRecord, step: str, now: float, resettable: Cond) -> None:
+        """Each segment of a split ``step`` that ``resettable`` allows (or that has no item yet) back to pending with a
+        fresh budget and no message, each its own conditional write; a segment held or kept is left as it is."""
         record = job.step(step)
         if record is None or record.plan is None:
             return
@@ -79,4 +76,4 @@ class Retries:
                 Update().set_all({SEGMENT.state: StepState.PENDING, SEGMENT.failures: 0, SEGMENT.retried_at: Value("now", now)})
                 + segment_identity(job, job.job_id, step, index)
             ).remove(*SEGMENT.last_run())
-            self.table.update_if(Write(segment_key(job.job_id, step, index), reset, no_item() | not_held(SEGMENT, now)))
+            self.table.update_if(Write(segment_key(job.job_id, step, index), reset, no_item() | resettable))
