@@ -16,6 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.generated_doc import replace_between, write_or_check
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 PICTURE = ROOT / "docs" / "images" / "architecture.png"
@@ -173,8 +175,7 @@ def _wrap(text: str, width: int) -> str:
 
 
 def updated(text: str, edges: list[tuple[str, str]]) -> str:
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + table(edges) + text[end:]
+    return replace_between(text, BEGIN, END, table(edges))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,15 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     if homeless:
         print(f"modules in no room (tools/architecture.py ROOMS): {', '.join(homeless)}", file=sys.stderr)
         return 1
-    text = DOC.read_text()
-    new = updated(text, edges)
-    if args.check:
-        if new != text:
-            print(f"{DOC} is out of date with the code's imports: run python tools/architecture.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(new)
-    draw(edges)
+    if not write_or_check(DOC, updated(DOC.read_text(), edges), args.check, "python tools/architecture.py (the code's imports changed)"):
+        return 1
+    if not args.check:
+        draw(edges)
     return 0
 
 
