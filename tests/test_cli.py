@@ -88,9 +88,9 @@ def test_status_shows_the_segments_done_of_a_split_video(
     assert out.count("uploads/long.mp4") == 1  # the segments' own items are not jobs
 
 
-def test_retry_from_reruns_a_step_and_every_step_after_it_and_keeps_the_rest(
-    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def live_stack(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[PipelineStack, JobStore, Path]:
+    """A pipeline stack in the emulator, its job store, and the outputs file the CLI reads it from."""
     stack = PipelineStack.create(moto_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     outputs = tmp_path / "stack.json"
@@ -104,7 +104,13 @@ def test_retry_from_reruns_a_step_and_every_step_after_it_and_keeps_the_rest(
             }
         )
     )
-    store = JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"]))
+    return stack, JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"])), outputs
+
+
+def test_retry_from_reruns_a_step_and_every_step_after_it_and_keeps_the_rest(
+    live_stack: tuple[PipelineStack, JobStore, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack, store, outputs = live_stack
     obj = ObjectRef(stack.bucket, "uploads/street.mp4", "v1")
     store.create_job(obj, Graph.of([("people", ()), ("faces", ()), ("anonymize", ("people", "faces"))]), now=1.0)
     cli = ["--outputs", str(outputs), "retry", "street.mp4", "--from", "anonymize"]
@@ -131,22 +137,9 @@ def test_retry_from_reruns_a_step_and_every_step_after_it_and_keeps_the_rest(
 
 
 def test_retry_puts_failed_steps_back_and_says_which(
-    moto_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    live_stack: tuple[PipelineStack, JobStore, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack = PipelineStack.create(moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    outputs = tmp_path / "stack.json"
-    outputs.write_text(
-        json.dumps(
-            {
-                "bucket_name": stack.bucket,
-                "input_prefix": "uploads/",
-                "results_prefix": "results/",
-                "jobs_table_name": stack.config["jobs_table"],
-            }
-        )
-    )
-    store = JobStore(boto3.resource("dynamodb").Table(stack.config["jobs_table"]))
+    stack, store, outputs = live_stack
     first, second, fine = (ObjectRef(stack.bucket, f"uploads/{name}", "v1") for name in ("a.jpg", "b.jpg", "c.jpg"))
     for obj in (first, second, fine):
         store.create_job(obj, ["people", "faces"], now=1.0)
